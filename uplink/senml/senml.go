@@ -1,0 +1,279 @@
+// Package senml is cityedge's wire format: SenML JSON packs (RFC 8428) built
+// from readings held in the buffer, plus the compact binary form in which a
+// reading waits in the buffer until it is sent.
+//
+// A pack carries the agent id as base name and the time of its first record
+// as base time; every record names <sensor>/<quantity>, and carries "seq", the
+// reading's buffer sequence number, so receivers drop repeats on (agent id,
+// seq) and see gaps. "seq" is a SenML extension field; it does not end in "_",
+// so receivers that do not know it may ignore it (RFC 8428 section 4.4).
+//
+// No SenML library is available to us; this encoder is ours and small on
+// purpose. It is checked by round trips through encoding/json.
+package senml
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"math"
+	"strconv"
+	"time"
+	"unicode/utf8"
+)
+
+// Value is one measured quantity of a reading.
+type Value struct {
+	Quantity string
+	Unit     string
+	Num      float64
+	Bool     bool
+	IsBool   bool
+}
+
+// Reading is one sensor's measurement at one instant.
+type Reading struct {
+	Sensor string
+	Time   time.Time
+	Values []Value
+}
+
+// Item is a stored reading with its buffer sequence number.
+type Item struct {
+	Seq  uint64
+	Data []byte // AppendReading's output
+}
+
+const formatV1 = 1
+
+// value kinds in the stored form
+const (
+	kindNum   = 0
+	kindFalse = 1
+	kindTrue  = 2
+)
+
+var errShort = errors.New("senml: stored reading truncated")
+
+// AppendReading appends the stored form of r to dst. It refuses readings that
+// could not be sent as valid SenML: no values, NaN or infinite numbers, or
+// names with characters outside SenML's name alphabet.
+func AppendReading(dst []byte, r Reading) ([]byte, error) {
+	if len(r.Values) == 0 {
+		return dst, fmt.Errorf("senml: sensor %q: reading has no values", r.Sensor)
+	}
+	if err := checkName(r.Sensor); err != nil {
+		return dst, fmt.Errorf("senml: sensor %q: %w", r.Sensor, err)
+	}
+	dst = append(dst, formatV1)
+	dst = binary.AppendVarint(dst, r.Time.UnixMilli())
+	dst = appendString(dst, r.Sensor)
+	dst = binary.AppendUvarint(dst, uint64(len(r.Values)))
+	for _, v := range r.Values {
+		if err := checkName(v.Quantity); err != nil {
+			return dst, fmt.Errorf("senml: sensor %q quantity %q: %w", r.Sensor, v.Quantity, err)
+		}
+		switch {
+		case v.IsBool && v.Bool:
+			dst = append(dst, kindTrue)
+		case v.IsBool:
+			dst = append(dst, kindFalse)
+		default:
+			if math.IsNaN(v.Num) || math.IsInf(v.Num, 0) {
+				return dst, fmt.Errorf("senml: sensor %q quantity %q: %v is not a number SenML can carry", r.Sensor, v.Quantity, v.Num)
+			}
+			dst = append(dst, kindNum)
+		}
+		dst = appendString(dst, v.Quantity)
+		dst = appendString(dst, v.Unit)
+		if !v.IsBool {
+			dst = binary.LittleEndian.AppendUint64(dst, math.Float64bits(v.Num))
+		}
+	}
+	return dst, nil
+}
+
+// DecodeReading parses the stored form written by AppendReading.
+func DecodeReading(b []byte) (Reading, error) {
+	var r Reading
+	if len(b) == 0 || b[0] != formatV1 {
+		return r, errors.New("senml: stored reading has an unknown format")
+	}
+	b = b[1:]
+	ms, n := binary.Varint(b)
+	if n <= 0 {
+		return r, errShort
+	}
+	r.Time = time.UnixMilli(ms).UTC()
+	b = b[n:]
+	var err error
+	if r.Sensor, b, err = readString(b); err != nil {
+		return r, err
+	}
+	count, n := binary.Uvarint(b)
+	if n <= 0 || count > uint64(len(b)) { // every value takes at least 3 bytes
+		return r, errShort
+	}
+	b = b[n:]
+	r.Values = make([]Value, 0, count)
+	for i := uint64(0); i < count; i++ {
+		if len(b) < 1 {
+			return r, errShort
+		}
+		var v Value
+		kind := b[0]
+		b = b[1:]
+		if kind > kindTrue {
+			return r, fmt.Errorf("senml: stored reading has unknown value kind %d", kind)
+		}
+		if v.Quantity, b, err = readString(b); err != nil {
+			return r, err
+		}
+		if v.Unit, b, err = readString(b); err != nil {
+			return r, err
+		}
+		switch kind {
+		case kindNum:
+			if len(b) < 8 {
+				return r, errShort
+			}
+			v.Num = math.Float64frombits(binary.LittleEndian.Uint64(b))
+			b = b[8:]
+		default:
+			v.IsBool, v.Bool = true, kind == kindTrue
+		}
+		r.Values = append(r.Values, v)
+	}
+	if len(b) != 0 {
+		return r, errors.New("senml: stored reading has trailing bytes")
+	}
+	return r, nil
+}
+
+// Pack appends to dst the SenML JSON pack for items, with base name
+// baseName + "/" and base time the first reading's time. Items that cannot be
+// decoded are skipped and returned in bad, so that one damaged entry never
+// blocks delivery of the others; the caller decides what to do with them.
+func Pack(dst []byte, baseName string, items []Item) (out []byte, bad []uint64) {
+	dst = append(dst, '[')
+	first := true
+	var bt int64
+	for _, it := range items {
+		r, err := DecodeReading(it.Data)
+		if err != nil {
+			bad = append(bad, it.Seq)
+			continue
+		}
+		ms := r.Time.UnixMilli()
+		for _, v := range r.Values {
+			if first {
+				bt = ms
+				dst = append(dst, `{"bn":`...)
+				dst = appendJSONString(dst, baseName+"/")
+				dst = append(dst, `,"bt":`...)
+				dst = appendMillis(dst, ms)
+				dst = append(dst, ',')
+			} else {
+				dst = append(dst, ",{"...)
+			}
+			dst = append(dst, `"n":`...)
+			dst = appendJSONString(dst, r.Sensor+"/"+v.Quantity)
+			if v.Unit != "" {
+				dst = append(dst, `,"u":`...)
+				dst = appendJSONString(dst, v.Unit)
+			}
+			if v.IsBool {
+				dst = append(dst, `,"vb":`...)
+				dst = strconv.AppendBool(dst, v.Bool)
+			} else {
+				dst = append(dst, `,"v":`...)
+				dst = strconv.AppendFloat(dst, v.Num, 'g', -1, 64)
+			}
+			if !first && ms != bt {
+				dst = append(dst, `,"t":`...)
+				dst = appendMillis(dst, ms-bt)
+			}
+			dst = append(dst, `,"seq":`...)
+			dst = strconv.AppendUint(dst, it.Seq, 10)
+			dst = append(dst, '}')
+			first = false
+		}
+	}
+	return append(dst, ']'), bad
+}
+
+// appendMillis writes ms milliseconds as seconds with up to three decimals.
+func appendMillis(dst []byte, ms int64) []byte {
+	if ms < 0 {
+		dst = append(dst, '-')
+		ms = -ms
+	}
+	dst = strconv.AppendInt(dst, ms/1000, 10)
+	if frac := ms % 1000; frac != 0 {
+		s := strconv.FormatInt(frac+1000, 10)[1:] // zero-padded to 3 digits
+		for len(s) > 0 && s[len(s)-1] == '0' {
+			s = s[:len(s)-1]
+		}
+		dst = append(dst, '.')
+		dst = append(dst, s...)
+	}
+	return dst
+}
+
+func appendString(dst []byte, s string) []byte {
+	dst = binary.AppendUvarint(dst, uint64(len(s)))
+	return append(dst, s...)
+}
+
+func readString(b []byte) (string, []byte, error) {
+	n, k := binary.Uvarint(b)
+	if k <= 0 || n > uint64(len(b)-k) {
+		return "", b, errShort
+	}
+	return string(b[k : k+int(n)]), b[k+int(n):], nil
+}
+
+// checkName enforces SenML's name alphabet (RFC 8428 section 4.5.1) on the
+// parts cityedge joins into record names.
+func checkName(s string) error {
+	if s == "" {
+		return errors.New("empty name")
+	}
+	for _, c := range s {
+		ok := c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' ||
+			c == '-' || c == ':' || c == '.' || c == '/' || c == '_'
+		if !ok {
+			return fmt.Errorf("character %q is not allowed in a SenML name", c)
+		}
+	}
+	return nil
+}
+
+// appendJSONString writes s as a JSON string (RFC 8259 section 7).
+func appendJSONString(dst []byte, s string) []byte {
+	const hex = "0123456789abcdef"
+	dst = append(dst, '"')
+	for i := 0; i < len(s); {
+		c := s[i]
+		if c < utf8.RuneSelf {
+			switch {
+			case c == '"' || c == '\\':
+				dst = append(dst, '\\', c)
+			case c < 0x20:
+				dst = append(dst, '\\', 'u', '0', '0', hex[c>>4], hex[c&0xf])
+			default:
+				dst = append(dst, c)
+			}
+			i++
+			continue
+		}
+		r, size := utf8.DecodeRuneInString(s[i:])
+		if r == utf8.RuneError && size == 1 {
+			dst = append(dst, `\ufffd`...)
+		} else {
+			dst = append(dst, s[i:i+size]...)
+		}
+		i += size
+	}
+	return append(dst, '"')
+}

@@ -1,0 +1,187 @@
+package senml
+
+import (
+	"encoding/json"
+	"math"
+	"strings"
+	"testing"
+	"time"
+)
+
+type record struct {
+	BN  *string  `json:"bn"`
+	BT  *float64 `json:"bt"`
+	N   string   `json:"n"`
+	U   string   `json:"u"`
+	V   *float64 `json:"v"`
+	VB  *bool    `json:"vb"`
+	T   float64  `json:"t"`
+	Seq uint64   `json:"seq"`
+}
+
+func mustStore(t testing.TB, r Reading) []byte {
+	t.Helper()
+	b, err := AppendReading(nil, r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+func TestPackRoundTrip(t *testing.T) {
+	t0 := time.Date(2026, 11, 25, 10, 0, 0, 123_000_000, time.UTC)
+	items := []Item{
+		{Seq: 41, Data: mustStore(t, Reading{Sensor: "air-1", Time: t0, Values: []Value{
+			{Quantity: "temperature", Unit: "Cel", Num: 21.53},
+			{Quantity: "humidity", Unit: "%RH", Num: 40.1},
+			{Quantity: "pressure", Unit: "Pa", Num: 101325.25},
+		}})},
+		{Seq: 42, Data: mustStore(t, Reading{Sensor: "bay-17", Time: t0.Add(1500 * time.Millisecond), Values: []Value{
+			{Quantity: "occupied", IsBool: true, Bool: true},
+		}})},
+		{Seq: 43, Data: mustStore(t, Reading{Sensor: "mag-1", Time: t0.Add(-2 * time.Millisecond), Values: []Value{
+			{Quantity: "x", Unit: "T", Num: -4.2e-5},
+		}})},
+	}
+	out, bad := Pack(nil, "gw-0042", items)
+	if len(bad) != 0 {
+		t.Fatalf("bad = %v", bad)
+	}
+	var recs []record
+	if err := json.Unmarshal(out, &recs); err != nil {
+		t.Fatalf("pack is not JSON: %v\n%s", err, out)
+	}
+	type resolved struct {
+		name string
+		unit string
+		v    float64
+		vb   *bool
+		ms   int64
+		seq  uint64
+	}
+	var got []resolved
+	var bn string
+	var bt float64
+	for i, r := range recs {
+		if i == 0 {
+			if r.BN == nil || r.BT == nil {
+				t.Fatalf("first record lacks bn/bt: %s", out)
+			}
+			bn, bt = *r.BN, *r.BT
+		} else if r.BN != nil || r.BT != nil {
+			t.Errorf("record %d repeats bn/bt", i)
+		}
+		x := resolved{name: bn + r.N, unit: r.U, vb: r.VB, ms: int64(math.Round((bt + r.T) * 1000)), seq: r.Seq}
+		if r.V != nil {
+			x.v = *r.V
+		}
+		got = append(got, x)
+	}
+	yes := true
+	want := []resolved{
+		{"gw-0042/air-1/temperature", "Cel", 21.53, nil, t0.UnixMilli(), 41},
+		{"gw-0042/air-1/humidity", "%RH", 40.1, nil, t0.UnixMilli(), 41},
+		{"gw-0042/air-1/pressure", "Pa", 101325.25, nil, t0.UnixMilli(), 41},
+		{"gw-0042/bay-17/occupied", "", 0, &yes, t0.UnixMilli() + 1500, 42},
+		{"gw-0042/mag-1/x", "T", -4.2e-5, nil, t0.UnixMilli() - 2, 43},
+	}
+	if len(got) != len(want) {
+		t.Fatalf("got %d records, want %d: %s", len(got), len(want), out)
+	}
+	for i := range want {
+		g, w := got[i], want[i]
+		if g.name != w.name || g.unit != w.unit || g.v != w.v || g.ms != w.ms || g.seq != w.seq ||
+			(g.vb == nil) != (w.vb == nil) || (g.vb != nil && *g.vb != *w.vb) {
+			t.Errorf("record %d = %+v, want %+v", i, g, w)
+		}
+	}
+}
+
+func TestAppendReadingRejects(t *testing.T) {
+	now := time.Now()
+	cases := []struct {
+		name string
+		r    Reading
+		want string
+	}{
+		{"no values", Reading{Sensor: "s", Time: now}, "no values"},
+		{"NaN", Reading{Sensor: "s", Time: now, Values: []Value{{Quantity: "q", Num: math.NaN()}}}, "not a number"},
+		{"Inf", Reading{Sensor: "s", Time: now, Values: []Value{{Quantity: "q", Num: math.Inf(1)}}}, "not a number"},
+		{"bad sensor name", Reading{Sensor: "a b", Time: now, Values: []Value{{Quantity: "q"}}}, "not allowed"},
+		{"bad quantity", Reading{Sensor: "s", Time: now, Values: []Value{{Quantity: `q"`}}}, "not allowed"},
+		{"empty quantity", Reading{Sensor: "s", Time: now, Values: []Value{{}}}, "empty name"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			_, err := AppendReading(nil, c.r)
+			if err == nil || !strings.Contains(err.Error(), c.want) {
+				t.Fatalf("err = %v, want it to mention %q", err, c.want)
+			}
+		})
+	}
+}
+
+func TestPackSkipsDamagedItems(t *testing.T) {
+	good := mustStore(t, Reading{Sensor: "s", Time: time.Unix(1, 0), Values: []Value{{Quantity: "q", Num: 1}}})
+	out, bad := Pack(nil, "gw", []Item{{Seq: 1, Data: []byte{9, 9}}, {Seq: 2, Data: good}, {Seq: 3, Data: good[:len(good)-1]}})
+	if len(bad) != 2 || bad[0] != 1 || bad[1] != 3 {
+		t.Fatalf("bad = %v, want [1 3]", bad)
+	}
+	var recs []record
+	if err := json.Unmarshal(out, &recs); err != nil || len(recs) != 1 || recs[0].Seq != 2 {
+		t.Fatalf("pack %s: %v", out, err)
+	}
+}
+
+func TestAppendMillis(t *testing.T) {
+	for ms, want := range map[int64]string{0: "0", 1: "0.001", 10: "0.01", 1500: "1.5", -2: "-0.002", 1764064800123: "1764064800.123"} {
+		if got := string(appendMillis(nil, ms)); got != want {
+			t.Errorf("appendMillis(%d) = %q, want %q", ms, got, want)
+		}
+	}
+}
+
+// FuzzDecodeReading feeds arbitrary stored bytes to the decoder and the packer:
+// they must never panic, and whatever they accept must come out as valid JSON.
+func FuzzDecodeReading(f *testing.F) {
+	f.Add(mustStore(f, Reading{Sensor: "air-1", Time: time.Unix(1764064800, 0), Values: []Value{
+		{Quantity: "temperature", Unit: "Cel", Num: 21.5}, {Quantity: "occupied", IsBool: true, Bool: true}}}))
+	f.Add([]byte{1, 0, 0, 0})
+	f.Add([]byte{1, 2, 1, 'a', 0xff, 0xff, 0xff, 0xff, 0x0f})
+	f.Fuzz(func(t *testing.T, b []byte) {
+		r, err := DecodeReading(b)
+		out, bad := Pack(nil, "gw-1", []Item{{Seq: 7, Data: b}})
+		if (err != nil) != (len(bad) == 1) {
+			t.Fatalf("decode err %v but pack bad %v", err, bad)
+		}
+		var recs []map[string]any
+		if jerr := json.Unmarshal(out, &recs); jerr != nil {
+			t.Fatalf("pack of accepted input is not JSON: %v\n%q", jerr, out)
+		}
+		if err == nil && len(recs) != len(r.Values) {
+			t.Fatalf("%d records for %d values", len(recs), len(r.Values))
+		}
+	})
+}
+
+func FuzzPackStrings(f *testing.F) {
+	f.Add("gw-0042", "Cel", 21.5)
+	f.Add("gw\"\\\x01\xff", "ug/m3", -1e300)
+	f.Fuzz(func(t *testing.T, bn, unit string, v float64) {
+		if math.IsNaN(v) || math.IsInf(v, 0) {
+			return
+		}
+		data, err := AppendReading(nil, Reading{Sensor: "s", Time: time.Unix(0, 0), Values: []Value{{Quantity: "q", Unit: unit, Num: v}}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		out, _ := Pack(nil, bn, []Item{{Seq: 1, Data: data}})
+		var recs []record
+		if err := json.Unmarshal(out, &recs); err != nil {
+			t.Fatalf("not JSON: %v\n%q", err, out)
+		}
+		if *recs[0].V != v {
+			t.Fatalf("v = %v, want %v", *recs[0].V, v)
+		}
+	})
+}

@@ -1,0 +1,77 @@
+package catalog
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/cityedge/cityedge/drivers"
+	"github.com/cityedge/cityedge/drivers/scd4x"
+	"github.com/cityedge/cityedge/drivers/sim"
+	"periph.io/x/conn/v3/physic"
+)
+
+func init() {
+	Register(Driver{
+		Name:    "scd4x",
+		Kind:    I2C,
+		Chips:   "Sensirion SCD40/SCD41",
+		Addrs:   []uint16{0x62},
+		Options: func() any { return &scd4xOptions{SelfCalibration: true} },
+		Open:    openSCD4x,
+		SimChip: func(s SimSpec, _ any) sim.Chip {
+			return scd4x.NewSim(s.World, s.Seed&0xFFFF_FFFF_FFFF)
+		},
+	})
+}
+
+// scd4xOptions are the [[sensors]] keys of driver "scd4x".
+type scd4xOptions struct {
+	// SelfCalibration is the sensor's automatic self-calibration (default
+	// on): it takes the lowest CO2 seen over a week as fresh air.
+	SelfCalibration bool `toml:"self_calibration"`
+	// AltitudeM is the sensor's height above sea level in metres (0..3000),
+	// for the sensor's pressure compensation.
+	AltitudeM int `toml:"altitude_m"`
+}
+
+// Validate implements the options check the config decoder calls.
+func (o *scd4xOptions) Validate() error {
+	if o.AltitudeM < 0 || o.AltitudeM > scd4x.MaxAltitude {
+		return fmt.Errorf("altitude_m = %d: must be 0..%d (metres above sea level)", o.AltitudeM, scd4x.MaxAltitude)
+	}
+	return nil
+}
+
+func openSCD4x(t Target, opts any) (drivers.Sensor, error) {
+	o, ok := opts.(*scd4xOptions)
+	if !ok {
+		return nil, fmt.Errorf("%s: scd4x: options of type %T", t.Where(), opts)
+	}
+	if err := o.Validate(); err != nil {
+		return nil, fmt.Errorf("%s: scd4x: %w", t.Where(), err)
+	}
+	dev, err := scd4x.New(t.Bus, &scd4x.Opts{Addr: t.Addr, SelfCalibration: o.SelfCalibration, Altitude: uint16(o.AltitudeM)})
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", t.Where(), err)
+	}
+	return scd4xSensor{dev}, nil
+}
+
+type scd4xSensor struct{ dev *scd4x.Dev }
+
+// Read waits for the sensor's next measurement: it makes one every 5 s, so a
+// shorter interval still yields one reading per 5 s.
+func (s scd4xSensor) Read(ctx context.Context) ([]drivers.Value, error) {
+	m, err := s.dev.Sense(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return []drivers.Value{
+		drivers.Number(drivers.CO2, drivers.UnitPPM, float64(m.CO2)),
+		drivers.Number(drivers.Temperature, drivers.UnitCelsius, m.Temperature.Celsius()),
+		drivers.Number(drivers.Humidity, drivers.UnitPercentRH, float64(m.Humidity)/float64(physic.PercentRH)),
+	}, nil
+}
+
+func (s scd4xSensor) Halt() error    { return s.dev.Halt() }
+func (s scd4xSensor) String() string { return s.dev.String() }

@@ -1,0 +1,51 @@
+package catalog
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/cityedge/cityedge/drivers"
+	"github.com/cityedge/cityedge/drivers/sht4x"
+	"github.com/cityedge/cityedge/drivers/sim"
+	"periph.io/x/conn/v3/physic"
+)
+
+func init() {
+	Register(Driver{
+		Name:  "sht4x",
+		Kind:  I2C,
+		Chips: "Sensirion SHT40/SHT41/SHT43/SHT45",
+		Addrs: []uint16{0x44, 0x45, 0x46},
+		// No options: the high-precision measurement is the only one worth
+		// having at street sampling rates; the heater is not used.
+		Options: func() any { return nil },
+		Open:    openSHT4x,
+		SimChip: func(s SimSpec, _ any) sim.Chip {
+			return sht4x.NewSim(s.World, uint32(s.Seed))
+		},
+	})
+}
+
+func openSHT4x(t Target, _ any) (drivers.Sensor, error) {
+	dev, err := sht4x.New(t.Bus, &sht4x.Opts{Addr: t.Addr})
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", t.Where(), err)
+	}
+	return sht4xSensor{dev}, nil
+}
+
+type sht4xSensor struct{ dev *sht4x.Dev }
+
+func (s sht4xSensor) Read(ctx context.Context) ([]drivers.Value, error) {
+	m, err := s.dev.Sense(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return []drivers.Value{
+		drivers.Number(drivers.Temperature, drivers.UnitCelsius, m.Temperature.Celsius()),
+		drivers.Number(drivers.Humidity, drivers.UnitPercentRH, float64(m.Humidity)/float64(physic.PercentRH)),
+	}, nil
+}
+
+func (s sht4xSensor) Halt() error    { return s.dev.Halt() }
+func (s sht4xSensor) String() string { return s.dev.String() }

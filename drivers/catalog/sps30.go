@@ -1,0 +1,77 @@
+package catalog
+
+import (
+	"context"
+	"fmt"
+	"math"
+	"time"
+
+	"github.com/cityedge/cityedge/drivers"
+	"github.com/cityedge/cityedge/drivers/sim"
+	"github.com/cityedge/cityedge/drivers/sps30"
+)
+
+func init() {
+	Register(Driver{
+		Name:    "sps30",
+		Kind:    I2C,
+		Chips:   "Sensirion SPS30",
+		Addrs:   []uint16{0x69},
+		Options: func() any { return &sps30Options{FanCleaningInterval: Duration(sps30.DefaultCleaningInterval)} },
+		Open:    openSPS30,
+		SimChip: func(s SimSpec, _ any) sim.Chip {
+			return sps30.NewSim(s.World, fmt.Sprintf("SIM%016X", s.Seed))
+		},
+	})
+}
+
+// sps30Options are the [[sensors]] keys of driver "sps30".
+type sps30Options struct {
+	// FanCleaningInterval is how often the sensor blows its fan at full
+	// speed for 10 s to clean itself (default "168h", the sensor's own;
+	// "0s" turns automatic cleaning off). Whole seconds.
+	FanCleaningInterval Duration `toml:"fan_cleaning_interval"`
+}
+
+// Validate implements the options check the config decoder calls.
+func (o *sps30Options) Validate() error {
+	d := o.FanCleaningInterval.D()
+	if d < 0 || d%time.Second != 0 || d/time.Second > math.MaxUint32 {
+		return fmt.Errorf("fan_cleaning_interval = %q: want whole seconds from \"0s\" (off) to %q", d, time.Duration(math.MaxUint32)*time.Second)
+	}
+	return nil
+}
+
+func openSPS30(t Target, opts any) (drivers.Sensor, error) {
+	o, ok := opts.(*sps30Options)
+	if !ok {
+		return nil, fmt.Errorf("%s: sps30: options of type %T", t.Where(), opts)
+	}
+	if err := o.Validate(); err != nil {
+		return nil, fmt.Errorf("%s: sps30: %w", t.Where(), err)
+	}
+	dev, err := sps30.New(t.Bus, &sps30.Opts{Addr: t.Addr, CleaningInterval: o.FanCleaningInterval.D()})
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", t.Where(), err)
+	}
+	return sps30Sensor{dev}, nil
+}
+
+type sps30Sensor struct{ dev *sps30.Dev }
+
+// Read waits for the sensor's next measurement (one per second).
+func (s sps30Sensor) Read(ctx context.Context) ([]drivers.Value, error) {
+	m, err := s.dev.Sense(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return []drivers.Value{
+		drivers.Number(drivers.PM1, drivers.UnitUgM3, float64(m.MassPM1)),
+		drivers.Number(drivers.PM2_5, drivers.UnitUgM3, float64(m.MassPM2_5)),
+		drivers.Number(drivers.PM4, drivers.UnitUgM3, float64(m.MassPM4)),
+		drivers.Number(drivers.PM10, drivers.UnitUgM3, float64(m.MassPM10)),
+	}, nil
+}
+
+func (s sps30Sensor) Halt() error    { return s.dev.Halt() }
+func (s sps30Sensor) String() string { return s.dev.String() }

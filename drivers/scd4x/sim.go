@@ -1,0 +1,162 @@
+package scd4x
+
+import (
+	"errors"
+	"math"
+	"sync"
+	"time"
+
+	"github.com/cityedge/cityedge/drivers/sensirion"
+	"github.com/cityedge/cityedge/drivers/sim"
+)
+
+// Sim is a simulated SCD4x for `cityedge --simulate` and tests. It keeps the
+// sensor's modes: in idle mode it takes the settings and serial number
+// commands; in periodic measurement mode it takes only read_measurement,
+// get_data_ready_status and stop_periodic_measurement, and produces a
+// measurement of the World every 5 s, encoded by inverting the datasheet's
+// formulas. Commands are CRC-framed and obey their execution times; anything
+// else is not acknowledged.
+type Sim struct {
+	chip sensirion.SimChip
+
+	mu        sync.Mutex
+	world     *sim.World
+	serial    [3]uint16
+	periodic  bool
+	next      time.Time // when the next measurement is ready
+	ready     bool
+	data      []uint16
+	measured  sim.Weather
+	asc       bool
+	altitudeM uint16
+}
+
+var _ sim.Chip = (*Sim)(nil)
+
+// NewSim returns a simulated SCD4x in idle mode, with the given 48-bit serial
+// number, measuring world.
+func NewSim(world *sim.World, serial uint64) *Sim {
+	s := &Sim{world: world, asc: true,
+		serial: [3]uint16{uint16(serial >> 32), uint16(serial >> 16), uint16(serial)}}
+	s.chip = sensirion.SimChip{Name: "scd4x sim", CmdLen: 2, Handle: s.handle}
+	return s
+}
+
+// Tx implements sim.Chip.
+func (s *Sim) Tx(w, r []byte) error { return s.chip.Tx(w, r) }
+
+// Measured returns the weather the last measurement encoded.
+func (s *Sim) Measured() sim.Weather {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.measured
+}
+
+// Settings returns the self-calibration and altitude settings the sensor
+// holds.
+func (s *Sim) Settings() (selfCalibration bool, altitudeM uint16) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.asc, s.altitudeM
+}
+
+// Periodic reports whether the sensor is in periodic measurement mode.
+func (s *Sim) Periodic() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.periodic
+}
+
+var (
+	errIdleOnly     = errors.New("not accepted during periodic measurement")
+	errPeriodicOnly = errors.New("accepted only during periodic measurement")
+)
+
+func (s *Sim) handle(cmd uint16, args []uint16, now time.Time) ([]uint16, time.Duration, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.advance(now)
+	want := 0
+	if cmd == cmdSetASC || cmd == cmdSetAltitude {
+		want = 1
+	}
+	if len(args) != want {
+		return nil, 0, errors.New("wrong number of arguments")
+	}
+	switch cmd {
+	case cmdStopPeriodic:
+		s.periodic, s.ready = false, false
+		return nil, stopWait, nil
+	case cmdDataReady:
+		if s.ready {
+			return []uint16{0x8006}, commandWait, nil
+		}
+		return []uint16{0x8000}, commandWait, nil
+	case cmdReadMeasure:
+		if !s.periodic {
+			return nil, 0, errPeriodicOnly
+		}
+		if !s.ready {
+			return nil, 0, errors.New("no measurement available")
+		}
+		s.ready = false
+		return s.data, commandWait, nil
+	}
+	if s.periodic {
+		return nil, 0, errIdleOnly
+	}
+	switch cmd {
+	case cmdStartPeriodic:
+		s.periodic, s.ready = true, false
+		s.next = now.Add(updateInterval)
+		return nil, 0, nil
+	case cmdSerial:
+		return s.serial[:], commandWait, nil
+	case cmdSetASC:
+		if args[0] > 1 {
+			return nil, 0, errors.New("ASC takes 0 or 1")
+		}
+		s.asc = args[0] == 1
+		return nil, commandWait, nil
+	case cmdGetASC:
+		if s.asc {
+			return []uint16{1}, commandWait, nil
+		}
+		return []uint16{0}, commandWait, nil
+	case cmdSetAltitude:
+		s.altitudeM = args[0]
+		return nil, commandWait, nil
+	case cmdGetAltitude:
+		return []uint16{s.altitudeM}, commandWait, nil
+	case cmdReinit:
+		s.asc, s.altitudeM = true, 0
+		return nil, 20 * time.Millisecond, nil
+	}
+	return nil, 0, errors.New("unknown command")
+}
+
+// advance produces the measurements due by now; only the latest is kept, as
+// the sensor's buffer holds one.
+func (s *Sim) advance(now time.Time) {
+	if !s.periodic || now.Before(s.next) {
+		return
+	}
+	at := s.next
+	for !now.Before(s.next) {
+		at = s.next
+		s.next = s.next.Add(updateInterval)
+	}
+	wx := s.world.At(at)
+	s.measured = wx
+	s.data = []uint16{
+		uint16(math.Round(math.Max(0, math.Min(40000, wx.CO2)))),
+		ticks((wx.TempC + 45) / 175),
+		ticks(wx.RH / 100),
+	}
+	s.ready = true
+}
+
+func ticks(fraction float64) uint16 {
+	return uint16(math.Round(math.Max(0, math.Min(1, fraction)) * 65535))
+}

@@ -1,0 +1,175 @@
+package sps30
+
+import (
+	"encoding/binary"
+	"errors"
+	"math"
+	"sync"
+	"time"
+
+	"github.com/cityedge/cityedge/drivers/sensirion"
+	"github.com/cityedge/cityedge/drivers/sim"
+)
+
+// Sim is a simulated SPS30 for `cityedge --simulate` and tests. It keeps the
+// sensor's idle and measurement modes, its device information, its
+// auto-cleaning interval (which, as on the sensor, reads back its old value
+// until the next reset), and in measurement mode produces a float-format
+// measurement of the World every second with the data-ready flag. Commands
+// are CRC-framed and obey their execution times; anything else is not
+// acknowledged.
+type Sim struct {
+	chip sensirion.SimChip
+
+	mu        sync.Mutex
+	world     *sim.World
+	serial    string
+	measuring bool
+	next      time.Time
+	ready     bool
+	data      []uint16
+	measured  sim.Weather
+	interval  uint32 // in force
+	readBack  uint32 // what a read returns: the value at the last reset
+	writes    int
+	cleanings int
+}
+
+var _ sim.Chip = (*Sim)(nil)
+
+// NewSim returns a simulated SPS30 in idle mode with the factory cleaning
+// interval and the given serial number (up to 31 printable characters).
+func NewSim(world *sim.World, serial string) *Sim {
+	iv := uint32(DefaultCleaningInterval / time.Second)
+	if len(serial) > 31 {
+		serial = serial[:31] // 32 bytes with the terminating NUL
+	}
+	s := &Sim{world: world, serial: serial, interval: iv, readBack: iv}
+	s.chip = sensirion.SimChip{Name: "sps30 sim", CmdLen: 2, Handle: s.handle}
+	return s
+}
+
+// Tx implements sim.Chip.
+func (s *Sim) Tx(w, r []byte) error { return s.chip.Tx(w, r) }
+
+// Measured returns the weather the last measurement encoded.
+func (s *Sim) Measured() sim.Weather {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.measured
+}
+
+// CleaningInterval returns the auto-cleaning interval in force and how many
+// times it was written (flash write cycles).
+func (s *Sim) CleaningInterval() (time.Duration, int) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return time.Duration(s.interval) * time.Second, s.writes
+}
+
+// Measuring reports whether the sensor is in measurement mode.
+func (s *Sim) Measuring() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.measuring
+}
+
+func (s *Sim) handle(cmd uint16, args []uint16, now time.Time) ([]uint16, time.Duration, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.advance(now)
+	if len(args) != 0 && cmd != cmdStart && cmd != cmdAutoClean {
+		return nil, 0, errors.New("takes no argument")
+	}
+	switch cmd {
+	case cmdReset:
+		s.measuring, s.ready = false, false
+		s.readBack = s.interval
+		return nil, resetWait, nil
+	case cmdProductType:
+		return ascii(productTypeWant, 4), 0, nil
+	case cmdSerial:
+		return ascii(s.serial, 16), 0, nil
+	case cmdVersion:
+		return []uint16{0x0202}, 0, nil
+	case cmdAutoClean:
+		switch len(args) {
+		case 0:
+			return []uint16{uint16(s.readBack >> 16), uint16(s.readBack)}, intervalRead, nil
+		case 2:
+			s.interval = uint32(args[0])<<16 | uint32(args[1])
+			s.writes++
+			return nil, intervalWrite, nil
+		}
+		return nil, 0, errors.New("auto cleaning interval takes none or two words")
+	case cmdDataReady:
+		if s.ready {
+			return []uint16{1}, 0, nil
+		}
+		return []uint16{0}, 0, nil
+	case cmdStart:
+		if s.measuring {
+			return nil, 0, errors.New("already measuring")
+		}
+		if len(args) != 1 || args[0] != formatFloat {
+			return nil, 0, errors.New("only the float output format (0x0300) is simulated")
+		}
+		s.measuring, s.ready = true, false
+		s.next = now.Add(measureInterval)
+		return nil, startStopWait, nil
+	case cmdStop:
+		if !s.measuring {
+			return nil, 0, errors.New("not measuring")
+		}
+		s.measuring, s.ready = false, false
+		return nil, startStopWait, nil
+	case cmdReadValues:
+		if !s.measuring || !s.ready {
+			return nil, 0, errors.New("no new measured values")
+		}
+		s.ready = false
+		return s.data, 0, nil
+	case cmdFanCleaning:
+		if !s.measuring {
+			return nil, 0, errors.New("fan cleaning needs measurement mode")
+		}
+		s.cleanings++
+		return nil, 5 * time.Millisecond, nil
+	}
+	return nil, 0, errors.New("unknown command")
+}
+
+// advance produces the measurement due by now; the sensor keeps the latest.
+func (s *Sim) advance(now time.Time) {
+	if !s.measuring || now.Before(s.next) {
+		return
+	}
+	at := s.next
+	for !now.Before(s.next) {
+		at = s.next
+		s.next = s.next.Add(measureInterval)
+	}
+	wx := s.world.At(at)
+	s.measured = wx
+	pm := wx.PM
+	// Number concentrations and typical size are not part of the World;
+	// these follow a plausible urban size distribution.
+	vals := []float64{pm[0], pm[1], pm[2], pm[3], pm[0] * 6.5, pm[1] * 7.6, pm[2] * 7.7, pm[3] * 7.7, pm[3] * 7.8, 0.55}
+	s.data = make([]uint16, 0, 2*len(vals))
+	for _, v := range vals {
+		b := math.Float32bits(float32(math.Max(0, v)))
+		s.data = append(s.data, uint16(b>>16), uint16(b))
+	}
+	s.ready = true
+}
+
+// ascii packs str into n words, NUL-padded.
+func ascii(str string, n int) []uint16 {
+	b := make([]byte, 2*n)
+	copy(b, str)
+	w := make([]uint16, n)
+	for i := range w {
+		w[i] = binary.BigEndian.Uint16(b[2*i:])
+	}
+	return w
+}

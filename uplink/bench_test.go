@@ -1,0 +1,189 @@
+package uplink
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	mqtt "github.com/eclipse/paho.mqtt.golang"
+
+	"github.com/cityedge/cityedge/scripts/testbroker"
+)
+
+const (
+	benchReadings   = 100 // readings per message, the default batch_max
+	benchReadingLen = 141 // bytes per reading in a SenML pack, separator included
+)
+
+// benchPayload is a SenML-shaped pack of benchReadings records of
+// benchReadingLen bytes each; i makes messages differ.
+func benchPayload(i int) []byte {
+	var sb strings.Builder
+	sb.WriteByte('[')
+	for r := range benchReadings {
+		rec := fmt.Sprintf(`{"n":"gw-0042/air-%d/temperature","u":"Cel","v":%.2f,"t":%.3f,"seq":%d`,
+			r%8, 18+float64((i+r)%700)/100, float64(r)/10, i*benchReadings+r)
+		sb.WriteString(rec)
+		sb.WriteString(strings.Repeat(" ", benchReadingLen-2-len(rec))) // JSON whitespace
+		sb.WriteByte('}')
+		if r < benchReadings-1 {
+			sb.WriteByte(',')
+		}
+	}
+	sb.WriteByte(']')
+	return []byte(sb.String())
+}
+
+func benchPayloads() [][]byte {
+	ps := make([][]byte, 64)
+	for i := range ps {
+		ps[i] = benchPayload(i)
+	}
+	return ps
+}
+
+func reportReadings(b *testing.B) {
+	b.ReportMetric(float64(b.N)*benchReadings/b.Elapsed().Seconds(), "readings/s")
+}
+
+// BenchmarkRawPahoMTLS is the ceiling for the uplink: prebuilt messages
+// published from memory with paho directly, QoS 1 over mutual TLS to
+// mosquitto, DefaultWindow publishes in flight. One op is one message of 100
+// readings.
+func BenchmarkRawPahoMTLS(b *testing.B) { benchRawPaho(b, DefaultWindow) }
+
+// BenchmarkRawPahoMTLSStopAndWait is the same with one publish in flight.
+func BenchmarkRawPahoMTLSStopAndWait(b *testing.B) { benchRawPaho(b, 1) }
+
+func benchRawPaho(b *testing.B, window int) {
+	br := testbroker.Start(b, testbroker.Options{})
+	opts := mqtt.NewClientOptions().
+		AddBroker(br.URL).
+		SetClientID("bench-raw").
+		SetTLSConfig(br.ClientTLS(b)).
+		SetProtocolVersion(4).
+		SetCleanSession(true).
+		SetAutoReconnect(false).
+		SetOrderMatters(false)
+	cli := mqtt.NewClient(opts)
+	if tok := cli.Connect(); !tok.WaitTimeout(10*time.Second) || tok.Error() != nil {
+		b.Fatalf("connect: %v", tok.Error())
+	}
+	defer cli.Disconnect(100)
+	payloads := benchPayloads()
+	await := func(tok mqtt.Token) {
+		select {
+		case <-tok.Done():
+			if err := tok.Error(); err != nil {
+				b.Fatalf("publish: %v", err)
+			}
+		case <-time.After(10 * time.Second):
+			b.Fatal("no PUBACK within 10s")
+		}
+	}
+	b.SetBytes(int64(len(payloads[0])))
+	inflight := make([]mqtt.Token, 0, window)
+	b.ResetTimer()
+	for i := range b.N {
+		if len(inflight) == window {
+			await(inflight[0])
+			inflight = append(inflight[:0], inflight[1:]...)
+		}
+		inflight = append(inflight, cli.Publish("bench/readings", 1, false, payloads[i%len(payloads)]))
+	}
+	for _, tok := range inflight {
+		await(tok)
+	}
+	b.StopTimer()
+	reportReadings(b)
+}
+
+// BenchmarkUplinkMTLS drives the same messages through Client from an
+// in-memory Source: the uplink's own cost against BenchmarkRawPahoMTLS.
+func BenchmarkUplinkMTLS(b *testing.B) { benchUplink(b, DefaultWindow) }
+
+// BenchmarkUplinkMTLSStopAndWait is the same with Window 1.
+func BenchmarkUplinkMTLSStopAndWait(b *testing.B) { benchUplink(b, 1) }
+
+func benchUplink(b *testing.B, window int) {
+	br := testbroker.Start(b, testbroker.Options{})
+	src := &benchSource{payloads: benchPayloads(), start: make(chan struct{}), done: make(chan struct{}), n: int64(b.N)}
+	cfg := testConfig(b, br)
+	cfg.Window = window
+	cfg.Logger = testLoggerAt(b, slog.LevelWarn) // benchmarks print every b.Log
+	c, err := New(cfg, src)
+	if err != nil {
+		b.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	ran := make(chan error, 1)
+	go func() { ran <- c.Run(ctx) }()
+	defer func() { cancel(); <-ran }()
+	deadline := time.Now().Add(10 * time.Second)
+	for !c.State().Connected {
+		if time.Now().After(deadline) {
+			b.Fatalf("not connected: %s", c.State().LastError)
+		}
+		time.Sleep(time.Millisecond)
+	}
+	b.SetBytes(int64(len(src.payloads[0])))
+	b.ResetTimer()
+	close(src.start)
+	select {
+	case <-src.done:
+	case <-time.After(time.Minute):
+		b.Fatalf("not all acked: %+v", c.State())
+	}
+	b.StopTimer()
+	if st := c.State(); st.Sessions != 1 {
+		b.Fatalf("%d sessions during the benchmark; the numbers include reconnects", st.Sessions)
+	}
+	reportReadings(b)
+}
+
+// benchSource hands out n batches as fast as asked, after start is closed.
+type benchSource struct {
+	payloads    [][]byte
+	start, done chan struct{}
+	n           int64
+	next, acked atomic.Int64
+}
+
+func (s *benchSource) Next(ctx context.Context) (Batch, error) {
+	select {
+	case <-s.start:
+	case <-ctx.Done():
+		return Batch{}, ctx.Err()
+	}
+	i := s.next.Add(1) - 1
+	if i >= s.n {
+		<-ctx.Done()
+		return Batch{}, ctx.Err()
+	}
+	return Batch{Payload: s.payloads[i%int64(len(s.payloads))], Seqs: []uint64{uint64(i)}}, nil
+}
+
+func (s *benchSource) Acked(Batch) error {
+	if s.acked.Add(1) == s.n {
+		close(s.done)
+	}
+	return nil
+}
+
+func (s *benchSource) Rewind() {}
+
+func TestBenchPayloadShape(t *testing.T) {
+	p := benchPayload(12345)
+	var recs []map[string]any
+	if err := json.Unmarshal(p, &recs); err != nil {
+		t.Fatalf("benchmark payload is not JSON: %v", err)
+	}
+	if len(recs) != benchReadings || len(p) != benchReadings*benchReadingLen+1 {
+		t.Errorf("%d records in %d bytes; want %d records of %d bytes", len(recs), len(p), benchReadings, benchReadingLen)
+	}
+}

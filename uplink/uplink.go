@@ -1,0 +1,349 @@
+// Package uplink is the agent's MQTT session: it connects to a broker over
+// mutual TLS, publishes batches handed to it by a Source with QoS 1, tells the
+// Source which batches the broker acknowledged, and keeps a retained status
+// message (with a matching last will) on the broker.
+//
+// It knows bytes, not sensors or storage: cmd glues it to the buffer through
+// the Source interface declared here.
+//
+// Delivery is at-least-once. A batch is reported as acknowledged only when its
+// PUBACK arrived on the connection that sent it; every new connection starts
+// with Source.Rewind, so whatever was not acknowledged is offered again. paho's
+// automatic reconnect is never used, because with it a publish token can
+// complete without error although no PUBACK ever came (paho issue #563):
+// every session is a fresh paho client with a clean session, and this package
+// runs its own reconnect loop with capped, jittered backoff.
+package uplink
+
+import (
+	"context"
+	crand "crypto/rand"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"net"
+	"net/url"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+	"unicode/utf8"
+
+	"github.com/jonboulle/clockwork"
+)
+
+// Batch is one message for the broker.
+type Batch struct {
+	// Payload is a SenML pack, published to <TopicPrefix>/readings with QoS 1,
+	// not retained.
+	Payload []byte
+	// Seqs are the buffer sequence numbers the batch carries. They are opaque
+	// here: uplink only logs them and hands the batch back to Source.Acked.
+	Seqs []uint64
+}
+
+// Source is the agent's view of the durable buffer. Next is called from one
+// goroutine, Acked and Rewind from another: Next may run concurrently with
+// Acked, never with Rewind.
+type Source interface {
+	// Next blocks until a batch is ready to send or ctx is done. It never
+	// returns a batch twice within one session unless Rewind was called.
+	Next(ctx context.Context) (Batch, error)
+	// Acked is called once the broker's PUBACK for b arrived on the connection
+	// that sent it. Calls come in publish order.
+	Acked(b Batch) error
+	// Rewind is called at the start of every new connection: everything not
+	// acked must be offered again.
+	Rewind()
+}
+
+// Config describes the uplink. Zero durations and sizes take the defaults
+// named on each field.
+type Config struct {
+	// Brokers are tried in order ("mqtts://host:port"; "ssl" and "tls" are
+	// accepted as synonyms, the port defaults to 8883). Plaintext schemes are
+	// rejected: there is no plaintext path.
+	Brokers []string
+	// ClientID is the MQTT client identifier (the agent id).
+	ClientID string
+	// TopicPrefix: batches go to <prefix>/readings, status to <prefix>/status.
+	TopicPrefix string
+	// TLSConfig is called before every connection attempt, so renewed
+	// certificates are picked up without a restart. An error (for example an
+	// expired client certificate) means no attempt is made: the error is
+	// logged and reported in State, and the attempt is retried after backoff.
+	// The returned config is cloned, never modified; TLS 1.2 is the floor and
+	// a config with InsecureSkipVerify is refused.
+	TLSConfig func() (*tls.Config, error)
+	// Window is how many publishes may await their PUBACK at once (default
+	// 16; 1 is stop-and-wait).
+	Window int
+	// KeepAlive is the MQTT keep-alive interval (default 30s).
+	KeepAlive time.Duration
+	// ConnectTimeout bounds the TCP connect plus TLS handshake, and separately
+	// the wait for CONNACK (default 10s).
+	ConnectTimeout time.Duration
+	// AckTimeout is the longest wait for a PUBACK; when it passes the session
+	// is dropped and everything unacknowledged is sent again (default 30s).
+	AckTimeout time.Duration
+	// BackoffMin and BackoffMax bound the delay between failed connection
+	// attempts (defaults 1s and 2m): capped exponential backoff with full
+	// jitter above BackoffMin.
+	BackoffMin, BackoffMax time.Duration
+	// ReconnectSpread is the window over which the first reconnect after an
+	// established session ends is spread uniformly (default 30s). A broker
+	// restart drops every gateway of a city at the same instant; without this
+	// spread they would all come back in the same second.
+	ReconnectSpread time.Duration
+	// Status returns the retained status payload published to
+	// <prefix>/status: Status(true) on every connect and every StatusEvery,
+	// Status(false) as the last will (taken at connect time) and on shutdown.
+	// nil publishes {"state":"online"} and {"state":"offline"}.
+	Status func(online bool) []byte
+	// StatusEvery is the interval of status re-publication while online
+	// (default 60s).
+	StatusEvery time.Duration
+	// StopTimeout bounds the clean shutdown when Run's context ends: waiting
+	// for in-flight PUBACKs and the offline status (default 2s).
+	StopTimeout time.Duration
+	// Logger receives the uplink's logs and paho's warnings and errors
+	// (default slog.Default()).
+	Logger *slog.Logger
+
+	// Test seams.
+	clock clockwork.Clock
+	rand  *rand.Rand
+}
+
+// Defaults for zero Config fields.
+const (
+	DefaultWindow          = 16
+	DefaultKeepAlive       = 30 * time.Second
+	DefaultConnectTimeout  = 10 * time.Second
+	DefaultAckTimeout      = 30 * time.Second
+	DefaultBackoffMin      = time.Second
+	DefaultBackoffMax      = 2 * time.Minute
+	DefaultReconnectSpread = 30 * time.Second
+	DefaultStatusEvery     = 60 * time.Second
+	DefaultStopTimeout     = 2 * time.Second
+
+	maxWindow = 1024 // far below MQTT's 65535 packet identifiers
+)
+
+// State is a snapshot of the uplink for status messages and diagnostics.
+type State struct {
+	Connected      bool
+	Broker         string    // broker of the current session, or of the last attempt
+	ConnectedSince time.Time // zero when not connected
+	LastUpload     time.Time // when the last batch was acknowledged
+	LastError      string    // most recent error, kept after recovery
+	LastErrorAt    time.Time
+	Published      uint64 // batches published since start
+	Acked          uint64 // batches acknowledged by the broker since start
+	InFlight       int    // batches awaiting PUBACK now
+	Sessions       uint64 // successful connections since start
+}
+
+// Client is an MQTT uplink. Create it with New and call Run once.
+type Client struct {
+	cfg           Config
+	src           Source
+	log           *slog.Logger
+	brokers       []*url.URL
+	readingsTopic string
+	statusTopic   string
+	clock         clockwork.Clock
+	rnd           *rand.Rand
+
+	reconnect chan struct{}
+	running   atomic.Bool
+	gen       atomic.Uint64 // current session generation
+	inFlight  atomic.Int64
+
+	mu sync.Mutex
+	st State
+}
+
+// New validates cfg and returns a Client that publishes the batches of src.
+func New(cfg Config, src Source) (*Client, error) {
+	if src == nil {
+		return nil, errors.New("uplink: no source")
+	}
+	if err := cfg.fill(); err != nil {
+		return nil, err
+	}
+	brokers := make([]*url.URL, 0, len(cfg.Brokers))
+	for _, b := range cfg.Brokers {
+		u, err := ParseBroker(b)
+		if err != nil {
+			return nil, err
+		}
+		brokers = append(brokers, u)
+	}
+	installPahoLogger(cfg.Logger)
+	return &Client{
+		cfg:           cfg,
+		src:           src,
+		log:           cfg.Logger,
+		brokers:       brokers,
+		readingsTopic: cfg.TopicPrefix + "/readings",
+		statusTopic:   cfg.TopicPrefix + "/status",
+		clock:         cfg.clock,
+		rnd:           cfg.rand,
+		reconnect:     make(chan struct{}, 1),
+	}, nil
+}
+
+func (cfg *Config) fill() error {
+	if len(cfg.Brokers) == 0 {
+		return errors.New("uplink: no broker configured")
+	}
+	if cfg.ClientID == "" || !utf8.ValidString(cfg.ClientID) || strings.ContainsRune(cfg.ClientID, 0) {
+		return fmt.Errorf("uplink: client id %q: must be non-empty UTF-8 without NUL", cfg.ClientID)
+	}
+	if err := checkPrefix(cfg.TopicPrefix); err != nil {
+		return err
+	}
+	if cfg.TLSConfig == nil {
+		return errors.New("uplink: no TLS configuration source (TLSConfig is nil)")
+	}
+	if cfg.Window < 0 || cfg.Window > maxWindow {
+		return fmt.Errorf("uplink: window %d: must be between 1 and %d (0 for the default %d)", cfg.Window, maxWindow, DefaultWindow)
+	}
+	for _, d := range []struct {
+		name string
+		v    *time.Duration
+		def  time.Duration
+	}{
+		{"keep-alive", &cfg.KeepAlive, DefaultKeepAlive},
+		{"connect timeout", &cfg.ConnectTimeout, DefaultConnectTimeout},
+		{"ack timeout", &cfg.AckTimeout, DefaultAckTimeout},
+		{"minimum backoff", &cfg.BackoffMin, DefaultBackoffMin},
+		{"maximum backoff", &cfg.BackoffMax, DefaultBackoffMax},
+		{"reconnect spread", &cfg.ReconnectSpread, DefaultReconnectSpread},
+		{"status interval", &cfg.StatusEvery, DefaultStatusEvery},
+		{"stop timeout", &cfg.StopTimeout, DefaultStopTimeout},
+	} {
+		if *d.v < 0 {
+			return fmt.Errorf("uplink: %s %v: must not be negative", d.name, *d.v)
+		}
+		if *d.v == 0 {
+			*d.v = d.def
+		}
+	}
+	if cfg.KeepAlive < time.Second {
+		return fmt.Errorf("uplink: keep-alive %v: MQTT counts it in whole seconds, use at least 1s", cfg.KeepAlive)
+	}
+	if cfg.BackoffMax < cfg.BackoffMin {
+		return fmt.Errorf("uplink: maximum backoff %v is below the minimum %v", cfg.BackoffMax, cfg.BackoffMin)
+	}
+	if cfg.Window == 0 {
+		cfg.Window = DefaultWindow
+	}
+	if cfg.Status == nil {
+		cfg.Status = defaultStatus
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	if cfg.clock == nil {
+		cfg.clock = clockwork.NewRealClock()
+	}
+	if cfg.rand == nil {
+		// Seeded from the OS per process: gateways that boot together must
+		// not draw the same jitter.
+		var seed [32]byte
+		_, _ = crand.Read(seed[:]) // never fails on Linux (Go 1.24+ crashes instead)
+		cfg.rand = rand.New(rand.NewChaCha8(seed))
+	}
+	return nil
+}
+
+func defaultStatus(online bool) []byte {
+	if online {
+		return []byte(`{"state":"online"}`)
+	}
+	return []byte(`{"state":"offline"}`)
+}
+
+func checkPrefix(p string) error {
+	switch {
+	case p == "":
+		return errors.New("uplink: empty topic prefix")
+	case !utf8.ValidString(p) || strings.ContainsRune(p, 0):
+		return fmt.Errorf("uplink: topic prefix %q: must be UTF-8 without NUL", p)
+	case strings.ContainsAny(p, "+#"):
+		return fmt.Errorf("uplink: topic prefix %q: wildcards '+' and '#' are not allowed in a topic", p)
+	case strings.HasPrefix(p, "/") || strings.HasSuffix(p, "/") || strings.Contains(p, "//"):
+		return fmt.Errorf("uplink: topic prefix %q: no leading, trailing or doubled '/'", p)
+	case strings.HasPrefix(p, "$"):
+		return fmt.Errorf("uplink: topic prefix %q: topics starting with '$' are reserved for the broker", p)
+	}
+	return nil
+}
+
+// ParseBroker checks a broker URL and returns it normalised (the port
+// defaults to 8883). Only TLS schemes are accepted: mqtts, ssl and tls.
+//
+// Errors never repeat a password given in the URL.
+func ParseBroker(s string) (*url.URL, error) {
+	u, err := url.Parse(s)
+	if err != nil {
+		var ue *url.Error
+		if errors.As(err, &ue) {
+			err = ue.Err // url.Error repeats the whole input
+		}
+		return nil, fmt.Errorf("uplink: broker URL does not parse: %w", err)
+	}
+	shown := u.Redacted()
+	switch strings.ToLower(u.Scheme) {
+	case "mqtts", "ssl", "tls":
+	case "mqtt", "tcp", "ws", "unix":
+		return nil, fmt.Errorf("uplink: broker %q: plaintext scheme %q refused; use mqtts:// (MQTT over TLS, usually port 8883)", shown, u.Scheme)
+	default:
+		return nil, fmt.Errorf("uplink: broker %q: unsupported scheme %q; use mqtts://host:port", shown, u.Scheme)
+	}
+	if u.User != nil {
+		return nil, fmt.Errorf("uplink: broker %q: credentials in the URL are not supported; the gateway authenticates with its client certificate", shown)
+	}
+	if u.Hostname() == "" {
+		return nil, fmt.Errorf("uplink: broker %q: no host", shown)
+	}
+	if (u.Path != "" && u.Path != "/") || u.RawQuery != "" || u.Fragment != "" {
+		return nil, fmt.Errorf("uplink: broker %q: a path, query or fragment has no meaning for MQTT; use mqtts://host:port", shown)
+	}
+	port := u.Port()
+	if port == "" {
+		port = "8883"
+	}
+	return &url.URL{Scheme: "mqtts", Host: net.JoinHostPort(u.Hostname(), port)}, nil
+}
+
+// Reconnect drops the current session and connects again at once, for example
+// because the client certificate was renewed. Batches in flight are given up
+// to StopTimeout to be acknowledged; the rest are sent again. When not
+// connected, it cuts a pending backoff short.
+func (c *Client) Reconnect() {
+	select {
+	case c.reconnect <- struct{}{}:
+	default:
+	}
+}
+
+// State returns a snapshot of the uplink.
+func (c *Client) State() State {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	st := c.st
+	st.InFlight = int(c.inFlight.Load())
+	return st
+}
+
+func (c *Client) setError(err error) {
+	c.mu.Lock()
+	c.st.LastError = err.Error()
+	c.st.LastErrorAt = c.clock.Now()
+	c.mu.Unlock()
+}

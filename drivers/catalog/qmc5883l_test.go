@@ -1,0 +1,138 @@
+package catalog
+
+import (
+	"context"
+	"math"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/cityedge/cityedge/drivers"
+	"github.com/cityedge/cityedge/drivers/qmc5883l"
+	"github.com/cityedge/cityedge/drivers/sim"
+	"periph.io/x/conn/v3/i2c/i2ctest"
+	"periph.io/x/conn/v3/physic"
+)
+
+func TestQMC5883LOptions(t *testing.T) {
+	d := lookup(t, "qmc5883l")
+	if d.Kind != I2C || len(d.Addrs) == 0 || d.Addrs[0] != 0x0D || d.SimChip == nil {
+		t.Fatalf("qmc5883l registered as %+v", d)
+	}
+	cases := []struct {
+		src     string
+		want    qmc5883l.DetectorOpts
+		rng     qmc5883l.Range
+		wantErr string
+	}{
+		{"", qmc5883l.DefaultDetectorOpts, qmc5883l.Range2G, ""},
+		{"range = \"8G\"\nthreshold_ut = 45.5\nrelease_ratio = 0.7\nlearn_samples = 30\ndrift_tau = \"1h\"",
+			qmc5883l.DetectorOpts{Threshold: 45500 * physic.NanoTesla, ReleaseRatio: 0.7, LearnSamples: 30, DriftTau: time.Hour}, qmc5883l.Range8G, ""},
+		{`drift_tau = "0s"`, qmc5883l.DetectorOpts{Threshold: 20 * physic.MicroTesla, ReleaseRatio: 0.5, LearnSamples: 10}, qmc5883l.Range2G, ""},
+		{`range = "4G"`, qmc5883l.DetectorOpts{}, 0, `range = "4G"`},
+		{`threshold_ut = 0`, qmc5883l.DetectorOpts{}, 0, "threshold_ut = 0"},
+		{`threshold_ut = 250`, qmc5883l.DetectorOpts{}, 0, "threshold_ut = 250: want 1 to 200"},
+		{"range = \"8G\"\nthreshold_ut = 250", qmc5883l.DetectorOpts{Threshold: 250 * physic.MicroTesla, ReleaseRatio: 0.5, LearnSamples: 10, DriftTau: 10 * time.Minute}, qmc5883l.Range8G, ""},
+		{`threshold_ut = nan`, qmc5883l.DetectorOpts{}, 0, "threshold_ut = NaN"},
+		{`release_ratio = 1.0`, qmc5883l.DetectorOpts{}, 0, "release_ratio = 1"},
+		{`learn_samples = 0`, qmc5883l.DetectorOpts{}, 0, "learn_samples = 0"},
+		{`drift_tau = 600`, qmc5883l.DetectorOpts{}, 0, `drift_tau = "600ns"`},
+		{`drift_tau = "30d"`, qmc5883l.DetectorOpts{}, 0, `"30d" is not a duration`},
+		{`threshold = 20`, qmc5883l.DetectorOpts{}, 0, "strict mode"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.src, func(t *testing.T) {
+			opts, err := decodeOpts(t, d, tc.src)
+			if tc.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
+					t.Fatalf("got %v, want an error containing %q", err, tc.wantErr)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			o := opts.(*qmcOpts)
+			if got := o.detector(); got != tc.want {
+				t.Errorf("detector options %+v, want %+v", got, tc.want)
+			}
+			if got := o.chip(0x0D); got.Range != tc.rng || got.Addr != 0x0D {
+				t.Errorf("chip options %+v, want range %s", got, tc.rng)
+			}
+		})
+	}
+}
+
+// The simulated chip through Open/Read: the earth's field in tesla, then
+// occupancy once the baseline is learned; a re-open keeps the baseline.
+func TestQMC5883LSimulated(t *testing.T) {
+	d := lookup(t, "qmc5883l")
+	opts, err := decodeOpts(t, d, "learn_samples = 2")
+	if err != nil {
+		t.Fatal(err)
+	}
+	bus := sim.NewBus("sim-i2c1")
+	spec := SimSpec{Sensor: "bay-mag-1", Addr: 0x0D, Bay: sim.NewBay(1, time.Hour), Seed: 1}
+	bus.Attach(0x0D, d.SimChip(spec, opts))
+	target := Target{Sensor: spec.Sensor, Bus: bus, BusName: "1", Addr: 0x0D}
+	s, err := d.Open(target, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Earth's field in the simulation: about (21.5, 0.8, 42.6) µT.
+	want := map[string]float64{drivers.X: 21.5e-6, drivers.Y: 0.8e-6, drivers.Z: 42.6e-6}
+	for i := 0; i < 3; i++ {
+		vals, err := s.Read(context.Background())
+		if err != nil {
+			t.Fatal(err)
+		}
+		hasOcc := false
+		for _, v := range vals {
+			switch v.Quantity {
+			case drivers.Occupied:
+				hasOcc = true
+				if v.Bool {
+					t.Errorf("read %d: occupied on an empty bay", i)
+				}
+			default:
+				if v.Unit != drivers.UnitTesla || math.Abs(v.Num-want[v.Quantity]) > 2e-6 {
+					t.Errorf("read %d: %s = %g %s, want about %g T", i, v.Quantity, v.Num, v.Unit, want[v.Quantity])
+				}
+			}
+		}
+		if wantOcc := i >= 1; hasOcc != wantOcc {
+			t.Errorf("read %d: occupancy reported %v, want %v (learning 2 samples)", i, hasOcc, wantOcc)
+		}
+	}
+	if err := s.Halt(); err != nil {
+		t.Fatal(err)
+	}
+	// Re-opened (as the sampler does after errors): no second learning.
+	s, err = d.Open(target, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	vals, err := s.Read(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(vals) != 4 || vals[3].Quantity != drivers.Occupied {
+		t.Errorf("first read after re-open: %+v, want x, y, z and occupied", vals)
+	}
+}
+
+func TestQMC5883LWrongChip(t *testing.T) {
+	d := lookup(t, "qmc5883l")
+	pb := &i2ctest.Playback{Ops: []i2ctest.IO{{Addr: 0x0D, W: []byte{0x0D}, R: []byte{0x00}}}, DontPanic: true}
+	_, err := d.Open(Target{Sensor: "m", Bus: pb, BusName: "1", Addr: 0x0D}, nil)
+	if err == nil || !strings.Contains(err.Error(), "bus 1 address 0x0d: qmc5883l: chip id 0x00") {
+		t.Errorf("Open on a chip with id 0x00: %v", err)
+	}
+	if err := pb.Close(); err != nil {
+		t.Error(err)
+	}
+	bus := sim.NewBus("sim-i2c1")
+	if _, err := d.Open(Target{Sensor: "m", Bus: bus, BusName: "1", Addr: 0x0D}, nil); err == nil || !strings.Contains(err.Error(), "no acknowledge") {
+		t.Errorf("Open with nothing on the bus: %v", err)
+	}
+}

@@ -24,12 +24,12 @@ func installPahoLogger(l *slog.Logger) {
 	pahoTarget.Store(l)
 	pahoInstall.Do(func() {
 		h := forwardHandler{}.WithAttrs([]slog.Attr{slog.String("component", "paho")})
-		// paho reports every failed attempt as ERROR, while the uplink logs
-		// the authoritative error itself: paho's ERROR is a warning here. Its
-		// WARN covers routine events ("memorystore wiped" on every clean
-		// connect): debug.
+		// paho reports every failed attempt and every ordinary disconnect as
+		// ERROR, while the uplink logs the authoritative error itself, once:
+		// at warning level paho would double each outage line in the journal.
+		// Its ERROR and WARN are debug detail here; CRITICAL stays an error.
 		mqtt.CRITICAL = slog.NewLogLogger(h, slog.LevelError)
-		mqtt.ERROR = slog.NewLogLogger(h, slog.LevelWarn)
+		mqtt.ERROR = slog.NewLogLogger(h, slog.LevelDebug)
 		mqtt.WARN = slog.NewLogLogger(h, slog.LevelDebug)
 	})
 }

@@ -1,0 +1,60 @@
+// Package buffer is the gateway's durable store-and-forward queue: an
+// append-only FIFO of opaque records in one bbolt file. The sampler appends
+// encoded readings, the uplink reads them in batches and acknowledges them
+// after the broker's PUBACK. It knows bytes, not sensors.
+//
+// Durability. A record is durable when Append returns nil: it is committed
+// in a bbolt transaction and fsynced. Appends that arrive within
+// Options.CommitInterval of each other share one transaction and one fsync
+// (group commit), so hundreds of sensors cost a few fsyncs per second. On a
+// power cut, what is lost is at most the appends of the last interval, and
+// their callers had not been told they were stored.
+//
+// Order and sequence numbers. Every record gets a sequence number, unique and
+// increasing per gateway, that survives restarts (it is the bbolt bucket
+// sequence, committed with the record). ReadAfter returns records in
+// sequence order. When a file is replaced (a new file, or a damaged one
+// salvaged) a new sequence space starts above both the largest number seen
+// in the old file and the current time in Unix microseconds (never below
+// 2025-01-01), so numbers never repeat even if the old file is lost and a
+// receiver can always tell a new space from a replay. Its first value is
+// the file's Epoch. All numbers stay below 2^53 so JSON consumers keep them
+// exact. Receivers drop repeats on (gateway, seq) and see gaps as losses.
+//
+// Acknowledgement. Ack deletes records; the delete is committed with the
+// next group, and until then ReadAfter skips them. After a crash, the acks
+// of the last interval are lost and those records are sent again: delivery
+// is at-least-once.
+//
+// Bound. Options.MaxBytes bounds the file. Records are counted as stored
+// (value, 8-byte key and bbolt's 16-byte element header) in a counter
+// updated in the same transaction; when a commit would exceed the share of
+// MaxBytes that records may use (about 80 %, the rest being page overhead,
+// pages freed by the commit and growth steps) the oldest records of the
+// lowest priority are dropped first, then those of the next priority. Every
+// drop is counted per key, persistently, and logged (rate-limited). Freed
+// pages are reused, so the file stays within MaxBytes plus one page. When
+// the queue drains and the file is mostly free (and at Open when at least
+// half is free), it is compacted by copying into a new file and renaming it
+// over the old one.
+//
+// Damaged files. Open never hands bbolt a file it has not checked: it walks
+// the page tree with bounds-checked reads first (bbolt trusts its file and a
+// damaged page can crash the process). A file that fails — truncated,
+// overwritten, a bad meta page — is salvaged: every intact record (each has
+// a CRC-32C) at or above the old low-water mark is copied with its sequence
+// number into a fresh file, the counters are carried over, the damaged file
+// is kept as <path>.corrupt-<UTC time>, and the event is logged at Error and
+// reported in Stats().Salvage. Records that had been acked shortly before
+// the damage may come back; receivers drop them by sequence number.
+//
+// Disk errors. When a commit fails (disk full, I/O error) Append keeps
+// accepting into a bounded in-memory ring (Options.MemoryBytes, oldest
+// dropped and counted) and returns an error wrapping ErrNotDurable; the
+// error shows in Stats().DiskError and the log. The ring is written, in
+// order, as soon as the disk accepts writes again (retried with backoff up
+// to 30 s). A failed commit leaves the file as it was.
+//
+// Locking. The file is locked; a second process gets ErrLocked after
+// Options.LockTimeout.
+package buffer

@@ -1,0 +1,116 @@
+package buffer
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"hash/crc32"
+	"time"
+)
+
+// Stored value layout (one bbolt value per record; the bbolt key is the
+// 8-byte big-endian sequence number):
+//
+//	[0]    format version (recordFormat)
+//	[1]    priority
+//	[2..]  uvarint: append time, Unix milliseconds
+//	       uvarint: length of the producer key, then the key bytes
+//	       payload bytes (the rest, up to the checksum)
+//	[-4:]  CRC-32C (Castagnoli) of everything before it, little-endian
+//
+// The checksum lets salvage tell a real record from stale or damaged bytes
+// when it has to read pages that no valid tree points to any more.
+const (
+	recordFormat   = 1
+	crcSize        = 4
+	maxKeyLen      = 255
+	minRecordBytes = 2 + 1 + 1 + crcSize // version, priority, time, key length, crc
+
+	// elemOverhead is what bbolt spends per record besides the value: a
+	// 16-byte leaf element header and the 8-byte key. It is part of the
+	// live-byte count so that the count tracks what the records occupy in
+	// the file.
+	elemOverhead = 16 + 8
+)
+
+var castagnoli = crc32.MakeTable(crc32.Castagnoli)
+
+var errBadRecord = errors.New("buffer: malformed record")
+
+// record is a decoded stored value. Key and Data alias the decoded buffer.
+type record struct {
+	priority uint8
+	time     time.Time
+	key      []byte
+	data     []byte
+}
+
+// encodedLen returns the stored size of a record's value.
+func encodedLen(key string, data []byte, t time.Time) int {
+	return 2 + uvarintLen(uint64(t.UnixMilli())) + uvarintLen(uint64(len(key))) + len(key) + len(data) + crcSize
+}
+
+// encodeRecord appends the stored form of a record to dst.
+func encodeRecord(dst []byte, prio uint8, t time.Time, key string, data []byte) []byte {
+	start := len(dst)
+	dst = append(dst, recordFormat, prio)
+	ms := t.UnixMilli()
+	if ms < 0 {
+		ms = 0
+	}
+	dst = binary.AppendUvarint(dst, uint64(ms))
+	dst = binary.AppendUvarint(dst, uint64(len(key)))
+	dst = append(dst, key...)
+	dst = append(dst, data...)
+	sum := crc32.Checksum(dst[start:], castagnoli)
+	return binary.LittleEndian.AppendUint32(dst, sum)
+}
+
+// decodeRecord parses a stored value. The returned slices alias v.
+func decodeRecord(v []byte) (record, error) {
+	var r record
+	if len(v) < minRecordBytes {
+		return r, fmt.Errorf("%w: %d bytes is shorter than the smallest record", errBadRecord, len(v))
+	}
+	body := v[:len(v)-crcSize]
+	if got, want := crc32.Checksum(body, castagnoli), binary.LittleEndian.Uint32(v[len(v)-crcSize:]); got != want {
+		return r, fmt.Errorf("%w: checksum %08x, want %08x", errBadRecord, got, want)
+	}
+	if body[0] != recordFormat {
+		return r, fmt.Errorf("%w: format %d, want %d", errBadRecord, body[0], recordFormat)
+	}
+	r.priority = body[1]
+	rest := body[2:]
+	ms, n := binary.Uvarint(rest)
+	if n <= 0 || ms > 1<<53 {
+		return r, fmt.Errorf("%w: bad time field", errBadRecord)
+	}
+	rest = rest[n:]
+	klen, n := binary.Uvarint(rest)
+	if n <= 0 || klen > maxKeyLen || klen > uint64(len(rest)-n) {
+		return r, fmt.Errorf("%w: bad key length", errBadRecord)
+	}
+	rest = rest[n:]
+	r.time = time.UnixMilli(int64(ms)).UTC()
+	r.key = rest[:klen:klen]
+	r.data = rest[klen:]
+	return r, nil
+}
+
+func uvarintLen(x uint64) int {
+	n := 1
+	for x >= 0x80 {
+		x >>= 7
+		n++
+	}
+	return n
+}
+
+// seqKey is the bbolt key of a sequence number.
+func seqKey(seq uint64) []byte {
+	var k [8]byte
+	binary.BigEndian.PutUint64(k[:], seq)
+	return k[:]
+}
+
+func keySeq(k []byte) uint64 { return binary.BigEndian.Uint64(k) }

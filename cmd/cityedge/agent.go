@@ -1,0 +1,301 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"reflect"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/cityedge/cityedge/buffer"
+	"github.com/cityedge/cityedge/certs"
+	"github.com/cityedge/cityedge/drivers"
+	"github.com/cityedge/cityedge/drivers/catalog"
+	"github.com/cityedge/cityedge/uplink"
+	"github.com/cityedge/cityedge/uplink/senml"
+)
+
+// shutdownGrace bounds the goodbye to the broker, so that the agent exits
+// well within systemd's and the issue's 5 seconds.
+const shutdownGrace = 2 * time.Second
+
+// bufferFile is the buffer's file name inside agent.state_dir.
+const bufferFile = "buffer.db"
+
+func certOptions(cfg *Config, log *slog.Logger) certs.Options {
+	u := cfg.Uplink
+	return certs.Options{CAFile: u.CAFile, CertFile: u.CertFile, KeyFile: u.KeyFile, ServerName: u.ServerName,
+		ALPN: u.ALPN, SystemRoots: u.SystemRoots, WarnBefore: time.Duration(u.ExpiryWarningDays) * 24 * time.Hour, Logger: log}
+}
+
+func openBuffer(cfg *Config, log *slog.Logger) (*buffer.Queue, error) {
+	if err := os.MkdirAll(cfg.Agent.StateDir, 0o700); err != nil {
+		return nil, fmt.Errorf("state directory: %w", err)
+	}
+	return buffer.Open(filepath.Join(cfg.Agent.StateDir, bufferFile), buffer.Options{
+		MaxBytes: int64(cfg.Buffer.MaxBytes), CommitInterval: cfg.Buffer.CommitInterval.D(), Logger: log})
+}
+
+// agent is the running pipeline: sensors → buffer → uplink.
+type agent struct {
+	cfg     *Config
+	log     *slog.Logger
+	q       *buffer.Queue
+	store   *certs.Store
+	fwd     *forwarder
+	up      *uplink.Client
+	runners []*sensorRunner
+	started time.Time
+}
+
+func runAgent(ctx context.Context, cfg *Config, simulate bool, log *slog.Logger, level *slog.LevelVar) int {
+	store, err := certs.Load(certOptions(cfg, log))
+	if err != nil {
+		log.Error("TLS material rejected", "err", err)
+		return exitUsage
+	}
+	q, err := openBuffer(cfg, log)
+	if err != nil {
+		log.Error("cannot open the buffer", "err", err)
+		if errors.Is(err, buffer.ErrLocked) {
+			return exitUsage
+		}
+		return exitRuntime
+	}
+	a := &agent{cfg: cfg, log: log, q: q, store: store, started: time.Now()}
+	defer func() {
+		if err := q.Close(); err != nil {
+			log.Error("close buffer", "err", err)
+		}
+	}()
+
+	var hw hardware
+	if simulate {
+		hw, err = newSimHardware(ctx, cfg)
+	} else {
+		hw, err = newHostHardware()
+	}
+	if err != nil {
+		log.Error("hardware", "err", err)
+		return exitRuntime
+	}
+	defer hw.close()
+
+	a.fwd = newForwarder(q, cfg.Agent.ID, cfg.Uplink.BatchMax, cfg.Uplink.BatchWait.D(), log)
+	a.up, err = uplink.New(uplink.Config{
+		Brokers:         cfg.Uplink.Brokers,
+		ClientID:        cfg.Agent.ID,
+		TopicPrefix:     cfg.Uplink.TopicPrefix,
+		TLSConfig:       store.TLSConfig,
+		Window:          cfg.Uplink.Window,
+		ReconnectSpread: cfg.Uplink.ReconnectSpread.D(),
+		Status:          a.status,
+		Logger:          log,
+	}, a.fwd)
+	if err != nil {
+		log.Error("uplink", "err", err)
+		return exitUsage
+	}
+
+	// Sampling has its own lifetime: it stops first at shutdown, and what it
+	// appended is durable before the uplink says goodbye.
+	sampleCtx, stopSampling := context.WithCancel(ctx)
+	defer stopSampling()
+	var sampling sync.WaitGroup
+	for _, s := range cfg.Sensors {
+		drv, _ := catalog.Lookup(s.Driver)
+		r := &sensorRunner{cfg: s, drv: drv, hw: hw, log: log}
+		a.runners = append(a.runners, r)
+		sampling.Add(1)
+		go func() {
+			defer sampling.Done()
+			r.run(sampleCtx, a.append)
+		}()
+	}
+
+	upCtx, stopUplink := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopUplink()
+	upDone := make(chan error, 1)
+	go func() { upDone <- a.up.Run(upCtx) }()
+
+	certCtx, stopCerts := context.WithCancel(ctx)
+	defer stopCerts()
+	go func() {
+		_ = store.Watch(certCtx, 10*time.Second, func() {
+			log.Info("client certificate changed on disk; reconnecting with it")
+			a.up.Reconnect()
+		})
+	}()
+
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	go func() {
+		for {
+			select {
+			case <-certCtx.Done():
+				return
+			case <-hup:
+				a.reload(level)
+			}
+		}
+	}()
+
+	log.Info("cityedge started", "version", version, "agent", cfg.Agent.ID, "sensors", len(cfg.Sensors),
+		"simulate", simulate, "buffer", filepath.Join(cfg.Agent.StateDir, bufferFile), "brokers", cfg.Uplink.Brokers)
+
+	select {
+	case <-ctx.Done():
+	case err := <-upDone:
+		// The uplink only returns on its own for a permanent problem.
+		log.Error("uplink stopped", "err", err)
+		stopSampling()
+		sampling.Wait()
+		return exitRuntime
+	}
+	log.Info("shutting down: stop sampling, commit, say goodbye, close buffer")
+	stopSampling()
+	sampling.Wait()
+	stopUplink()
+	select {
+	case <-upDone:
+	case <-time.After(shutdownGrace + time.Second):
+		log.Warn("uplink did not stop in time")
+	}
+	return exitOK
+}
+
+// reload is SIGHUP: take new TLS material now (reconnecting when the client
+// certificate changed) and the reloadable parts of the configuration. The
+// buffer is never touched; settings that need a restart are named.
+func (a *agent) reload(level *slog.LevelVar) {
+	a.log.Info("SIGHUP: reloading certificates and configuration")
+	changed, err := a.store.Reload()
+	switch {
+	case err != nil:
+		a.log.Error("certificate reload rejected; keeping the current set", "err", err)
+	case changed:
+		a.log.Info("client certificate changed; reconnecting with it")
+		a.up.Reconnect()
+	}
+	next, err := LoadConfig(a.cfg.path)
+	if err != nil {
+		a.log.Error("configuration reload rejected; keeping the running configuration", "err", err)
+		return
+	}
+	if next.Agent.LogLevel != a.cfg.Agent.LogLevel {
+		_ = level.UnmarshalText([]byte(next.Agent.LogLevel))
+		a.log.Info("log level changed", "level", next.Agent.LogLevel)
+		a.cfg.Agent.LogLevel = next.Agent.LogLevel
+	}
+	if diff := restartNeeded(a.cfg, next); len(diff) > 0 {
+		a.log.Warn("configuration changes that take effect only after a restart", "keys", diff)
+	}
+}
+
+// restartNeeded lists the top-level sections whose changes SIGHUP does not apply.
+func restartNeeded(old, next *Config) []string {
+	var out []string
+	o, n := *old, *next
+	o.Agent.LogLevel, n.Agent.LogLevel = "", ""
+	if o.Agent != n.Agent {
+		out = append(out, "agent")
+	}
+	if o.Buffer != n.Buffer {
+		out = append(out, "buffer")
+	}
+	if !reflect.DeepEqual(o.Uplink, n.Uplink) {
+		out = append(out, "uplink")
+	}
+	if !reflect.DeepEqual(sensorKeys(o.Sensors), sensorKeys(n.Sensors)) {
+		out = append(out, "sensors")
+	}
+	return out
+}
+
+func sensorKeys(ss []SensorConfig) []string {
+	out := make([]string, len(ss))
+	for i, s := range ss {
+		opts, _ := json.Marshal(s.Options) // by value: pointers inside options would differ
+		out[i] = fmt.Sprintf("%s|%s|%s|%d|%s|%v|%s", s.Name, s.Driver, s.Bus, s.Address, s.Pin, s.Interval, opts)
+	}
+	return out
+}
+
+// append is the sampler's sink: it encodes a reading and returns when it is
+// durable in the buffer.
+func (a *agent) append(ctx context.Context, r drivers.Reading) error {
+	sr := senml.Reading{Sensor: r.Sensor, Time: r.Time, Values: make([]senml.Value, len(r.Values))}
+	for i, v := range r.Values {
+		sr.Values[i] = senml.Value{Quantity: v.Quantity, Unit: v.Unit, Num: v.Num, Bool: v.Bool, IsBool: v.IsBool}
+	}
+	data, err := senml.AppendReading(nil, sr)
+	if err != nil {
+		return err
+	}
+	rec := buffer.Record{Key: r.Sensor, Data: data}
+	occ := r.Occupancy()
+	if occ {
+		rec.Priority = 1 // occupancy changes are dropped last
+	}
+	if _, err := a.q.Append(ctx, []buffer.Record{rec}); err != nil {
+		return err
+	}
+	if occ {
+		a.fwd.hurry()
+	}
+	return nil
+}
+
+// statusMessage is published retained on <topic_prefix>/status. Field names
+// are a contract with integrators: extend, never rename.
+type statusMessage struct {
+	State     string                 `json:"state"`
+	Agent     string                 `json:"agent"`
+	Version   string                 `json:"version"`
+	Time      time.Time              `json:"time"`
+	Uptime    float64                `json:"uptime_s"`
+	Backlog   uint64                 `json:"backlog"`
+	Bytes     int64                  `json:"backlog_bytes"`
+	Dropped   uint64                 `json:"dropped"`
+	DroppedBy map[string]uint64      `json:"dropped_by_sensor,omitempty"`
+	Epoch     uint64                 `json:"epoch,omitempty"`
+	Buffer    string                 `json:"buffer_problem,omitempty"`
+	Sensors   map[string]sensorState `json:"sensors,omitempty"`
+	Certs     *certStatus            `json:"certs,omitempty"`
+}
+
+type certStatus struct {
+	ClientDaysLeft  int    `json:"client_days_left"`
+	CADaysLeft      int    `json:"ca_days_left"`
+	Warning         string `json:"warning,omitempty"`
+	LastReloadError string `json:"last_reload_error,omitempty"`
+}
+
+func (a *agent) status(online bool) []byte {
+	st := a.q.Stats()
+	m := statusMessage{State: "offline", Agent: a.cfg.Agent.ID, Version: version, Time: time.Now().UTC(),
+		Uptime: time.Since(a.started).Seconds(), Backlog: st.Count, Bytes: st.Bytes, Dropped: st.DroppedTotal,
+		DroppedBy: st.Dropped, Epoch: st.Epoch, Buffer: st.DiskError, Sensors: map[string]sensorState{}}
+	if online {
+		m.State = "online"
+	}
+	for _, r := range a.runners {
+		m.Sensors[r.cfg.Name] = r.snapshot()
+	}
+	cs := a.store.Status()
+	m.Certs = &certStatus{ClientDaysLeft: cs.ClientDaysLeft, CADaysLeft: cs.CADaysLeft, Warning: cs.Warning, LastReloadError: cs.LastReloadError}
+	b, err := json.Marshal(m)
+	if err != nil {
+		a.log.Error("status", "err", err)
+		return []byte(`{"state":"` + m.State + `"}`)
+	}
+	return b
+}

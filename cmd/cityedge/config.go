@@ -1,0 +1,691 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"errors"
+	"fmt"
+	"net"
+	"net/url"
+	"os"
+	"reflect"
+	"regexp"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/cityedge/cityedge/drivers/catalog"
+	"github.com/pelletier/go-toml/v2"
+)
+
+// Config is the agent's configuration file (TOML). Key names are a contract
+// with users: extend, never rename.
+type Config struct {
+	Agent   AgentConfig    `toml:"agent"`
+	Buffer  BufferConfig   `toml:"buffer"`
+	Uplink  UplinkConfig   `toml:"uplink"`
+	Sensors []SensorConfig `toml:"-"`
+
+	path string
+	pos  keyIndex
+}
+
+// AgentConfig is the [agent] table.
+type AgentConfig struct {
+	ID       string `toml:"id"`
+	Site     string `toml:"site"`
+	StateDir string `toml:"state_dir"`
+	LogLevel string `toml:"log_level"`
+}
+
+// BufferConfig is the [buffer] table.
+type BufferConfig struct {
+	MaxBytes       Size             `toml:"max_bytes"`
+	CommitInterval catalog.Duration `toml:"commit_interval"`
+}
+
+// UplinkConfig is the [uplink] table.
+type UplinkConfig struct {
+	Brokers           []string         `toml:"brokers"`
+	TopicPrefix       string           `toml:"topic_prefix"`
+	BatchMax          int              `toml:"batch_max"`
+	BatchWait         catalog.Duration `toml:"batch_wait"`
+	CAFile            string           `toml:"ca_file"`
+	CertFile          string           `toml:"cert_file"`
+	KeyFile           string           `toml:"key_file"`
+	ServerName        string           `toml:"server_name"`
+	ALPN              []string         `toml:"alpn"`
+	SystemRoots       bool             `toml:"system_roots"`
+	ExpiryWarningDays int              `toml:"expiry_warning_days"`
+	Window            int              `toml:"window"`
+	ReconnectSpread   catalog.Duration `toml:"reconnect_spread"`
+}
+
+// SensorConfig is one [[sensors]] table.
+type SensorConfig struct {
+	Name     string
+	Driver   string
+	Bus      string
+	Address  uint16
+	Pin      string
+	Interval time.Duration
+	Options  any // the driver's options struct (pointer), or nil
+
+	line int // where the table starts, for messages
+}
+
+// Size is a byte count written as "256MiB", "512KiB", "1GiB" or plain bytes.
+type Size int64
+
+// UnmarshalText implements encoding.TextUnmarshaler.
+func (s *Size) UnmarshalText(b []byte) error {
+	v, err := parseSize(string(b))
+	if err != nil {
+		return err
+	}
+	*s = Size(v)
+	return nil
+}
+
+func parseSize(t string) (int64, error) {
+	t = strings.TrimSpace(t)
+	mult := int64(1)
+	for _, u := range []struct {
+		suffix string
+		m      int64
+	}{{"GiB", 1 << 30}, {"MiB", 1 << 20}, {"KiB", 1 << 10}, {"B", 1}} {
+		if strings.HasSuffix(t, u.suffix) {
+			t, mult = strings.TrimSpace(strings.TrimSuffix(t, u.suffix)), u.m
+			break
+		}
+	}
+	n, err := strconv.ParseInt(t, 10, 64)
+	if err != nil || n < 0 || n > (1<<62)/mult {
+		return 0, fmt.Errorf("%q is not a size (use e.g. \"256MiB\", \"512KiB\", \"1GiB\")", t)
+	}
+	return n * mult, nil
+}
+
+// Defaults and limits. The buffer bound stays far below the 2 GB mmap limit
+// of 32-bit ARM gateways.
+const (
+	defaultConfigPath      = "/etc/cityedge/cityedge.toml"
+	defaultStateDir        = "/var/lib/cityedge"
+	defaultMaxBytes        = 256 << 20
+	minMaxBytes            = 64 << 10
+	maxMaxBytes            = 1 << 30
+	defaultCommit          = 250 * time.Millisecond
+	defaultBatchMax        = 100
+	defaultBatchWait       = time.Second
+	defaultWindow          = 16
+	defaultExpiryWarn      = 30
+	defaultReconnectSpread = 30 * time.Second
+	defaultI2CInterval     = 10 * time.Second
+	defaultGPIOInterval    = 60 * time.Second
+	minInterval            = 100 * time.Millisecond
+)
+
+var (
+	idRE     = regexp.MustCompile(`^[A-Za-z0-9._-]{1,64}$`)
+	sensorRE = regexp.MustCompile(`^[A-Za-z0-9_-]{1,64}$`)
+)
+
+// ConfigError is a configuration problem; the agent exits 2 on it.
+type ConfigError struct {
+	File string
+	Line int    // 0 when unknown
+	Key  string // dotted key, e.g. "uplink.brokers" or "sensors[1].address"
+	Msg  string
+}
+
+func (e *ConfigError) Error() string {
+	var b strings.Builder
+	b.WriteString(e.File)
+	if e.Line > 0 {
+		fmt.Fprintf(&b, ":%d", e.Line)
+	}
+	b.WriteString(": ")
+	if e.Key != "" {
+		fmt.Fprintf(&b, "%s: ", e.Key)
+	}
+	b.WriteString(e.Msg)
+	return b.String()
+}
+
+// LoadConfig reads and validates the configuration at path.
+func LoadConfig(path string) (*Config, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, &ConfigError{File: path, Msg: fmt.Sprintf("cannot read configuration: %v", err)}
+	}
+	return ParseConfig(path, data)
+}
+
+// ParseConfig parses and validates data read from path. Every error is a
+// *ConfigError naming the file, the line where known, and the key.
+func ParseConfig(path string, data []byte) (*Config, error) {
+	pos := indexKeys(data)
+	fail := func(key, format string, args ...any) error {
+		return &ConfigError{File: path, Line: pos.line(key), Key: key, Msg: fmt.Sprintf(format, args...)}
+	}
+
+	// The fixed tables decode strictly in one pass; sensors are decoded per
+	// table below, because each driver brings its own keys.
+	var doc struct {
+		Config
+		Sensors []map[string]any `toml:"sensors"`
+	}
+	dec := toml.NewDecoder(bytes.NewReader(data)).DisallowUnknownFields()
+	if err := dec.Decode(&doc); err != nil {
+		return nil, tomlError(path, pos, err)
+	}
+	c := doc.Config
+	c.path, c.pos = path, pos
+
+	var raw map[string]any
+	if err := toml.Unmarshal(data, &raw); err != nil {
+		return nil, tomlError(path, pos, err)
+	}
+	for table, v := range map[string]any{"agent": c.Agent, "buffer": c.Buffer, "uplink": c.Uplink} {
+		t, _ := raw[table].(map[string]any)
+		if err := textOnly(t, v, table+".", fail); err != nil {
+			return nil, err
+		}
+	}
+	c.defaults(func(table, key string) bool {
+		t, _ := raw[table].(map[string]any)
+		_, ok := t[key]
+		return ok
+	})
+	if err := c.validate(fail); err != nil {
+		return nil, err
+	}
+	names := map[string]int{}
+	for i, raw := range doc.Sensors {
+		s, err := parseSensor(path, i, raw, pos, fail)
+		if err != nil {
+			return nil, err
+		}
+		if j, dup := names[s.Name]; dup {
+			return nil, fail(fmt.Sprintf("sensors[%d].name", i), "sensor name %q is already used by sensors[%d]", s.Name, j)
+		}
+		names[s.Name] = i
+		c.Sensors = append(c.Sensors, s)
+	}
+	if len(c.Sensors) == 0 {
+		return nil, &ConfigError{File: path, Key: "sensors", Msg: "no [[sensors]] configured; the agent would have nothing to read"}
+	}
+	return &c, nil
+}
+
+// defaults fills in what the file leaves out; has reports whether the file
+// sets a key, so that an explicit 0 is validated rather than replaced.
+func (c *Config) defaults(has func(table, key string) bool) {
+	if !has("agent", "state_dir") {
+		c.Agent.StateDir = defaultStateDir
+	}
+	if !has("agent", "log_level") {
+		c.Agent.LogLevel = "info"
+	}
+	if !has("buffer", "max_bytes") {
+		c.Buffer.MaxBytes = defaultMaxBytes
+	}
+	if !has("buffer", "commit_interval") {
+		c.Buffer.CommitInterval = catalog.Duration(defaultCommit)
+	}
+	if !has("uplink", "topic_prefix") {
+		if c.Agent.Site != "" {
+			c.Uplink.TopicPrefix = "cityedge/" + c.Agent.Site + "/" + c.Agent.ID
+		} else {
+			c.Uplink.TopicPrefix = "cityedge/" + c.Agent.ID
+		}
+	}
+	if !has("uplink", "batch_max") {
+		c.Uplink.BatchMax = defaultBatchMax
+	}
+	if !has("uplink", "batch_wait") {
+		c.Uplink.BatchWait = catalog.Duration(defaultBatchWait)
+	}
+	if !has("uplink", "window") {
+		c.Uplink.Window = defaultWindow
+	}
+	if !has("uplink", "reconnect_spread") {
+		c.Uplink.ReconnectSpread = catalog.Duration(defaultReconnectSpread)
+	}
+	if !has("uplink", "expiry_warning_days") {
+		c.Uplink.ExpiryWarningDays = defaultExpiryWarn
+	}
+}
+
+// textOnly refuses numbers where a duration or size string belongs: go-toml
+// would otherwise read `debounce = 200` as 200 nanoseconds.
+func textOnly(raw map[string]any, target any, prefix string, fail func(key, format string, args ...any) error) error {
+	t := reflect.TypeOf(target)
+	for t.Kind() == reflect.Pointer {
+		t = t.Elem()
+	}
+	if t.Kind() != reflect.Struct {
+		return nil
+	}
+	for i := 0; i < t.NumField(); i++ {
+		f := t.Field(i)
+		key, _, _ := strings.Cut(f.Tag.Get("toml"), ",")
+		v, ok := raw[key]
+		if !ok {
+			continue
+		}
+		if _, isStr := v.(string); isStr {
+			continue
+		}
+		switch f.Type {
+		case reflect.TypeFor[catalog.Duration]():
+			return fail(prefix+key, "must be a duration string with its unit, e.g. \"200ms\" or \"10s\", not %s", tomlType(v))
+		case reflect.TypeFor[Size]():
+			return fail(prefix+key, "must be a size string, e.g. \"256MiB\", not %s", tomlType(v))
+		}
+	}
+	return nil
+}
+
+func (c *Config) validate(fail func(key, format string, args ...any) error) error {
+	a, b, u := c.Agent, c.Buffer, c.Uplink
+	switch {
+	case a.ID == "":
+		return fail("agent.id", "required: a unique gateway id of letters, digits, '.', '_' or '-' (e.g. \"gw-0042\")")
+	case !idRE.MatchString(a.ID):
+		return fail("agent.id", "%q: use 1 to 64 letters, digits, '.', '_' or '-'", a.ID)
+	case a.Site != "" && !idRE.MatchString(a.Site):
+		return fail("agent.site", "%q: use 1 to 64 letters, digits, '.', '_' or '-'", a.Site)
+	case a.LogLevel != "debug" && a.LogLevel != "info" && a.LogLevel != "warn" && a.LogLevel != "error":
+		return fail("agent.log_level", "%q: use \"debug\", \"info\", \"warn\" or \"error\"", a.LogLevel)
+	case b.MaxBytes < minMaxBytes || b.MaxBytes > maxMaxBytes:
+		return fail("buffer.max_bytes", "%d bytes is out of range: use 64KiB to 1GiB (32-bit gateways cannot map more)", b.MaxBytes)
+	case b.CommitInterval < 0 || b.CommitInterval.D() > 5*time.Second:
+		return fail("buffer.commit_interval", "%v is out of range: use 0s to 5s (it is the loss window on power cut)", b.CommitInterval.D())
+	case len(u.Brokers) == 0:
+		return fail("uplink.brokers", "required: at least one broker URL such as \"mqtts://broker.example.org:8883\"")
+	case u.BatchMax < 1 || u.BatchMax > 1000:
+		return fail("uplink.batch_max", "%d is out of range: use 1 to 1000 readings per message", u.BatchMax)
+	case u.BatchWait < 0 || u.BatchWait.D() > time.Minute:
+		return fail("uplink.batch_wait", "%v is out of range: use 0s to 1m", u.BatchWait.D())
+	case u.Window < 1 || u.Window > 256:
+		return fail("uplink.window", "%d is out of range: use 1 to 256 messages in flight", u.Window)
+	case u.ReconnectSpread < 0 || u.ReconnectSpread.D() > time.Hour:
+		return fail("uplink.reconnect_spread", "%v is out of range: use 0s to 1h", u.ReconnectSpread.D())
+	case u.ExpiryWarningDays < 1 || u.ExpiryWarningDays > 3650:
+		return fail("uplink.expiry_warning_days", "%d is out of range: use 1 to 3650", u.ExpiryWarningDays)
+	}
+	for i, raw := range u.Brokers {
+		if err := checkBroker(raw); err != nil {
+			return fail("uplink.brokers", "broker %d %q: %v", i+1, raw, err)
+		}
+	}
+	if err := checkTopicPrefix(u.TopicPrefix); err != nil {
+		return fail("uplink.topic_prefix", "%q: %v", u.TopicPrefix, err)
+	}
+	return nil
+}
+
+// CheckFiles verifies that the TLS files the configuration names can be read.
+// It is separate from parsing because --enroll creates the key file.
+func (c *Config) CheckFiles(keyToo bool) error {
+	u := c.Uplink
+	files := []struct{ key, path string }{{"uplink.ca_file", u.CAFile}, {"uplink.cert_file", u.CertFile}, {"uplink.key_file", u.KeyFile}}
+	for _, f := range files {
+		if f.path == "" {
+			return &ConfigError{File: c.path, Line: c.pos.line(f.key), Key: f.key, Msg: "required: the path of a PEM file (mutual TLS is mandatory)"}
+		}
+		if !keyToo {
+			continue
+		}
+		fh, err := os.Open(f.path)
+		if err != nil {
+			return &ConfigError{File: c.path, Line: c.pos.line(f.key), Key: f.key, Msg: fmt.Sprintf("cannot read %s: %v", f.path, unwrapPath(err))}
+		}
+		fh.Close()
+	}
+	return nil
+}
+
+func unwrapPath(err error) error {
+	var pe *os.PathError
+	if errors.As(err, &pe) {
+		return pe.Err
+	}
+	return err
+}
+
+// checkBroker accepts only TLS URLs: there is no plaintext path in cityedge.
+func checkBroker(raw string) error {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return fmt.Errorf("not a URL: %v", err)
+	}
+	switch u.Scheme {
+	case "mqtts", "ssl", "tls":
+	case "mqtt", "tcp", "ws", "wss":
+		return fmt.Errorf("scheme %q is not allowed: cityedge only speaks TLS; use mqtts://host:8883", u.Scheme)
+	default:
+		return fmt.Errorf("scheme %q is not supported: use mqtts://host:port", u.Scheme)
+	}
+	if u.Hostname() == "" {
+		return errors.New("no host name")
+	}
+	if p := u.Port(); p != "" {
+		if n, err := strconv.Atoi(p); err != nil || n < 1 || n > 65535 {
+			return fmt.Errorf("port %q is not a port number", p)
+		}
+	}
+	if u.User != nil || (u.Path != "" && u.Path != "/") || u.RawQuery != "" {
+		return errors.New("only scheme, host and port are allowed (no user, path or query)")
+	}
+	if ip := net.ParseIP(u.Hostname()); ip == nil && strings.ContainsAny(u.Hostname(), " _") {
+		return fmt.Errorf("host %q is not a valid host name", u.Hostname())
+	}
+	return nil
+}
+
+func checkTopicPrefix(p string) error {
+	if p == "" || strings.HasPrefix(p, "/") || strings.HasSuffix(p, "/") || strings.Contains(p, "//") {
+		return errors.New("use non-empty levels separated by '/', without a leading or trailing '/'")
+	}
+	if strings.ContainsAny(p, "+#\x00") || strings.HasPrefix(p, "$") {
+		return errors.New("MQTT wildcards ('+', '#') and '$' topics cannot be published to")
+	}
+	return nil
+}
+
+// commonSensorKeys are the keys every [[sensors]] table may have; all others
+// belong to the driver's options.
+var commonSensorKeys = map[string]bool{"name": true, "driver": true, "bus": true, "address": true, "pin": true, "interval": true}
+
+func parseSensor(path string, i int, raw map[string]any, pos keyIndex, fail func(key, format string, args ...any) error) (SensorConfig, error) {
+	key := func(k string) string { return fmt.Sprintf("sensors[%d].%s", i, k) }
+	s := SensorConfig{line: pos.line(fmt.Sprintf("sensors[%d]", i))}
+	str := func(k string) (string, error) {
+		v, ok := raw[k]
+		if !ok {
+			return "", nil
+		}
+		t, ok := v.(string)
+		if !ok {
+			return "", fail(key(k), "must be a string, not %s", tomlType(v))
+		}
+		return t, nil
+	}
+	var err error
+	if s.Name, err = str("name"); err != nil {
+		return s, err
+	}
+	if s.Name == "" {
+		return s, fail(key("name"), "required: a unique name of letters, digits, '-' or '_' (e.g. \"bay-17\")")
+	}
+	if !sensorRE.MatchString(s.Name) {
+		return s, fail(key("name"), "%q: use 1 to 64 letters, digits, '-' or '_'", s.Name)
+	}
+	if s.Driver, err = str("driver"); err != nil {
+		return s, err
+	}
+	drv, ok := catalog.Lookup(s.Driver)
+	if !ok {
+		return s, fail(key("driver"), "sensor %q: unknown driver %q; known drivers: %s", s.Name, s.Driver, strings.Join(catalog.Names(), ", "))
+	}
+	if s.Bus, err = str("bus"); err != nil {
+		return s, err
+	}
+	if s.Pin, err = str("pin"); err != nil {
+		return s, err
+	}
+	iv, err := str("interval")
+	if err != nil {
+		return s, err
+	}
+	if iv != "" {
+		d, perr := time.ParseDuration(iv)
+		if perr != nil || d < minInterval || d > 24*time.Hour {
+			return s, fail(key("interval"), "sensor %q: %q: use a duration from 100ms to 24h (e.g. \"10s\")", s.Name, iv)
+		}
+		s.Interval = d
+	}
+	switch drv.Kind {
+	case catalog.I2C:
+		if _, has := raw["pin"]; has {
+			return s, fail(key("pin"), "sensor %q: driver %s is on I2C; use bus and address, not pin", s.Name, s.Driver)
+		}
+		s.Address = drv.Addrs[0]
+		if v, has := raw["address"]; has {
+			n, ok := v.(int64)
+			if !ok {
+				return s, fail(key("address"), "sensor %q: must be an integer such as 0x%02x, not %s", s.Name, drv.Addrs[0], tomlType(v))
+			}
+			if n < 0x03 || n > 0x77 {
+				return s, fail(key("address"), "sensor %q: %#x is not a 7-bit device address (0x03 to 0x77)", s.Name, n)
+			}
+			s.Address = uint16(n)
+			if !containsAddr(drv.Addrs, s.Address) {
+				return s, fail(key("address"), "sensor %q: a %s answers at %s, not %#02x", s.Name, drv.Chips, addrList(drv.Addrs), n)
+			}
+		}
+		if s.Interval == 0 {
+			s.Interval = defaultI2CInterval
+		}
+	case catalog.GPIO:
+		for _, k := range []string{"bus", "address"} {
+			if _, has := raw[k]; has {
+				return s, fail(key(k), "sensor %q: driver %s is a GPIO input; use pin, not %s", s.Name, s.Driver, k)
+			}
+		}
+		if s.Pin == "" {
+			return s, fail(key("pin"), "sensor %q: required: the GPIO line name as the host names it (e.g. \"GPIO17\")", s.Name)
+		}
+		if s.Interval == 0 {
+			s.Interval = defaultGPIOInterval
+		}
+	}
+	// Driver options: everything that is not a common key, decoded strictly.
+	opts := map[string]any{}
+	for k, v := range raw {
+		if !commonSensorKeys[k] {
+			opts[k] = v
+		}
+	}
+	if drv.Options == nil {
+		for k := range opts {
+			return s, fail(key(k), "sensor %q: unknown key %q: driver %s takes no options", s.Name, k, s.Driver)
+		}
+		return s, nil
+	}
+	s.Options = drv.Options()
+	if err := textOnly(opts, s.Options, fmt.Sprintf("sensors[%d].", i), fail); err != nil {
+		return s, err
+	}
+	enc, err := toml.Marshal(opts)
+	if err != nil {
+		return s, fail(fmt.Sprintf("sensors[%d]", i), "sensor %q: %v", s.Name, err)
+	}
+	if err := toml.NewDecoder(bytes.NewReader(enc)).DisallowUnknownFields().Decode(s.Options); err != nil {
+		var sm *toml.StrictMissingError
+		if errors.As(err, &sm) && len(sm.Errors) > 0 {
+			k := strings.Join(sm.Errors[0].Key(), ".")
+			return s, fail(key(k), "sensor %q: unknown key %q for driver %s (it takes: %s)", s.Name, k, s.Driver, strings.Join(optionKeys(s.Options), ", "))
+		}
+		k := ""
+		var de *toml.DecodeError
+		if errors.As(err, &de) {
+			k = strings.Join(de.Key(), ".")
+		}
+		if k == "" {
+			k = guessKey(err.Error(), opts)
+		}
+		return s, fail(key(k), "sensor %q: %v", s.Name, cleanTOMLError(err))
+	}
+	if v, ok := s.Options.(interface{ Validate() error }); ok {
+		if err := v.Validate(); err != nil {
+			return s, &ConfigError{File: path, Line: s.line, Key: fmt.Sprintf("sensors[%d]", i), Msg: fmt.Sprintf("sensor %q: %v", s.Name, err)}
+		}
+	}
+	return s, nil
+}
+
+func containsAddr(list []uint16, a uint16) bool {
+	for _, x := range list {
+		if x == a {
+			return true
+		}
+	}
+	return false
+}
+
+func addrList(list []uint16) string {
+	s := make([]string, len(list))
+	for i, a := range list {
+		s[i] = fmt.Sprintf("%#02x", a)
+	}
+	return strings.Join(s, " or ")
+}
+
+// optionKeys lists the toml keys of an options struct, for "it takes: ..."
+func optionKeys(opts any) []string {
+	t := reflect.TypeOf(opts)
+	for t.Kind() == reflect.Pointer {
+		t = t.Elem()
+	}
+	var out []string
+	if t.Kind() != reflect.Struct {
+		return out
+	}
+	for i := 0; i < t.NumField(); i++ {
+		if tag, _, _ := strings.Cut(t.Field(i).Tag.Get("toml"), ","); tag != "" && tag != "-" {
+			out = append(out, tag)
+		}
+	}
+	sort.Strings(out)
+	return out
+}
+
+// guessKey finds which option key a go-toml type error is about when the
+// error carries no key (its message names the struct field instead).
+func guessKey(msg string, opts map[string]any) string {
+	for k := range opts {
+		if strings.Contains(strings.ToLower(msg), strings.ReplaceAll(strings.ToLower(k), "_", "")) {
+			return k
+		}
+	}
+	return "?"
+}
+
+func tomlType(v any) string {
+	switch v.(type) {
+	case string:
+		return "a string"
+	case int64:
+		return "an integer"
+	case float64:
+		return "a float"
+	case bool:
+		return "a boolean"
+	case []any:
+		return "an array"
+	case map[string]any:
+		return "a table"
+	}
+	return fmt.Sprintf("%T", v)
+}
+
+func cleanTOMLError(err error) string {
+	return strings.TrimPrefix(err.Error(), "toml: ")
+}
+
+// tomlError turns a go-toml error into a ConfigError with the line and key.
+func tomlError(path string, pos keyIndex, err error) error {
+	var sm *toml.StrictMissingError
+	if errors.As(err, &sm) && len(sm.Errors) > 0 {
+		e := sm.Errors[0]
+		row, _ := e.Position()
+		k := strings.Join(e.Key(), ".")
+		return &ConfigError{File: path, Line: row, Key: k, Msg: fmt.Sprintf("unknown key %q (check the spelling against the configuration reference in README)", k)}
+	}
+	var de *toml.DecodeError
+	if errors.As(err, &de) {
+		row, _ := de.Position()
+		return &ConfigError{File: path, Line: row, Key: strings.Join(de.Key(), "."), Msg: cleanTOMLError(err)}
+	}
+	// go-toml's type errors name the Go field ("struct field UplinkConfig.BatchMax"); translate to the key.
+	msg := cleanTOMLError(err)
+	key := ""
+	if f := fieldRE.FindStringSubmatch(msg); f != nil {
+		key = fieldKey(f[1], f[2])
+	}
+	return &ConfigError{File: path, Line: pos.line(key), Key: key, Msg: msg}
+}
+
+var fieldRE = regexp.MustCompile(`struct field (\w+)\.(\w+)`)
+
+func fieldKey(typ, field string) string {
+	tables := map[string]any{"agent": AgentConfig{}, "buffer": BufferConfig{}, "uplink": UplinkConfig{}}
+	for table, v := range tables {
+		t := reflect.TypeOf(v)
+		if t.Name() != typ {
+			continue
+		}
+		if f, ok := t.FieldByName(field); ok {
+			tag, _, _ := strings.Cut(f.Tag.Get("toml"), ",")
+			return table + "." + tag
+		}
+	}
+	return ""
+}
+
+// keyIndex maps dotted keys ("uplink.brokers", "sensors[2].address",
+// "sensors[2]") to the line where they appear. It is a light line scanner for
+// messages only; go-toml does the parsing.
+type keyIndex map[string]int
+
+func (k keyIndex) line(key string) int { return k[key] }
+
+var (
+	tableRE    = regexp.MustCompile(`^\s*\[\s*([A-Za-z0-9_.-]+)\s*\]`)
+	arrTableRE = regexp.MustCompile(`^\s*\[\[\s*([A-Za-z0-9_.-]+)\s*\]\]`)
+	keyRE      = regexp.MustCompile(`^\s*([A-Za-z0-9_-]+)\s*=`)
+)
+
+func indexKeys(data []byte) keyIndex {
+	idx := keyIndex{}
+	sc := bufio.NewScanner(bytes.NewReader(data))
+	sc.Buffer(make([]byte, 64<<10), 1<<20)
+	table := ""
+	sensors := -1
+	for n := 1; sc.Scan(); n++ {
+		line := sc.Text()
+		if m := arrTableRE.FindStringSubmatch(line); m != nil {
+			if m[1] == "sensors" {
+				sensors++
+				table = fmt.Sprintf("sensors[%d]", sensors)
+				idx[table] = n
+			} else if strings.HasPrefix(m[1], "sensors.") && sensors >= 0 {
+				table = fmt.Sprintf("sensors[%d]", sensors)
+			} else {
+				table = m[1]
+			}
+			continue
+		}
+		if m := tableRE.FindStringSubmatch(line); m != nil {
+			table = m[1]
+			if _, ok := idx[table]; !ok {
+				idx[table] = n
+			}
+			continue
+		}
+		if m := keyRE.FindStringSubmatch(line); m != nil {
+			k := m[1]
+			if table != "" {
+				k = table + "." + k
+			}
+			if _, ok := idx[k]; !ok {
+				idx[k] = n
+			}
+		}
+	}
+	return idx
+}

@@ -1,0 +1,136 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"sync"
+
+	"github.com/cityedge/cityedge/drivers/catalog"
+	"github.com/cityedge/cityedge/drivers/sim"
+	"periph.io/x/conn/v3/gpio"
+	"periph.io/x/conn/v3/gpio/gpioreg"
+	"periph.io/x/conn/v3/i2c"
+	"periph.io/x/conn/v3/i2c/i2creg"
+	"periph.io/x/host/v3"
+)
+
+// hardware opens the buses and pins the sensors sit on: the host's real ones,
+// or simulated ones holding simulated chips (--simulate). Buses are shared by
+// the sensors on them and closed once at exit; drivers never own a bus.
+type hardware interface {
+	// target returns where sensor s is attached, opening its bus or pin.
+	target(s SensorConfig) (catalog.Target, error)
+	close()
+}
+
+type hostHardware struct {
+	mu    sync.Mutex
+	buses map[string]i2c.BusCloser
+}
+
+func newHostHardware() (*hostHardware, error) {
+	// host.Init succeeds on a machine without the hardware; a missing bus or
+	// pin shows up per sensor, where it is retried and reported.
+	if _, err := host.Init(); err != nil {
+		return nil, fmt.Errorf("initialise periph host drivers: %w", err)
+	}
+	return &hostHardware{buses: map[string]i2c.BusCloser{}}, nil
+}
+
+func (h *hostHardware) target(s SensorConfig) (catalog.Target, error) {
+	t := catalog.Target{Sensor: s.Name, BusName: s.Bus, Addr: s.Address}
+	drv, _ := catalog.Lookup(s.Driver)
+	if drv.Kind == catalog.GPIO {
+		p := gpioreg.ByName(s.Pin)
+		if p == nil {
+			return t, fmt.Errorf("pin %q: no such GPIO line on this host (names are as the kernel's gpiochip lines or periph's aliases, e.g. \"GPIO17\")", s.Pin)
+		}
+		t.Pin = p
+		return t, nil
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if b, ok := h.buses[s.Bus]; ok {
+		t.Bus = b
+		return t, nil
+	}
+	b, err := i2creg.Open(s.Bus)
+	if err != nil {
+		name := s.Bus
+		if name == "" {
+			name = "(first)"
+		}
+		return t, fmt.Errorf("bus %s: %w (is the i2c-dev module loaded and /dev/i2c-N readable by this user?)", name, err)
+	}
+	h.buses[s.Bus] = b
+	t.Bus = b
+	return t, nil
+}
+
+// forget closes a bus after its sensor failed, so that the next open starts
+// from a fresh file descriptor (a re-plugged USB adapter gets a new one).
+func (h *hostHardware) close() {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	for _, b := range h.buses {
+		b.Close()
+	}
+	h.buses = map[string]i2c.BusCloser{}
+}
+
+// simHardware backs every sensor with a simulated chip or pin, at the
+// register or line level, so that --simulate runs the real drivers.
+type simHardware struct {
+	ctx   context.Context
+	world *sim.World
+	mu    sync.Mutex
+	buses map[string]*sim.Bus
+	pins  map[string]gpio.PinIn
+}
+
+func newSimHardware(ctx context.Context, cfg *Config) (*simHardware, error) {
+	h := &simHardware{ctx: ctx, world: sim.NewWorld(sim.Seed(cfg.Agent.ID)),
+		buses: map[string]*sim.Bus{}, pins: map[string]gpio.PinIn{}}
+	for _, s := range cfg.Sensors {
+		drv, _ := catalog.Lookup(s.Driver)
+		spec := catalog.SimSpec{Sensor: s.Name, Addr: s.Address, World: h.world, Seed: sim.Seed(s.Name),
+			Bay: sim.NewBay(sim.Seed(s.Name+"/bay"), simBayMean)}
+		switch drv.Kind {
+		case catalog.GPIO:
+			if drv.SimPin == nil {
+				return nil, fmt.Errorf("sensor %q: driver %s has no simulation", s.Name, s.Driver)
+			}
+			h.pins[s.Pin] = drv.SimPin(ctx, spec, s.Options)
+		case catalog.I2C:
+			if drv.SimChip == nil {
+				return nil, fmt.Errorf("sensor %q: driver %s has no simulation", s.Name, s.Driver)
+			}
+			b := h.buses[s.Bus]
+			if b == nil {
+				name := "sim-i2c" + s.Bus
+				b = sim.NewBus(name)
+				h.buses[s.Bus] = b
+			}
+			b.Attach(s.Address, drv.SimChip(spec, s.Options))
+		}
+	}
+	return h, nil
+}
+
+func (h *simHardware) target(s SensorConfig) (catalog.Target, error) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	t := catalog.Target{Sensor: s.Name, BusName: s.Bus, Addr: s.Address}
+	if p, ok := h.pins[s.Pin]; ok && s.Pin != "" {
+		t.Pin = p
+		return t, nil
+	}
+	b, ok := h.buses[s.Bus]
+	if !ok {
+		return t, fmt.Errorf("no simulated bus %q", s.Bus)
+	}
+	t.Bus = b
+	return t, nil
+}
+
+func (h *simHardware) close() {}

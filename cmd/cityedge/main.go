@@ -1,0 +1,160 @@
+// Command cityedge is the edge agent for smart-city gateways: it reads the
+// configured parking and environmental sensors, keeps every reading in a
+// durable on-disk buffer, and delivers the readings as SenML over MQTT with
+// mutual TLS, deleting each one only after the broker acknowledged it.
+//
+// Usage:
+//
+//	cityedge [--config PATH] [--simulate] [--diagnose [--json]] [--version]
+//	cityedge [--config PATH] --enroll [--csr PATH]
+//
+// Exit status: 0 ok, 1 runtime failure, 2 bad usage or bad configuration.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"runtime"
+	"runtime/debug"
+	"syscall"
+)
+
+// Set at build time with -ldflags "-X main.version=... -X main.commit=... -X main.buildDate=...".
+var (
+	version   = "dev"
+	commit    = ""
+	buildDate = ""
+)
+
+const (
+	exitOK      = 0
+	exitRuntime = 1
+	exitUsage   = 2
+)
+
+func main() {
+	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+}
+
+type options struct {
+	config   string
+	simulate bool
+	diagnose bool
+	json     bool
+	version  bool
+	enroll   bool
+	csr      string
+}
+
+func parseFlags(args []string, stderr io.Writer) (options, error) {
+	var o options
+	fs := flag.NewFlagSet("cityedge", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.StringVar(&o.config, "config", defaultConfigPath, "configuration file (TOML)")
+	fs.BoolVar(&o.simulate, "simulate", false, "back every configured sensor with a simulated chip or pin (no hardware needed)")
+	fs.BoolVar(&o.diagnose, "diagnose", false, "check config, sensors, buffer and broker once, print PASS/WARN/FAIL, exit 1 on any FAIL")
+	fs.BoolVar(&o.json, "json", false, "with --diagnose: print the report as JSON")
+	fs.BoolVar(&o.version, "version", false, "print version and build information and exit")
+	fs.BoolVar(&o.enroll, "enroll", false, "create a new private key at uplink.key_file and write a certificate signing request")
+	fs.StringVar(&o.csr, "csr", "-", "with --enroll: where to write the CSR (PEM); - is standard output")
+	fs.Usage = func() {
+		fmt.Fprintf(stderr, "usage: cityedge [--config PATH] [--simulate] [--diagnose [--json]] [--version]\n"+
+			"       cityedge [--config PATH] --enroll [--csr PATH]\n\n")
+		fs.PrintDefaults()
+	}
+	if err := fs.Parse(args); err != nil {
+		return o, err
+	}
+	if fs.NArg() > 0 {
+		fs.Usage()
+		return o, fmt.Errorf("unexpected argument %q", fs.Arg(0))
+	}
+	if o.json && !o.diagnose {
+		return o, errors.New("--json goes with --diagnose")
+	}
+	if o.diagnose && o.enroll {
+		return o, errors.New("--diagnose and --enroll cannot be combined")
+	}
+	return o, nil
+}
+
+func run(args []string, stdout, stderr io.Writer) int {
+	o, err := parseFlags(args, stderr)
+	if errors.Is(err, flag.ErrHelp) {
+		return exitOK
+	}
+	if err != nil {
+		fmt.Fprintf(stderr, "cityedge: %v\n", err)
+		return exitUsage
+	}
+	if o.version {
+		fmt.Fprintln(stdout, versionString())
+		return exitOK
+	}
+	cfg, err := LoadConfig(o.config)
+	if err == nil {
+		err = cfg.CheckFiles(!o.enroll) // --enroll creates the key and needs a certificate only later
+	}
+	if err != nil {
+		fmt.Fprintf(stderr, "cityedge: bad configuration: %v\n", err)
+		return exitUsage
+	}
+	logLevel := new(slog.LevelVar)
+	_ = logLevel.UnmarshalText([]byte(cfg.Agent.LogLevel)) // validated with the config
+	logger := newLogger(stderr, logLevel)
+	slog.SetDefault(logger)
+
+	switch {
+	case o.enroll:
+		return runEnroll(cfg, o.csr, stdout, stderr)
+	case o.diagnose:
+		return runDiagnose(context.Background(), cfg, o, stdout)
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	return runAgent(ctx, cfg, o.simulate, logger, logLevel)
+}
+
+func versionString() string {
+	c, d := commit, buildDate
+	if c == "" || d == "" {
+		if bi, ok := debug.ReadBuildInfo(); ok {
+			for _, s := range bi.Settings {
+				switch {
+				case s.Key == "vcs.revision" && c == "":
+					c = s.Value
+				case s.Key == "vcs.time" && d == "":
+					d = s.Value
+				}
+			}
+		}
+	}
+	if c == "" {
+		c = "unknown"
+	}
+	if d == "" {
+		d = "unknown"
+	}
+	return fmt.Sprintf("cityedge %s (commit %s, built %s, %s, %s/%s)", version, c, d, runtime.Version(), runtime.GOOS, runtime.GOARCH)
+}
+
+// newLogger logs text to stderr, which journald keeps. Under systemd
+// (JOURNAL_STREAM set) the timestamp is left out: the journal adds its own.
+func newLogger(w io.Writer, level slog.Leveler) *slog.Logger {
+	opts := &slog.HandlerOptions{Level: level}
+	if os.Getenv("JOURNAL_STREAM") != "" {
+		opts.ReplaceAttr = func(groups []string, a slog.Attr) slog.Attr {
+			if len(groups) == 0 && a.Key == slog.TimeKey {
+				return slog.Attr{}
+			}
+			return a
+		}
+	}
+	return slog.New(slog.NewTextHandler(w, opts))
+}

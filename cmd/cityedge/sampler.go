@@ -1,0 +1,206 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"math/rand/v2"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/cityedge/cityedge/drivers"
+	"github.com/cityedge/cityedge/drivers/catalog"
+)
+
+// simBayMean is how often, on average, a simulated parking bay changes state.
+const simBayMean = 15 * time.Second
+
+// Sensor retry policy: a failing read is skipped; after failLimit failures in
+// a row the sensor is halted and opened again (a re-plugged chip needs its
+// set-up again), with capped exponential backoff between attempts.
+const (
+	failLimit  = 3
+	backoffMin = time.Second
+	backoffMax = 5 * time.Minute
+)
+
+// sink takes a reading and returns once it is durable.
+type sink func(ctx context.Context, r drivers.Reading) error
+
+// sensorState is what status and --diagnose show of one sensor.
+type sensorState struct {
+	Driver    string    `json:"driver"`
+	Where     string    `json:"where,omitempty"`
+	Open      bool      `json:"open"`
+	Readings  uint64    `json:"readings"`
+	Errors    uint64    `json:"errors"`
+	LastError string    `json:"last_error,omitempty"`
+	LastOK    time.Time `json:"last_ok,omitzero"`
+}
+
+type sensorRunner struct {
+	cfg SensorConfig
+	drv catalog.Driver
+	hw  hardware
+	log *slog.Logger
+
+	readings, errs atomic.Uint64
+	mu             sync.Mutex
+	state          sensorState
+}
+
+func (r *sensorRunner) snapshot() sensorState {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	s := r.state
+	s.Readings, s.Errors = r.readings.Load(), r.errs.Load()
+	return s
+}
+
+func (r *sensorRunner) fail(stage string, err error, streak int) {
+	r.errs.Add(1)
+	r.mu.Lock()
+	r.state.LastError = stage + ": " + err.Error()
+	r.mu.Unlock()
+	// The first failure of a streak is a warning; repeats are logged at
+	// growing intervals (1, 2, 4, 8, ... failures) so a dead sensor does not
+	// flood the journal.
+	if streak&(streak-1) == 0 {
+		r.log.Warn("sensor failed", "sensor", r.cfg.Name, "stage", stage, "err", err, "failures_in_a_row", streak)
+	}
+}
+
+// run samples the sensor until ctx is done. It never returns early: a sensor
+// that cannot be opened or read is retried with backoff.
+func (r *sensorRunner) run(ctx context.Context, out sink) {
+	r.state.Driver = r.cfg.Driver
+	backoff := backoffMin
+	streak := 0
+	for ctx.Err() == nil {
+		s, where, err := r.open()
+		if err != nil {
+			streak++
+			r.fail("open", err, streak)
+			sleepCtx(ctx, jitter(backoff))
+			backoff = min(backoff*2, backoffMax)
+			continue
+		}
+		r.mu.Lock()
+		r.state.Open, r.state.Where = true, where
+		r.mu.Unlock()
+		if streak > 0 {
+			r.log.Info("sensor recovered", "sensor", r.cfg.Name, "after_failures", streak)
+		} else {
+			r.log.Info("sensor opened", "sensor", r.cfg.Name, "driver", r.cfg.Driver, "at", where)
+		}
+		streak = 0
+		before := r.readings.Load()
+		err = r.sample(ctx, s, out)
+		if r.readings.Load() > before {
+			backoff = backoffMin // it worked for a while: start the retry ladder again
+		}
+		s.Halt()
+		r.mu.Lock()
+		r.state.Open = false
+		r.mu.Unlock()
+		if ctx.Err() != nil {
+			return
+		}
+		streak = failLimit
+		r.log.Warn("sensor halted, reopening", "sensor", r.cfg.Name, "err", err)
+		sleepCtx(ctx, jitter(backoff))
+		backoff = min(backoff*2, backoffMax)
+	}
+}
+
+func (r *sensorRunner) open() (drivers.Sensor, string, error) {
+	t, err := r.hw.target(r.cfg)
+	if err != nil {
+		return nil, "", err
+	}
+	s, err := r.drv.Open(t, r.cfg.Options)
+	if err != nil {
+		return nil, "", err
+	}
+	return s, t.Where(), nil
+}
+
+// sample reads s on the configured interval (and follows its changes if it
+// is a Watcher) until ctx is done or it failed failLimit times in a row.
+func (r *sensorRunner) sample(ctx context.Context, s drivers.Sensor, out sink) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	emit := func(vals []drivers.Value) {
+		rd := drivers.Reading{Sensor: r.cfg.Name, Time: time.Now(), Values: vals}
+		if err := out(context.WithoutCancel(ctx), rd); err != nil {
+			// The buffer reports and counts its own trouble; a reading that
+			// could not even be encoded is a driver bug worth an error.
+			r.log.Error("reading not buffered", "sensor", r.cfg.Name, "err", err)
+			return
+		}
+		r.readings.Add(1)
+		r.mu.Lock()
+		r.state.LastOK = rd.Time
+		r.mu.Unlock()
+	}
+	watchErr := make(chan error, 1)
+	if w, ok := s.(drivers.Watcher); ok {
+		go func() { watchErr <- w.Watch(ctx, emit) }()
+	}
+	failures := 0
+	t := time.NewTicker(r.cfg.Interval)
+	defer t.Stop()
+	first := true
+	for {
+		if !first {
+			select {
+			case <-ctx.Done():
+				return ctx.Err()
+			case err := <-watchErr:
+				if ctx.Err() != nil {
+					return ctx.Err()
+				}
+				if err == nil {
+					err = errors.New("watch ended")
+				}
+				r.fail("watch", err, failLimit)
+				return err
+			case <-t.C:
+			}
+		}
+		if first {
+			first = false
+			if _, ok := s.(drivers.Watcher); ok {
+				continue // Watch reports the state at start itself
+			}
+		}
+		vals, err := s.Read(ctx)
+		if err != nil {
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
+			failures++
+			r.fail("read", err, failures)
+			if failures >= failLimit {
+				return err
+			}
+			continue
+		}
+		failures = 0
+		emit(vals)
+	}
+}
+
+func jitter(d time.Duration) time.Duration {
+	return d/2 + time.Duration(rand.Int64N(int64(d)))
+}
+
+func sleepCtx(ctx context.Context, d time.Duration) {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+	case <-t.C:
+	}
+}

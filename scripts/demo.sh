@@ -1,0 +1,46 @@
+#!/usr/bin/env bash
+# `make demo`: starts the development broker (mutual TLS, throwaway PKI in
+# .demo/pki), runs the agent on simulated sensors against it, and shows the
+# messages as the broker receives them. Ctrl-C stops both. Everything stays
+# on this machine; the agent's own log goes to .demo/agent.log.
+# Both run in their own sessions so that Ctrl-C reaches only this script,
+# which then stops the agent first (it says goodbye) and the broker last.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+port=${DEMO_PORT:-18883}
+mkdir -p .demo
+if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
+	echo "demo: port $port is in use; run with DEMO_PORT=<free port> make demo" >&2
+	exit 1
+fi
+sed "s/@PORT@/$port/" scripts/demo.toml > .demo/cityedge.toml
+
+pids=()
+cleanup() {
+	trap - INT TERM EXIT
+	# The agent first, so that it can still say goodbye to the broker.
+	for ((i = ${#pids[@]} - 1; i >= 0; i--)); do
+		kill -TERM "${pids[i]}" 2>/dev/null || true
+		wait "${pids[i]}" 2>/dev/null || true
+	done
+	echo
+	echo "demo: stopped. Agent log: .demo/agent.log; buffer: .demo/state/buffer.db"
+}
+trap cleanup EXIT
+trap "cleanup; exit 0" INT TERM
+
+setsid bin/devbroker --pki .demo/pki --listen "127.0.0.1:$port" --client-cn gw-demo &
+pids+=($!)
+for _ in $(seq 100); do
+	(exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && break
+	sleep 0.1
+done
+chmod 600 .demo/pki/*.key
+echo "demo: starting the agent (bin/cityedge --config .demo/cityedge.toml --simulate); log in .demo/agent.log"
+setsid bin/cityedge --config .demo/cityedge.toml --simulate 2>>.demo/agent.log &
+pids+=($!)
+wait -n "${pids[@]}" || true
+if ! kill -0 "${pids[1]}" 2>/dev/null; then
+	echo "demo: the agent stopped; the end of .demo/agent.log:" >&2
+	tail -n 20 .demo/agent.log >&2
+fi

@@ -7,11 +7,10 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
-	"os/signal"
 	"path/filepath"
 	"reflect"
+	"sort"
 	"sync"
-	"syscall"
 	"time"
 
 	"github.com/cityedge/cityedge/buffer"
@@ -55,7 +54,7 @@ type agent struct {
 	started time.Time
 }
 
-func runAgent(ctx context.Context, cfg *Config, simulate bool, log *slog.Logger, level *slog.LevelVar) int {
+func runAgent(ctx context.Context, cfg *Config, simulate bool, log *slog.Logger, level *slog.LevelVar, hup <-chan os.Signal) int {
 	store, err := certs.Load(certOptions(cfg, log))
 	if err != nil {
 		log.Error("TLS material rejected", "err", err)
@@ -88,7 +87,9 @@ func runAgent(ctx context.Context, cfg *Config, simulate bool, log *slog.Logger,
 	}
 	defer hw.close()
 
-	a.fwd = newForwarder(q, cfg.Agent.ID, cfg.Uplink.BatchMax, cfg.Uplink.BatchWait.D(), log)
+	limit, _ := parseRate(cfg.Uplink.MaxRate) // validated with the config
+	a.fwd = newForwarder(q, cfg.Agent.ID, cfg.Uplink.BatchMax, cfg.Uplink.BatchWait.D(), limit, log)
+	a.fwd.fifo = cfg.Uplink.DrainOrder == "oldest-first"
 	a.up, err = uplink.New(uplink.Config{
 		Brokers:         cfg.Uplink.Brokers,
 		ClientID:        cfg.Agent.ID,
@@ -120,6 +121,8 @@ func runAgent(ctx context.Context, cfg *Config, simulate bool, log *slog.Logger,
 		}()
 	}
 
+	go a.reportDrops(sampleCtx, 5*time.Second)
+
 	upCtx, stopUplink := context.WithCancel(context.WithoutCancel(ctx))
 	defer stopUplink()
 	upDone := make(chan error, 1)
@@ -134,9 +137,6 @@ func runAgent(ctx context.Context, cfg *Config, simulate bool, log *slog.Logger,
 		})
 	}()
 
-	hup := make(chan os.Signal, 1)
-	signal.Notify(hup, syscall.SIGHUP)
-	defer signal.Stop(hup)
 	go func() {
 		for {
 			select {
@@ -232,6 +232,14 @@ func sensorKeys(ss []SensorConfig) []string {
 // append is the sampler's sink: it encodes a reading and returns when it is
 // durable in the buffer.
 func (a *agent) append(ctx context.Context, r drivers.Reading) error {
+	prio := uint8(0)
+	if r.Occupancy() {
+		prio = 1 // occupancy changes are dropped last
+	}
+	return a.appendPrio(ctx, r, prio)
+}
+
+func (a *agent) appendPrio(ctx context.Context, r drivers.Reading, prio uint8) error {
 	sr := senml.Reading{Sensor: r.Sensor, Time: r.Time, Values: make([]senml.Value, len(r.Values))}
 	for i, v := range r.Values {
 		sr.Values[i] = senml.Value{Quantity: v.Quantity, Unit: v.Unit, Num: v.Num, Bool: v.Bool, IsBool: v.IsBool}
@@ -240,18 +248,60 @@ func (a *agent) append(ctx context.Context, r drivers.Reading) error {
 	if err != nil {
 		return err
 	}
-	rec := buffer.Record{Key: r.Sensor, Data: data}
-	occ := r.Occupancy()
-	if occ {
-		rec.Priority = 1 // occupancy changes are dropped last
-	}
-	if _, err := a.q.Append(ctx, []buffer.Record{rec}); err != nil {
+	rec := buffer.Record{Key: r.Sensor, Priority: prio, Data: data}
+	seq, err := a.q.Append(ctx, []buffer.Record{rec})
+	switch {
+	case errors.Is(err, buffer.ErrNotDurable):
+		// The disk refuses writes (full?): the buffer holds the reading in
+		// its memory ring, reports the problem and writes it out when it can.
+	case err != nil:
 		return err
+	default:
+		a.log.Debug("reading buffered", "sensor", r.Sensor, "seq", seq)
 	}
-	if occ {
+	if prio > 0 {
 		a.fwd.hurry()
 	}
 	return nil
+}
+
+// agentSensor is the reserved sensor name under which the agent reports on
+// itself in the readings stream.
+const agentSensor = "cityedge"
+
+// reportDrops puts the buffer's drop counters into the readings stream when
+// they change, as <agent id>/cityedge/dropped (total) and
+// <agent id>/cityedge/dropped/<sensor>, so integrators see in their own data
+// how many readings the bound cost, not only gaps in seq.
+func (a *agent) reportDrops(ctx context.Context, every time.Duration) {
+	var last uint64
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		st := a.q.Stats()
+		if st.DroppedTotal == last {
+			continue
+		}
+		last = st.DroppedTotal
+		vals := []drivers.Value{drivers.Number("dropped", "", float64(st.DroppedTotal))}
+		names := make([]string, 0, len(st.Dropped))
+		for k := range st.Dropped {
+			names = append(names, k)
+		}
+		sort.Strings(names)
+		for _, k := range names {
+			vals = append(vals, drivers.Number("dropped/"+k, "", float64(st.Dropped[k])))
+		}
+		a.log.Warn("buffer full: oldest readings dropped", "dropped", st.DroppedTotal, "by_sensor", st.Dropped)
+		if err := a.appendPrio(ctx, drivers.Reading{Sensor: agentSensor, Time: time.Now(), Values: vals}, 2); err != nil {
+			a.log.Error("report drops", "err", err)
+		}
+	}
 }
 
 // statusMessage is published retained on <topic_prefix>/status. Field names

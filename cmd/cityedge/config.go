@@ -60,6 +60,8 @@ type UplinkConfig struct {
 	ExpiryWarningDays int              `toml:"expiry_warning_days"`
 	Window            int              `toml:"window"`
 	ReconnectSpread   catalog.Duration `toml:"reconnect_spread"`
+	MaxRate           string           `toml:"max_rate"`
+	DrainOrder        string           `toml:"drain_order"`
 }
 
 // SensorConfig is one [[sensors]] table.
@@ -253,6 +255,9 @@ func (c *Config) defaults(has func(table, key string) bool) {
 	if !has("uplink", "reconnect_spread") {
 		c.Uplink.ReconnectSpread = catalog.Duration(defaultReconnectSpread)
 	}
+	if !has("uplink", "drain_order") {
+		c.Uplink.DrainOrder = "live-first"
+	}
 	if !has("uplink", "expiry_warning_days") {
 		c.Uplink.ExpiryWarningDays = defaultExpiryWarn
 	}
@@ -313,6 +318,8 @@ func (c *Config) validate(fail func(key, format string, args ...any) error) erro
 		return fail("uplink.window", "%d is out of range: use 1 to 256 messages in flight", u.Window)
 	case u.ReconnectSpread < 0 || u.ReconnectSpread.D() > time.Hour:
 		return fail("uplink.reconnect_spread", "%v is out of range: use 0s to 1h", u.ReconnectSpread.D())
+	case u.DrainOrder != "live-first" && u.DrainOrder != "oldest-first":
+		return fail("uplink.drain_order", "%q: use \"live-first\" (default) or \"oldest-first\"", u.DrainOrder)
 	case u.ExpiryWarningDays < 1 || u.ExpiryWarningDays > 3650:
 		return fail("uplink.expiry_warning_days", "%d is out of range: use 1 to 3650", u.ExpiryWarningDays)
 	}
@@ -320,6 +327,9 @@ func (c *Config) validate(fail func(key, format string, args ...any) error) erro
 		if err := checkBroker(raw); err != nil {
 			return fail("uplink.brokers", "broker %d %q: %v", i+1, raw, err)
 		}
+	}
+	if _, err := parseRate(u.MaxRate); err != nil {
+		return fail("uplink.max_rate", "%v", err)
 	}
 	if err := checkTopicPrefix(u.TopicPrefix); err != nil {
 		return fail("uplink.topic_prefix", "%q: %v", u.TopicPrefix, err)
@@ -424,6 +434,9 @@ func parseSensor(path string, i int, raw map[string]any, pos keyIndex, fail func
 	if !sensorRE.MatchString(s.Name) {
 		return s, fail(key("name"), "%q: use 1 to 64 letters, digits, '-' or '_'", s.Name)
 	}
+	if s.Name == agentSensor {
+		return s, fail(key("name"), "%q is reserved for the agent's own records (drop counters); choose another name", s.Name)
+	}
 	if s.Driver, err = str("driver"); err != nil {
 		return s, err
 	}
@@ -490,13 +503,15 @@ func parseSensor(path string, i int, raw map[string]any, pos keyIndex, fail func
 			opts[k] = v
 		}
 	}
-	if drv.Options == nil {
+	if drv.Options != nil {
+		s.Options = drv.Options()
+	}
+	if s.Options == nil {
 		for k := range opts {
 			return s, fail(key(k), "sensor %q: unknown key %q: driver %s takes no options", s.Name, k, s.Driver)
 		}
 		return s, nil
 	}
-	s.Options = drv.Options()
 	if err := textOnly(opts, s.Options, fmt.Sprintf("sensors[%d].", i), fail); err != nil {
 		return s, err
 	}

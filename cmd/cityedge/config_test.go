@@ -134,6 +134,9 @@ func TestConfigRejects(t *testing.T) {
 		{"pin on i2c sensor", `address = 0x76`, "address = 0x76\npin = \"GPIO4\"", "sensors[1].pin", 29, "I2C"},
 		{"gpio without pin", `pin = "GPIO17"`, ``, "sensors[0].pin", 0, "required"},
 		{"interval too short", `interval = "10s"`, `interval = "1ms"`, "sensors[1].interval", 29, "100ms"},
+		{"bad max_rate", `batch_max = 100`, "batch_max = 100\nmax_rate = \"fast\"", "uplink.max_rate", 12, "readings per second"},
+		{"zero max_rate", `batch_max = 100`, "batch_max = 100\nmax_rate = \"0/s\"", "uplink.max_rate", 12, "out of range"},
+		{"reserved sensor name", `name = "air-1"`, `name = "cityedge"`, "sensors[1].name", 25, "reserved"},
 		{"no sensors", "[[sensors]]", "[[nosensors]]", "nosensors", 0, ""},
 	}
 	for _, c := range cases {

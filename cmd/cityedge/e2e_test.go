@@ -51,8 +51,8 @@ func agentBinary(t testing.TB) string {
 	return agentBin
 }
 
-// testConfig writes an agent configuration for broker b with fast simulated
-// sensors and returns its path.
+// testSetup is an agent configuration for a test broker, in a folder of
+// its own.
 type testSetup struct {
 	dir      string
 	config   string
@@ -60,10 +60,17 @@ type testSetup struct {
 	broker   *testbroker.Broker
 }
 
+// newSetup writes a configuration for broker b with fast simulated sensors;
+// extra is added to the [uplink] table.
 func newSetup(t *testing.T, b *testbroker.Broker, client *devpki.Issued, extra string) *testSetup {
 	t.Helper()
 	dir := t.TempDir()
 	s := &testSetup{dir: dir, config: filepath.Join(dir, "cityedge.toml"), stateDir: filepath.Join(dir, "state"), broker: b}
+	if !strings.Contains(extra, "drain_order") {
+		// checkDelivery's strict per-sensor arrival order holds for
+		// oldest-first; live-first tests say so and check per stream.
+		extra = "drain_order = \"oldest-first\"\n" + extra
+	}
 	text := fmt.Sprintf(`[agent]
 id = "gw-test"
 state_dir = %q
@@ -174,6 +181,7 @@ type received struct {
 	ms   int64
 	v    float64
 	vb   *bool
+	at   time.Time // when the subscriber got it
 }
 
 // collector resolves SenML packs from a subscription.
@@ -220,13 +228,14 @@ func (c *collector) add(t *testing.T, topic string, payload []byte) {
 		return
 	}
 	c.messages++
+	now := time.Now()
 	var bn string
 	var bt float64
 	for i, r := range pack {
 		if i == 0 {
 			bn, bt = r.BN, r.BT
 		}
-		rec := received{name: bn + r.N, seq: r.Seq, ms: int64(math.Round((bt + r.T) * 1000)), vb: r.VB}
+		rec := received{name: bn + r.N, seq: r.Seq, ms: int64(math.Round((bt + r.T) * 1000)), vb: r.VB, at: now}
 		if r.V != nil {
 			rec.v = *r.V
 		}

@@ -2,7 +2,10 @@ package main
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
+	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -16,6 +19,7 @@ type queue interface {
 	ReadAfter(after uint64, max, maxBytes int) ([]buffer.Entry, error)
 	Ack(seqs ...uint64) error
 	Notify() <-chan struct{}
+	Stats() buffer.Stats
 }
 
 // maxPackBytes bounds one message: brokers commonly cap packets well above
@@ -23,28 +27,40 @@ type queue interface {
 const maxPackBytes = 256 << 10
 
 // forwarder is the uplink's Source: it turns buffered readings into SenML
-// packs, in sequence order, and deletes them from the buffer once the broker
-// acknowledged them.
+// packs and deletes them from the buffer once the broker acknowledged them.
+//
+// Each connection splits the buffer at the sequence number current when it
+// started: readings taken since then are live and go first, in seq order,
+// each batch as soon as it is full, has waited batch_wait, or holds an
+// occupancy change; the backlog before the split is back-filled, in seq
+// order, whenever no live batch is due. So after a long outage a parking
+// change still arrives in about a second while hours of environmental
+// readings drain behind it. With uplink.drain_order = "oldest-first" there is
+// no split: everything goes strictly in seq order.
 type forwarder struct {
 	q         queue
 	agentID   string
 	batchMax  int
 	batchWait time.Duration
+	limit     *rateLimit // nil: unlimited
+	fifo      bool       // uplink.drain_order = "oldest-first": no live split
 	log       *slog.Logger
 
-	mu     sync.Mutex
-	cursor uint64 // highest seq handed out in this session
-	urgent chan struct{}
+	mu         sync.Mutex
+	liveStart  uint64 // readings after this seq are live in this session
+	liveCursor uint64 // highest live seq handed out
+	backCursor uint64 // highest backlog seq handed out
+	urgent     chan struct{}
 }
 
 var _ uplink.Source = (*forwarder)(nil)
 
-func newForwarder(q queue, agentID string, batchMax int, batchWait time.Duration, log *slog.Logger) *forwarder {
-	return &forwarder{q: q, agentID: agentID, batchMax: batchMax, batchWait: batchWait, log: log,
+func newForwarder(q queue, agentID string, batchMax int, batchWait time.Duration, limit *rateLimit, log *slog.Logger) *forwarder {
+	return &forwarder{q: q, agentID: agentID, batchMax: batchMax, batchWait: batchWait, limit: limit, log: log,
 		urgent: make(chan struct{}, 1)}
 }
 
-// hurry makes the next batch go out without waiting for batch_wait; the
+// hurry makes the next live batch go out without waiting for batch_wait; the
 // sampler calls it after buffering an occupancy change.
 func (f *forwarder) hurry() {
 	select {
@@ -56,13 +72,22 @@ func (f *forwarder) hurry() {
 // Rewind implements uplink.Source: a new connection re-sends everything that
 // is still in the buffer, i.e. not acknowledged.
 func (f *forwarder) Rewind() {
+	var next uint64
+	st := f.q.Stats()
+	if !f.fifo {
+		next = st.NextSeq
+	}
 	f.mu.Lock()
-	f.cursor = 0
+	f.liveStart = max(next, 1) - 1
+	f.liveCursor = f.liveStart
+	f.backCursor = 0
 	f.mu.Unlock()
+	if st.Count > 0 {
+		f.log.Info("sending the backlog", "readings", st.Count, "oldest_seq", st.OldestSeq, "live_after_seq", next-1, "order", map[bool]string{true: "oldest-first", false: "live-first"}[f.fifo])
+	}
 }
 
-// Next implements uplink.Source. A batch goes out when it is full, when its
-// oldest reading has waited batch_wait, or at once after an occupancy change.
+// Next implements uplink.Source.
 func (f *forwarder) Next(ctx context.Context) (uplink.Batch, error) {
 	var timer *time.Timer
 	defer func() {
@@ -72,9 +97,10 @@ func (f *forwarder) Next(ctx context.Context) (uplink.Batch, error) {
 	}()
 	for {
 		f.mu.Lock()
-		after := f.cursor
+		liveCursor, backCursor, liveStart := f.liveCursor, f.backCursor, f.liveStart
 		f.mu.Unlock()
-		entries, err := f.q.ReadAfter(after, f.batchMax, maxPackBytes)
+
+		live, err := f.q.ReadAfter(liveCursor, f.batchMax, maxPackBytes)
 		if err != nil {
 			return uplink.Batch{}, err
 		}
@@ -84,17 +110,46 @@ func (f *forwarder) Next(ctx context.Context) (uplink.Batch, error) {
 			hurried = true
 		default:
 		}
-		var wait time.Duration
-		if len(entries) > 0 && len(entries) < f.batchMax && !hurried {
-			wait = f.batchWait - time.Since(entries[0].Time)
+		wait := time.Duration(-1)
+		if len(live) > 0 {
+			wait = 0
+			if len(live) < f.batchMax && !hurried {
+				wait = f.batchWait - time.Since(live[0].Time)
+			}
+			if wait <= 0 {
+				if b, ok, err := f.emit(ctx, live, &f.liveCursor); ok || err != nil {
+					return b, err
+				}
+				continue
+			}
 		}
-		if len(entries) > 0 && wait <= 0 {
-			return f.pack(entries), nil
+		if hurried {
+			f.hurry() // nothing live yet: keep the request for the reading on its way
+		}
+		if backCursor < liveStart {
+			back, err := f.q.ReadAfter(backCursor, f.batchMax, maxPackBytes)
+			if err != nil {
+				return uplink.Batch{}, err
+			}
+			n := 0
+			for n < len(back) && back[n].Seq <= liveStart {
+				n++
+			}
+			if n == 0 {
+				f.mu.Lock()
+				f.backCursor = max(f.backCursor, liveStart) // backlog drained
+				f.mu.Unlock()
+				continue
+			}
+			if b, ok, err := f.emit(ctx, back[:n], &f.backCursor); ok || err != nil {
+				return b, err
+			}
+			continue
 		}
 		if timer == nil {
 			timer = time.NewTimer(time.Hour)
 		}
-		if wait <= 0 {
+		if wait < 0 {
 			wait = time.Hour
 		}
 		timer.Reset(wait)
@@ -109,21 +164,21 @@ func (f *forwarder) Next(ctx context.Context) (uplink.Batch, error) {
 	}
 }
 
-func (f *forwarder) pack(entries []buffer.Entry) uplink.Batch {
+// emit packs entries, advances cursor past them and applies the rate limit.
+// ok is false when every entry was damaged and nothing is left to send.
+func (f *forwarder) emit(ctx context.Context, entries []buffer.Entry, cursor *uint64) (uplink.Batch, bool, error) {
 	items := make([]senml.Item, len(entries))
-	seqs := make([]uint64, 0, len(entries))
 	for i, e := range entries {
 		items[i] = senml.Item{Seq: e.Seq, Data: e.Data}
 	}
-	payload, bad := senml.Pack(nil, f.agentID, items)
-	badSet := map[uint64]bool{}
-	for _, s := range bad {
-		badSet[s] = true
-	}
-	for _, e := range entries {
-		if !badSet[e.Seq] {
-			seqs = append(seqs, e.Seq)
+	payload, bad := senml.Pack(make([]byte, 0, 160*len(entries)), f.agentID, items)
+	seqs := make([]uint64, 0, len(entries))
+	for i, b := 0, 0; i < len(entries); i++ {
+		if b < len(bad) && bad[b] == entries[i].Seq {
+			b++
+			continue
 		}
+		seqs = append(seqs, entries[i].Seq)
 	}
 	if len(bad) > 0 {
 		// An entry that cannot be decoded can never be delivered; keeping it
@@ -134,13 +189,91 @@ func (f *forwarder) pack(entries []buffer.Entry) uplink.Batch {
 		}
 	}
 	f.mu.Lock()
-	f.cursor = entries[len(entries)-1].Seq
+	*cursor = max(*cursor, entries[len(entries)-1].Seq)
 	f.mu.Unlock()
-	return uplink.Batch{Payload: payload, Seqs: seqs}
+	if len(seqs) == 0 {
+		return uplink.Batch{}, false, nil
+	}
+	if f.limit != nil {
+		if err := f.limit.wait(ctx, len(seqs), len(payload)); err != nil {
+			return uplink.Batch{}, false, err
+		}
+	}
+	return uplink.Batch{Payload: payload, Seqs: seqs}, true, nil
 }
 
 // Acked implements uplink.Source: the broker has the batch, so it leaves the
 // buffer.
 func (f *forwarder) Acked(b uplink.Batch) error {
 	return f.q.Ack(b.Seqs...)
+}
+
+// rateLimit is a token bucket over readings or bytes per second
+// (uplink.max_rate), for metered cellular links. A batch larger than the
+// bucket goes out when the bucket is full and leaves a debt, so the long-run
+// rate holds whatever the batch size.
+type rateLimit struct {
+	perSec float64
+	bytes  bool // the rate counts bytes of payload, not readings
+
+	mu     sync.Mutex
+	tokens float64
+	last   time.Time
+	now    func() time.Time
+	sleep  func(context.Context, time.Duration) error
+}
+
+func (l *rateLimit) wait(ctx context.Context, readings, bytes int) error {
+	cost := float64(readings)
+	if l.bytes {
+		cost = float64(bytes)
+	}
+	l.mu.Lock()
+	now := l.now()
+	if !l.last.IsZero() {
+		l.tokens = min(l.perSec, l.tokens+now.Sub(l.last).Seconds()*l.perSec)
+	} else {
+		l.tokens = l.perSec
+	}
+	l.last = now
+	l.tokens -= cost
+	debt := -l.tokens
+	l.mu.Unlock()
+	if debt <= 0 {
+		return nil
+	}
+	return l.sleep(ctx, time.Duration(debt/l.perSec*float64(time.Second)))
+}
+
+// parseRate reads uplink.max_rate: "500/s" (readings per second) or
+// "20KiB/s" (bytes per second). "" means unlimited.
+func parseRate(s string) (*rateLimit, error) {
+	if s == "" {
+		return nil, nil
+	}
+	num, ok := strings.CutSuffix(strings.TrimSpace(s), "/s")
+	if !ok {
+		return nil, fmt.Errorf("%q: write readings per second as \"500/s\" or bytes per second as \"20KiB/s\"", s)
+	}
+	l := &rateLimit{now: time.Now, sleep: func(ctx context.Context, d time.Duration) error {
+		t := time.NewTimer(d)
+		defer t.Stop()
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-t.C:
+			return nil
+		}
+	}}
+	if n, err := strconv.ParseFloat(num, 64); err == nil {
+		l.perSec = n
+	} else if b, err := parseSize(num); err == nil && strings.ContainsAny(num, "B") {
+		l.perSec, l.bytes = float64(b), true
+	} else {
+		return nil, fmt.Errorf("%q: write readings per second as \"500/s\" or bytes per second as \"20KiB/s\"", s)
+	}
+	if l.perSec < 1 || l.perSec > 1e9 {
+		return nil, fmt.Errorf("%q is out of range: at least 1 reading or byte per second", s)
+	}
+	return l, nil
 }

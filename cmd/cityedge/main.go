@@ -85,6 +85,14 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 }
 
 func run(args []string, stdout, stderr io.Writer) int {
+	// Signals first: a SIGTERM or SIGHUP that arrives while the agent starts
+	// must not kill it with Go's default action.
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+
 	o, err := parseFlags(args, stderr)
 	if errors.Is(err, flag.ErrHelp) {
 		return exitOK
@@ -114,11 +122,9 @@ func run(args []string, stdout, stderr io.Writer) int {
 	case o.enroll:
 		return runEnroll(cfg, o.csr, stdout, stderr)
 	case o.diagnose:
-		return runDiagnose(context.Background(), cfg, o, stdout)
+		return runDiagnose(ctx, cfg, o, stdout)
 	}
-	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
-	defer stop()
-	return runAgent(ctx, cfg, o.simulate, logger, logLevel)
+	return runAgent(ctx, cfg, o.simulate, logger, logLevel, hup)
 }
 
 func versionString() string {

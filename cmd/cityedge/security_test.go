@@ -17,6 +17,7 @@ import (
 	"encoding/json"
 	"encoding/pem"
 	"fmt"
+	"log/slog"
 	"net"
 	"os"
 	"os/exec"
@@ -618,6 +619,16 @@ func secretForms(t *testing.T, path string) map[string]string {
 	return forms
 }
 
+// findSecret returns the first form of forms found in text.
+func findSecret(text string, forms map[string]string) (string, bool) {
+	for form, needle := range forms {
+		if strings.Contains(text, needle) {
+			return form, true
+		}
+	}
+	return "", false
+}
+
 // TestSecurityLogHygiene runs the agent at debug level through start,
 // delivery, a certificate rotation, rejected certificate sets of several
 // kinds, a broker outage and shutdown, plus --diagnose and --enroll, and
@@ -741,11 +752,27 @@ func TestSecurityLogHygiene(t *testing.T) {
 	}
 	checked := 0
 	for what, path := range secrets {
-		for form, needle := range secretForms(t, path) {
-			checked++
-			if strings.Contains(logs, needle) {
-				t.Errorf("output contains the %s (%s)", what, form)
-			}
+		forms := secretForms(t, path)
+		checked += len(forms)
+		if form, found := findSecret(logs, forms); found {
+			t.Errorf("output contains the %s (%s)", what, form)
+		}
+	}
+
+	// The check itself catches a key the way a careless log line would
+	// print it.
+	forms := secretForms(t, next.KeyFile)
+	blk, _ := pem.Decode(nextKey)
+	k, err := x509.ParsePKCS8PrivateKey(blk.Bytes)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var textLog strings.Builder
+	slog.New(slog.NewTextHandler(&textLog, nil)).Info("leak", "key", string(nextKey))
+	jsonDER, _ := json.Marshal(blk.Bytes)
+	for _, leak := range []string{textLog.String(), string(jsonDER), fmt.Sprintf("%x", blk.Bytes), fmt.Sprintf("%+v", k)} {
+		if _, found := findSecret(leak, forms); !found {
+			t.Errorf("the check misses a key printed as %.60q...", leak)
 		}
 	}
 	t.Logf("%d bytes of output from a full run, checked against %d forms of %d keys and certificates", len(logs), checked, len(secrets))

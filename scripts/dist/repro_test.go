@@ -1,0 +1,106 @@
+package main
+
+import (
+	"bytes"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sort"
+	"strings"
+	"testing"
+	"time"
+)
+
+// TestReproducible packages one build twice, from inputs that differ in
+// everything but content (file times, permissions, checkout path), once in
+// process and once through scripts/dist.sh as `make dist` runs it. The two
+// outputs must be the same bytes.
+func TestReproducible(t *testing.T) {
+	need(t, "go", "golang", "GO")
+	tg := hostTarget(t)
+	bin := agent(t)
+
+	// Build A: a copy of the sources with odd times and modes.
+	repoA := t.TempDir()
+	distA := t.TempDir()
+	odd := time.Date(2001, 2, 3, 4, 5, 6, 0, time.UTC)
+	for _, p := range []string{"scripts/systemd/cityedge.service", "scripts/systemd/60-cityedge.rules",
+		"scripts/cityedge.example.toml", "scripts/install.sh", "README.md", "LICENSE"} {
+		src := filepath.Join(repoRoot, p)
+		if _, err := os.Stat(src); os.IsNotExist(err) && p == "LICENSE" {
+			continue
+		}
+		dst := filepath.Join(repoA, p)
+		copyFile(t, src, dst, 0o600)
+		if err := os.Chtimes(dst, odd, odd); err != nil {
+			t.Fatal(err)
+		}
+	}
+	copyFile(t, bin, filepath.Join(distA, "cityedge-linux-"+tg.name), 0o700)
+	if err := os.Chtimes(filepath.Join(distA, "cityedge-linux-"+tg.name), odd, odd); err != nil {
+		t.Fatal(err)
+	}
+	var errb bytes.Buffer
+	if err := run([]string{"-version", testVersion, "-repo", repoA, "-dist", distA, "-targets", tg.name}, testEpoch, io.Discard, &errb); err != nil {
+		t.Fatalf("build A: %v\n%s", err, errb.String())
+	}
+
+	// Build B: the repository itself, through dist.sh.
+	distB := t.TempDir()
+	copyFile(t, bin, filepath.Join(distB, "cityedge-linux-"+tg.name), 0o755)
+	runCmd(t, nil, []string{"VERSION=" + testVersion, "SOURCE_DATE_EPOCH=" + testEpoch, "DIST=" + distB, "TARGETS=" + tg.name},
+		filepath.Join(repoRoot, "scripts", "dist.sh"))
+
+	a, b := outputs(t, distA), outputs(t, distB)
+	if len(a) != 3 {
+		t.Fatalf("build A made %d files, want a tarball, a .deb and SHA256SUMS: %v", len(a), keys(a))
+	}
+	if strings.Join(keys(a), " ") != strings.Join(keys(b), " ") {
+		t.Fatalf("the builds made different files: %v and %v", keys(a), keys(b))
+	}
+	for name, da := range a {
+		if !bytes.Equal(da, b[name]) {
+			t.Errorf("%s differs between two builds of the same inputs", name)
+		}
+	}
+	sums := string(a["SHA256SUMS"])
+	for name := range a {
+		if name != "SHA256SUMS" && !strings.Contains(sums, "  "+name+"\n") {
+			t.Errorf("SHA256SUMS does not list %s:\n%s", name, sums)
+		}
+	}
+	sha := need(t, "sha256sum", "coreutils", "GO")
+	check := exec.Command(sha, "-c", "--strict", "SHA256SUMS")
+	check.Dir = distB
+	if out, err := check.CombinedOutput(); err != nil {
+		t.Errorf("sha256sum -c: %v\n%s", err, out)
+	}
+}
+
+// outputs reads the packaging outputs of a dist directory (not the input
+// binaries).
+func outputs(t *testing.T, dir string) map[string][]byte {
+	t.Helper()
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := map[string][]byte{}
+	for _, e := range ents {
+		if strings.HasPrefix(e.Name(), "cityedge-linux-") {
+			continue
+		}
+		out[e.Name()] = mustRead(t, filepath.Join(dir, e.Name()))
+	}
+	return out
+}
+
+func keys(m map[string][]byte) []string {
+	var k []string
+	for n := range m {
+		k = append(k, n)
+	}
+	sort.Strings(k)
+	return k
+}

@@ -10,7 +10,7 @@ LDFLAGS := -s -w -X main.version=$(VERSION) -X main.commit=$(COMMIT) -X main.bui
 CROSS   := linux/arm/6/armv6 linux/arm/7/armv7 linux/arm64//arm64 linux/amd64//amd64
 FUZZTIME ?= 2s
 
-.PHONY: all build cross demo test test-go test-fuzz lint bench fuzz clean
+.PHONY: all build cross dist demo test test-go test-fuzz vm-test lint bench fuzz clean
 
 all: build
 
@@ -26,6 +26,10 @@ cross:
 		CGO_ENABLED=0 GOOS=$$os GOARCH=$$arch GOARM=$$arm $(GO) build -trimpath -buildvcs=false \
 			-ldflags '$(LDFLAGS)' -o dist/cityedge-linux-$$name ./cmd/cityedge; \
 	done
+
+# Tarballs, .debs and SHA256SUMS for every gateway architecture, reproducibly.
+dist: cross
+	VERSION='$(VERSION)' scripts/dist.sh
 
 # The main job: a local mutual-TLS broker, the agent on simulated sensors,
 # and the messages as they arrive. Ctrl-C stops both.

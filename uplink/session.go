@@ -38,7 +38,7 @@ func (c *Client) Run(ctx context.Context) error {
 	var wait time.Duration // the first attempt at start is immediate
 	for {
 		if wait > 0 {
-			c.log.Info("uplink: waiting before the next connection attempt", "delay", wait.Round(time.Millisecond))
+			c.log.Debug("uplink: waiting before the next connection attempt", "delay", wait.Round(time.Millisecond))
 			if !c.pause(ctx, wait) {
 				return nil
 			}
@@ -90,16 +90,35 @@ func (c *Client) attempt(ctx context.Context) outcome {
 			return stopped
 		}
 		if err != nil {
-			c.log.Warn("uplink: connection failed", "broker", u.String(), "err", err)
+			c.logFailure(u.String(), err)
 			c.setError(err)
 			if errors.Is(err, errTLSConfig) {
 				return failed // the same for every broker: no attempt at all
 			}
 			continue
 		}
+		if c.failStreak > 0 {
+			c.log.Info("uplink: connected after failures", "broker", u.String(), "failures", c.failStreak)
+		}
+		c.failStreak, c.failText = 0, ""
 		return c.serve(ctx, s)
 	}
 	return failed
+}
+
+// logFailure logs a failed connection attempt as a warning the first time,
+// when the cause changes, and then after 2, 4, 8, ... failures in a row with
+// the count; the attempts between go to debug. A broker down for a day then
+// costs a couple of dozen journal lines, not thousands.
+func (c *Client) logFailure(broker string, err error) {
+	c.failStreak++
+	text := err.Error()
+	if text != c.failText || c.failStreak&(c.failStreak-1) == 0 {
+		c.log.Warn("uplink: connection failed", "broker", broker, "err", err, "failures_in_a_row", c.failStreak)
+	} else {
+		c.log.Debug("uplink: connection failed", "broker", broker, "err", err, "failures_in_a_row", c.failStreak)
+	}
+	c.failText = text
 }
 
 var errTLSConfig = errors.New("TLS configuration unusable, not connecting")
@@ -198,7 +217,10 @@ func explainHandshake(err error) error {
 	case errors.As(err, &rh):
 		return fmt.Errorf("TLS handshake: the broker did not answer with TLS (plaintext listener?): %w", err)
 	case errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF), errors.Is(err, syscall.ECONNRESET):
-		return fmt.Errorf("TLS handshake: the broker closed the connection (not a TLS listener, or it refused our TLS version or client certificate): %w", err)
+		// A TLS broker that refuses our version or certificate sends an alert;
+		// a bare close or reset is what a plaintext MQTT listener does to a
+		// ClientHello.
+		return fmt.Errorf("TLS handshake: the broker closed the connection without a TLS answer: most likely not a TLS listener (plain MQTT on this port? use the broker's TLS port, usually 8883): %w", err)
 	}
 	return fmt.Errorf("TLS handshake: %w", err)
 }

@@ -162,6 +162,11 @@ type Client struct {
 	gen       atomic.Uint64 // current session generation
 	inFlight  atomic.Int64
 
+	// Failed attempts in a row and the last error text: a broker that stays
+	// down is logged at growing intervals, not on every attempt.
+	failStreak int
+	failText   string
+
 	mu sync.Mutex
 	st State
 }

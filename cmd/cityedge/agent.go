@@ -19,6 +19,7 @@ import (
 	"github.com/cityedge/cityedge/drivers/catalog"
 	"github.com/cityedge/cityedge/uplink"
 	"github.com/cityedge/cityedge/uplink/senml"
+	"github.com/coreos/go-systemd/v22/daemon"
 )
 
 // shutdownGrace bounds the goodbye to the broker, so that the agent exits
@@ -122,6 +123,10 @@ func runAgent(ctx context.Context, cfg *Config, simulate bool, log *slog.Logger,
 	}
 
 	go a.reportDrops(sampleCtx, 5*time.Second)
+	// Ready once the buffer is open and sampling runs: a dead sensor or an
+	// unreachable broker is reported, not a reason to fail the start.
+	notify(log, daemon.SdNotifyReady)
+	go a.watchdog(sampleCtx)
 
 	upCtx, stopUplink := context.WithCancel(context.WithoutCancel(ctx))
 	defer stopUplink()
@@ -161,6 +166,7 @@ func runAgent(ctx context.Context, cfg *Config, simulate bool, log *slog.Logger,
 		return exitRuntime
 	}
 	log.Info("shutting down: stop sampling, commit, say goodbye, close buffer")
+	notify(log, daemon.SdNotifyStopping)
 	stopSampling()
 	sampling.Wait()
 	stopUplink()
@@ -176,6 +182,8 @@ func runAgent(ctx context.Context, cfg *Config, simulate bool, log *slog.Logger,
 // certificate changed) and the reloadable parts of the configuration. The
 // buffer is never touched; settings that need a restart are named.
 func (a *agent) reload(level *slog.LevelVar) {
+	notify(a.log, daemon.SdNotifyReloading+"\nMONOTONIC_USEC="+daemon.SdNotifyMonotonicUsec())
+	defer notify(a.log, daemon.SdNotifyReady)
 	a.log.Info("SIGHUP: reloading certificates and configuration")
 	changed, err := a.store.Reload()
 	switch {
@@ -323,6 +331,7 @@ type statusMessage struct {
 }
 
 type certStatus struct {
+	ClientSerial    string `json:"client_serial"`
 	ClientDaysLeft  int    `json:"client_days_left"`
 	CADaysLeft      int    `json:"ca_days_left"`
 	Warning         string `json:"warning,omitempty"`
@@ -341,7 +350,7 @@ func (a *agent) status(online bool) []byte {
 		m.Sensors[r.cfg.Name] = r.snapshot()
 	}
 	cs := a.store.Status()
-	m.Certs = &certStatus{ClientDaysLeft: cs.ClientDaysLeft, CADaysLeft: cs.CADaysLeft, Warning: cs.Warning, LastReloadError: cs.LastReloadError}
+	m.Certs = &certStatus{ClientSerial: cs.ClientSerial, ClientDaysLeft: cs.ClientDaysLeft, CADaysLeft: cs.CADaysLeft, Warning: cs.Warning, LastReloadError: cs.LastReloadError}
 	b, err := json.Marshal(m)
 	if err != nil {
 		a.log.Error("status", "err", err)

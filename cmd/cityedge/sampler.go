@@ -46,6 +46,7 @@ type sensorRunner struct {
 	log *slog.Logger
 
 	readings, errs atomic.Uint64
+	busySince      atomic.Int64 // UnixNano when the current open/read/append began; 0 when idle
 	mu             sync.Mutex
 	state          sensorState
 }
@@ -114,7 +115,15 @@ func (r *sensorRunner) run(ctx context.Context, out sink) {
 	}
 }
 
+// busy marks the start of a step that must not hang; the returned func marks
+// its end. The watchdog looks at the marks.
+func (r *sensorRunner) busy() func() {
+	r.busySince.Store(time.Now().UnixNano())
+	return func() { r.busySince.Store(0) }
+}
+
 func (r *sensorRunner) open() (drivers.Sensor, string, error) {
+	defer r.busy()()
 	t, err := r.hw.target(r.cfg)
 	if err != nil {
 		return nil, "", err
@@ -133,6 +142,8 @@ func (r *sensorRunner) sample(ctx context.Context, s drivers.Sensor, out sink) e
 	defer cancel()
 	emit := func(vals []drivers.Value) {
 		rd := drivers.Reading{Sensor: r.cfg.Name, Time: time.Now(), Values: vals}
+		done := r.busy()
+		defer done()
 		if err := out(context.WithoutCancel(ctx), rd); err != nil {
 			// The buffer reports and counts its own trouble; a reading that
 			// could not even be encoded is a driver bug worth an error.
@@ -175,7 +186,9 @@ func (r *sensorRunner) sample(ctx context.Context, s drivers.Sensor, out sink) e
 				continue // Watch reports the state at start itself
 			}
 		}
+		done := r.busy()
 		vals, err := s.Read(ctx)
+		done()
 		if err != nil {
 			if ctx.Err() != nil {
 				return ctx.Err()

@@ -123,6 +123,7 @@ func runAgent(ctx context.Context, cfg *Config, simulate bool, log *slog.Logger,
 	}
 
 	go a.reportDrops(sampleCtx, 5*time.Second)
+	go a.serveControl(sampleCtx)
 	// Ready once the buffer is open and sampling runs: a dead sensor or an
 	// unreachable broker is reported, not a reason to fail the start.
 	notify(log, daemon.SdNotifyReady)

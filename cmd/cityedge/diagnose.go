@@ -7,17 +7,23 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"net/url"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/cityedge/cityedge/buffer"
 	"github.com/cityedge/cityedge/certs"
+	"github.com/cityedge/cityedge/drivers"
 	"github.com/cityedge/cityedge/drivers/catalog"
 	mqtt "github.com/eclipse/paho.mqtt.golang"
+	"golang.org/x/sys/unix"
+	"periph.io/x/conn/v3/gpio"
 )
 
 // Verdicts of a diagnostic check.
@@ -34,91 +40,104 @@ type check struct {
 	Detail  string `json:"detail"`
 }
 
-// checkTimeout bounds each check, so one hung bus or broker never hangs the
-// report.
-const checkTimeout = 4 * time.Second
+// Each check has its own deadline, so one hung bus or broker never hangs the
+// report; checks run side by side so the whole report stays well under 15 s.
+const (
+	checkTimeout  = 4 * time.Second
+	sensorTimeout = 8 * time.Second // an SCD4x needs 5 s for its first value
+)
 
+// report collects checks from concurrent goroutines in a stable order.
 type report struct {
+	mu     sync.Mutex
 	checks []check
+	wg     sync.WaitGroup
+}
+
+// slot reserves a line now and lets a goroutine fill it later.
+func (r *report) slot(area, name string) func(verdict, format string, args ...any) {
+	r.mu.Lock()
+	i := len(r.checks)
+	r.checks = append(r.checks, check{Area: area, Name: name, Verdict: fail, Detail: "not checked"})
+	r.mu.Unlock()
+	return func(verdict, format string, args ...any) {
+		r.mu.Lock()
+		r.checks[i].Verdict, r.checks[i].Detail = verdict, fmt.Sprintf(format, args...)
+		r.mu.Unlock()
+	}
 }
 
 func (r *report) add(area, name, verdict, format string, args ...any) {
-	r.checks = append(r.checks, check{Area: area, Name: name, Verdict: verdict, Detail: fmt.Sprintf(format, args...)})
+	r.slot(area, name)(verdict, format, args...)
 }
 
-// timed runs f with its own deadline; a check that overruns is a FAIL and
-// its goroutine is left to finish on its own.
-func timed(ctx context.Context, f func(ctx context.Context) (string, string)) (verdict, detail string) {
-	ctx, cancel := context.WithTimeout(ctx, checkTimeout)
-	defer cancel()
-	type res struct{ v, d string }
-	ch := make(chan res, 1)
+// async runs f in the background with its own timeout, filling a slot.
+func (r *report) async(ctx context.Context, area, name string, timeout time.Duration, f func(ctx context.Context) (string, string)) {
+	set := r.slot(area, name)
+	r.wg.Add(1)
 	go func() {
-		v, d := f(ctx)
-		ch <- res{v, d}
+		defer r.wg.Done()
+		ctx, cancel := context.WithTimeout(ctx, timeout)
+		defer cancel()
+		done := make(chan [2]string, 1)
+		go func() {
+			v, d := f(ctx)
+			done <- [2]string{v, d}
+		}()
+		select {
+		case res := <-done:
+			set(res[0], "%s", res[1])
+		case <-ctx.Done():
+			set(fail, "no answer within %v", timeout)
+		}
 	}()
-	select {
-	case r := <-ch:
-		return r.v, r.d
-	case <-ctx.Done():
-		return fail, fmt.Sprintf("no answer within %v", checkTimeout)
-	}
 }
 
 func runDiagnose(ctx context.Context, cfg *Config, o options, stdout io.Writer) int {
-	var r report
-	r.add("config", cfg.path, pass, "%d sensors, %d brokers, agent %s", len(cfg.Sensors), len(cfg.Uplink.Brokers), cfg.Agent.ID)
+	r := &report{}
+	quiet := slog.New(slog.DiscardHandler)
+	r.add("config", cfg.path, pass, "valid: agent %s, %d sensors, %d brokers", cfg.Agent.ID, len(cfg.Sensors), len(cfg.Uplink.Brokers))
 
-	hw, err := newDiagnoseHardware(ctx, cfg, o.simulate)
-	if err != nil {
-		r.add("sensors", "hardware", fail, "%v", err)
+	live, sock := queryAgent(ctx, cfg, quiet)
+	if live != nil {
+		r.add("agent", sock, pass, "running (pid %d, version %s, up %v): reporting its live state; hardware and buffer are left to it",
+			live.PID, live.Version, (time.Duration(live.Uptime) * time.Second).Round(time.Second))
+		diagnoseLive(cfg, live, r)
+	} else {
+		r.add("agent", "service", pass, "not running: checking hardware and buffer directly")
+		diagnoseHardware(ctx, cfg, o.simulate, r)
+		diagnoseBuffer(cfg, r)
 	}
-	for _, s := range cfg.Sensors {
-		if hw == nil {
-			break
-		}
-		v, d := timed(ctx, func(ctx context.Context) (string, string) { return diagnoseSensor(ctx, hw, s) })
-		r.add("sensor", s.Name, v, "%s", d)
-	}
-	if hw != nil {
-		hw.close()
-	}
+	diagnoseDisk(cfg, r)
+	diagnoseClock(r)
 
-	diagnoseBuffer(cfg, &r)
-
-	store, err := certs.Load(certOptions(cfg, nil))
+	store, err := certs.Load(certOptions(cfg, quiet))
 	if err != nil {
 		r.add("certs", "load", fail, "%v", err)
 	} else {
 		st := store.Status()
 		v := pass
-		if st.Warning != "" {
+		switch {
+		case st.Expired:
+			v = fail
+		case st.Warning != "" || st.LastReloadError != "":
 			v = warn
 		}
-		if st.Expired {
-			v = fail
-		}
-		detail := fmt.Sprintf("client %s expires in %d days, CA in %d days", st.ClientSubject, st.ClientDaysLeft, st.CADaysLeft)
-		if st.Warning != "" {
-			detail += "; " + st.Warning
-		}
-		r.add("certs", "client", v, "%s", detail)
+		r.add("certs", "client", v, "%s (serial %s): %d days left, CA %d days left%s", st.ClientSubject, st.ClientSerial,
+			st.ClientDaysLeft, st.CADaysLeft, suffix("; ", st.Warning))
 		for _, b := range cfg.Uplink.Brokers {
-			v, d := timed(ctx, func(ctx context.Context) (string, string) { return diagnoseBroker(ctx, cfg, store, b) })
-			r.add("uplink", b, v, "%s", d)
+			r.async(ctx, "broker", b, checkTimeout, func(ctx context.Context) (string, string) { return diagnoseBroker(ctx, cfg, store, b) })
 		}
 	}
+	r.wg.Wait()
 
-	failed := false
-	for _, c := range r.checks {
-		failed = failed || c.Verdict == fail
-	}
+	failed := slices.ContainsFunc(r.checks, func(c check) bool { return c.Verdict == fail })
 	if o.json {
 		enc := json.NewEncoder(stdout)
 		enc.SetIndent("", "  ")
-		_ = enc.Encode(map[string]any{"ok": !failed, "checks": r.checks})
+		_ = enc.Encode(map[string]any{"ok": !failed, "config": cfg.path, "time": time.Now().UTC(), "checks": r.checks})
 	} else {
-		printReport(stdout, r.checks)
+		printReport(stdout, r.checks, isTerminal(stdout))
 	}
 	if failed {
 		return exitRuntime
@@ -126,21 +145,213 @@ func runDiagnose(ctx context.Context, cfg *Config, o options, stdout io.Writer) 
 	return exitOK
 }
 
-func printReport(w io.Writer, checks []check) {
+func isTerminal(w io.Writer) bool {
+	f, ok := w.(*os.File)
+	if !ok || os.Getenv("NO_COLOR") != "" || os.Getenv("TERM") == "dumb" {
+		return false
+	}
+	_, err := unix.IoctlGetTermios(int(f.Fd()), unix.TCGETS)
+	return err == nil
+}
+
+func printReport(w io.Writer, checks []check, colour bool) {
 	width := 0
 	for _, c := range checks {
 		width = max(width, len(c.Area)+1+len(c.Name))
 	}
+	paint := map[string]string{pass: "\x1b[32m", warn: "\x1b[33m", fail: "\x1b[1;31m"}
 	for _, c := range checks {
-		fmt.Fprintf(w, "%-4s  %-*s  %s\n", c.Verdict, width, c.Area+" "+c.Name, c.Detail)
+		v := c.Verdict
+		if colour {
+			v = paint[v] + v + "\x1b[0m"
+		}
+		fmt.Fprintf(w, "%s  %-*s  %s\n", v, width, c.Area+" "+c.Name, c.Detail)
+	}
+	counts := map[string]int{}
+	for _, c := range checks {
+		counts[c.Verdict]++
+	}
+	fmt.Fprintf(w, "%d passed, %d warnings, %d failed\n", counts[pass], counts[warn], counts[fail])
+}
+
+// diagnoseLive reports a running agent's own view of sensors, buffer and
+// uplink.
+func diagnoseLive(cfg *Config, live *liveState, r *report) {
+	for _, s := range cfg.Sensors {
+		st, ok := live.Sensors[s.Name]
+		switch {
+		case !ok:
+			r.add("sensor", s.Name, fail, "the running agent does not know this sensor: restart it to load the configuration")
+		case !st.Open || st.LastOK.IsZero():
+			r.add("sensor", s.Name, fail, "%s %s: not delivering readings; last error: %s", s.Driver, st.Where, st.LastError)
+		case time.Since(st.LastOK) > 3*s.Interval+10*time.Second:
+			r.add("sensor", s.Name, fail, "%s %s: last reading %v ago (interval %v); last error: %s", s.Driver, st.Where,
+				time.Since(st.LastOK).Round(time.Second), s.Interval, st.LastError)
+		case st.Errors > 0:
+			r.add("sensor", s.Name, warn, "%s %s: %d readings, %d errors (last: %s)", s.Driver, st.Where, st.Readings, st.Errors, st.LastError)
+		default:
+			r.add("sensor", s.Name, pass, "%s %s: %d readings, last %v ago", s.Driver, st.Where, st.Readings, time.Since(st.LastOK).Round(time.Second))
+		}
+	}
+	v := pass
+	if live.Dropped > 0 || live.statusMessage.Buffer != "" || live.Buffer.Salvage != nil {
+		v = warn
+	}
+	r.add("buffer", live.BufferFile, v, "file %s, backlog %d readings (%s), oldest %s, dropped %d%s%s",
+		bytesIEC(live.Buffer.FileBytes), live.Backlog, bytesIEC(live.Bytes), age(live.Buffer.OldestTime), live.Dropped,
+		suffix("; disk: ", live.statusMessage.Buffer), salvageNote(live.Buffer.Salvage))
+	u := live.Uplink
+	switch {
+	case u.Connected:
+		r.add("uplink", "session", pass, "connected to %s since %s; last upload %s; %d in flight",
+			u.Broker, u.Since.Format(time.RFC3339), ago(u.LastUpload), u.InFlight)
+	default:
+		r.add("uplink", "session", fail, "not connected (last tried %s); last error: %s; last upload %s", u.Broker, u.LastError, ago(u.LastUpload))
 	}
 }
 
-func newDiagnoseHardware(ctx context.Context, cfg *Config, simulate bool) (hardware, error) {
-	if simulate {
-		return newSimHardware(ctx, cfg)
+func salvageNote(s *buffer.SalvageReport) string {
+	if s == nil {
+		return ""
 	}
-	return newHostHardware()
+	return fmt.Sprintf("; a damaged buffer was salvaged at %s (%d readings kept, evidence at %s)", s.Time.Format(time.RFC3339), s.Recovered, s.MovedTo)
+}
+
+func ago(t time.Time) string {
+	if t.IsZero() {
+		return "never"
+	}
+	return time.Since(t).Round(time.Second).String() + " ago"
+}
+
+func age(t time.Time) string {
+	if t.IsZero() {
+		return "none"
+	}
+	return time.Since(t).Round(time.Second).String() + " old"
+}
+
+func bytesIEC(n int64) string {
+	switch {
+	case n >= 1<<30:
+		return fmt.Sprintf("%.1f GiB", float64(n)/(1<<30))
+	case n >= 1<<20:
+		return fmt.Sprintf("%.1f MiB", float64(n)/(1<<20))
+	case n >= 1<<10:
+		return fmt.Sprintf("%.1f KiB", float64(n)/(1<<10))
+	}
+	return fmt.Sprintf("%d B", n)
+}
+
+// diagnoseHardware opens every sensor and reads it once, scans each
+// configured I2C bus, and reads each GPIO pin's level.
+func diagnoseHardware(ctx context.Context, cfg *Config, simulate bool, r *report) {
+	var hw hardware
+	var err error
+	if simulate {
+		hw, err = newSimHardware(ctx, cfg)
+	} else {
+		hw, err = newHostHardware()
+	}
+	if err != nil {
+		r.add("sensors", "hardware", fail, "%v", err)
+		return
+	}
+	var sensors sync.WaitGroup
+	for _, s := range cfg.Sensors {
+		sensors.Add(1)
+		set := r.slot("sensor", s.Name)
+		go func() {
+			defer sensors.Done()
+			ctx, cancel := context.WithTimeout(ctx, sensorTimeout)
+			defer cancel()
+			done := make(chan [2]string, 1)
+			go func() {
+				v, d := diagnoseSensor(ctx, hw, s)
+				done <- [2]string{v, d}
+			}()
+			select {
+			case res := <-done:
+				set(res[0], "%s", res[1])
+			case <-ctx.Done():
+				set(fail, "no answer within %v", sensorTimeout)
+			}
+		}()
+	}
+	// The scan waits for the sensor checks: probing a bus while a driver
+	// waits for a conversion could take its answer away.
+	buses := map[string][]SensorConfig{}
+	var names []string
+	for _, s := range cfg.Sensors {
+		if d, _ := catalog.Lookup(s.Driver); d.Kind == catalog.I2C {
+			if _, ok := buses[s.Bus]; !ok {
+				names = append(names, s.Bus)
+			}
+			buses[s.Bus] = append(buses[s.Bus], s)
+		}
+	}
+	slots := make([]func(string, string, ...any), len(names))
+	for i, b := range names {
+		slots[i] = r.slot("i2c", "bus "+busLabel(b))
+	}
+	r.wg.Add(1)
+	go func() {
+		defer r.wg.Done()
+		defer hw.close()
+		sensors.Wait()
+		for i, b := range names {
+			t, err := hw.target(buses[b][0])
+			if err != nil {
+				slots[i](fail, "%v", err)
+				continue
+			}
+			v, d := scanVerdict(catalog.Scan(t.Bus), buses[b])
+			slots[i](v, "%s", d)
+		}
+	}()
+}
+
+func busLabel(b string) string {
+	if b == "" {
+		return "(first)"
+	}
+	return b
+}
+
+// scanVerdict compares what answered on a bus with what is configured there.
+func scanVerdict(found []catalog.Found, configured []SensorConfig) (verdict, detail string) {
+	want := map[uint16]string{}
+	for _, s := range configured {
+		want[s.Address] = s.Name
+	}
+	verdict = pass
+	var parts []string
+	seen := map[uint16]bool{}
+	for _, f := range found {
+		seen[f.Addr] = true
+		could := "unknown device"
+		if len(f.Drivers) > 0 {
+			could = "could be " + strings.Join(f.Drivers, "/")
+		}
+		if name, ok := want[f.Addr]; ok {
+			parts = append(parts, fmt.Sprintf("%#02x %s (configured: %s)", f.Addr, could, name))
+		} else {
+			parts = append(parts, fmt.Sprintf("%#02x %s (present but not configured)", f.Addr, could))
+			if verdict == pass {
+				verdict = warn
+			}
+		}
+	}
+	for _, s := range configured {
+		if !seen[s.Address] {
+			parts = append(parts, fmt.Sprintf("%#02x SILENT (configured: %s, %s)", s.Address, s.Name, s.Driver))
+			verdict = fail
+		}
+	}
+	if len(parts) == 0 {
+		parts = append(parts, "no device answers")
+	}
+	return verdict, strings.Join(parts, "; ")
 }
 
 func diagnoseSensor(ctx context.Context, hw hardware, s SensorConfig) (string, string) {
@@ -154,19 +365,42 @@ func diagnoseSensor(ctx context.Context, hw hardware, s SensorConfig) (string, s
 		return fail, fmt.Sprintf("%s: open: %v", t.Where(), err)
 	}
 	defer dev.Halt()
+	level := ""
+	if t.Pin != nil {
+		level = fmt.Sprintf(", line level %s", map[gpio.Level]string{gpio.High: "high", gpio.Low: "low"}[t.Pin.Read()])
+	}
 	vals, err := dev.Read(ctx)
 	if err != nil {
 		return fail, fmt.Sprintf("%s (%s): read: %v", t.Where(), dev, err)
 	}
 	parts := make([]string, len(vals))
+	verdict := pass
 	for i, v := range vals {
 		if v.IsBool {
 			parts[i] = fmt.Sprintf("%s=%t", v.Quantity, v.Bool)
-		} else {
-			parts[i] = fmt.Sprintf("%s=%.6g %s", v.Quantity, v.Num, v.Unit)
+			continue
+		}
+		parts[i] = fmt.Sprintf("%s=%.6g %s", v.Quantity, v.Num, v.Unit)
+		if why := implausible(v); why != "" {
+			parts[i] += " (" + why + ")"
+			verdict = warn
 		}
 	}
-	return pass, fmt.Sprintf("%s (%s): %s", t.Where(), dev, strings.Join(parts, ", "))
+	return verdict, fmt.Sprintf("%s (%s)%s: %s", t.Where(), dev, level, strings.Join(parts, ", "))
+}
+
+// implausible flags values a street sensor should not report although they
+// are within the chip's range: a sensor in the sun, a wet or blocked one.
+func implausible(v drivers.Value) string {
+	limits := map[string][2]float64{
+		drivers.Temperature: {-40, 60}, drivers.Humidity: {1, 100}, drivers.Pressure: {80000, 110000},
+		drivers.CO2: {350, 5000}, drivers.PM2_5: {0, 500}, drivers.PM10: {0, 600},
+	}
+	l, ok := limits[v.Quantity]
+	if !ok || (v.Num >= l[0] && v.Num <= l[1]) {
+		return ""
+	}
+	return fmt.Sprintf("implausible outdoors: expected %g to %g", l[0], l[1])
 }
 
 func diagnoseBuffer(cfg *Config, r *report) {
@@ -175,9 +409,10 @@ func diagnoseBuffer(cfg *Config, r *report) {
 		r.add("buffer", path, warn, "no buffer file yet (created at the agent's first start)")
 		return
 	}
-	q, err := buffer.Open(path, buffer.Options{MaxBytes: int64(cfg.Buffer.MaxBytes), LockTimeout: 500 * time.Millisecond})
+	q, err := buffer.Open(path, buffer.Options{MaxBytes: int64(cfg.Buffer.MaxBytes), LockTimeout: 500 * time.Millisecond,
+		Logger: slog.New(slog.DiscardHandler)})
 	if errors.Is(err, buffer.ErrLocked) {
-		r.add("buffer", path, pass, "in use by the running agent")
+		r.add("buffer", path, warn, "locked by another process, but no agent answers on the control socket")
 		return
 	}
 	if err != nil {
@@ -187,15 +422,49 @@ func diagnoseBuffer(cfg *Config, r *report) {
 	defer q.Close()
 	st := q.Stats()
 	v := pass
-	if st.DroppedTotal > 0 || st.DiskError != "" {
+	if st.DroppedTotal > 0 || st.DiskError != "" || st.Salvage != nil {
 		v = warn
 	}
-	age := "none"
-	if !st.OldestTime.IsZero() {
-		age = time.Since(st.OldestTime).Round(time.Second).String()
+	r.add("buffer", path, v, "file %s, backlog %d readings (%s), oldest %s, dropped %d%s%s",
+		bytesIEC(st.FileBytes), st.Count, bytesIEC(st.Bytes), age(st.OldestTime), st.DroppedTotal,
+		suffix("; disk: ", st.DiskError), salvageNote(st.Salvage))
+}
+
+func diagnoseDisk(cfg *Config, r *report) {
+	var fs unix.Statfs_t
+	if err := unix.Statfs(cfg.Agent.StateDir, &fs); err != nil {
+		r.add("disk", cfg.Agent.StateDir, warn, "cannot read free space: %v", err)
+		return
 	}
-	r.add("buffer", path, v, "file %d B, backlog %d readings (%d B), oldest %s, dropped %d%s",
-		st.FileBytes, st.Count, st.Bytes, age, st.DroppedTotal, suffix("; ", st.DiskError))
+	free := int64(fs.Bavail) * int64(fs.Bsize)
+	v := pass
+	if free < int64(cfg.Buffer.MaxBytes) {
+		v = warn
+	}
+	r.add("disk", cfg.Agent.StateDir, v, "%s free (buffer bound %s)", bytesIEC(free), bytesIEC(int64(cfg.Buffer.MaxBytes)))
+}
+
+// Kernel clock state (adjtimex(2)).
+const (
+	timeError = 5    // TIME_ERROR: the clock is not synchronised
+	staUnsync = 0x40 // STA_UNSYNC
+)
+
+// diagnoseClock asks the kernel whether the clock is synchronised (NTP,
+// chrony, systemd-timesyncd): readings carry absolute times, and a gateway
+// without a real-time clock starts in the past until it is.
+func diagnoseClock(r *report) {
+	var tx unix.Timex
+	state, err := unix.Adjtimex(&tx)
+	now := time.Now().UTC().Format(time.RFC3339)
+	switch {
+	case err != nil:
+		r.add("clock", "sync", warn, "cannot ask the kernel: %v; local time %s", err, now)
+	case state == timeError || tx.Status&staUnsync != 0:
+		r.add("clock", "sync", warn, "NOT synchronised (is NTP running?); local time %s; readings will carry this clock's time", now)
+	default:
+		r.add("clock", "sync", pass, "synchronised, estimated error %d µs; local time %s", tx.Esterror, now)
+	}
 }
 
 func suffix(sep, s string) string {
@@ -225,11 +494,13 @@ func diagnoseBroker(ctx context.Context, cfg *Config, store *certs.Store, raw st
 	if err != nil {
 		return fail, fmt.Sprintf("TLS material: %v", err)
 	}
+	start := time.Now()
 	d := tls.Dialer{Config: tc}
 	conn, err := d.DialContext(ctx, "tcp", net.JoinHostPort(host, port))
 	if err != nil {
 		return fail, fmt.Sprintf("TCP/TLS to %s (%s): %v", net.JoinHostPort(host, port), strings.Join(addrs, ","), err)
 	}
+	handshake := time.Since(start)
 	cs := conn.(*tls.Conn).ConnectionState()
 	conn.Close()
 	opts := mqtt.NewClientOptions().AddBroker("ssl://" + net.JoinHostPort(host, port)).SetClientID(cfg.Agent.ID + "-diagnose").
@@ -245,7 +516,14 @@ func diagnoseBroker(ctx context.Context, cfg *Config, store *certs.Store, raw st
 		return fail, fmt.Sprintf("MQTT CONNECT: %v", err)
 	}
 	c.Disconnect(100)
-	return pass, fmt.Sprintf("%s, %s, server %s verified, CONNACK ok", strings.Join(addrs, ","), tls.VersionName(cs.Version), cs.PeerCertificates[0].Subject.CommonName)
+	leaf := cs.PeerCertificates[0]
+	v := pass
+	left := int(time.Until(leaf.NotAfter).Hours() / 24)
+	if left < cfg.Uplink.ExpiryWarningDays {
+		v = warn
+	}
+	return v, fmt.Sprintf("%s; %s in %v; broker certificate %q verified against ca_file (%d days left); CONNACK ok",
+		strings.Join(addrs, ","), tls.VersionName(cs.Version), handshake.Round(time.Millisecond), leaf.Subject.CommonName, left)
 }
 
 func runEnroll(cfg *Config, csrPath string, stdout, stderr io.Writer) int {
@@ -253,8 +531,12 @@ func runEnroll(cfg *Config, csrPath string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "cityedge: enroll: %v\n", err)
 		return exitRuntime
 	}
+	where := csrPath
+	if csrPath == "-" {
+		where = "standard output"
+	}
 	fmt.Fprintf(stderr, "cityedge: new private key at %s (mode 0600, never leaves this device); CSR for CN=%s written to %s\n",
-		cfg.Uplink.KeyFile, cfg.Agent.ID, map[bool]string{true: "standard output", false: csrPath}[csrPath == "-"])
+		cfg.Uplink.KeyFile, cfg.Agent.ID, where)
 	_ = stdout
 	return exitOK
 }

@@ -1,0 +1,132 @@
+package main
+
+import (
+	"encoding/json"
+	"os/exec"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/cityedge/cityedge/drivers/catalog"
+	"github.com/cityedge/cityedge/scripts/testbroker"
+)
+
+type diagReport struct {
+	OK     bool    `json:"ok"`
+	Checks []check `json:"checks"`
+}
+
+func diagnose(t *testing.T, config string, args ...string) (diagReport, int, string) {
+	t.Helper()
+	cmd := exec.Command(agentBinary(t), append([]string{"--config", config, "--diagnose", "--json"}, args...)...)
+	start := time.Now()
+	out, _ := cmd.Output()
+	if d := time.Since(start); d > 15*time.Second {
+		t.Errorf("--diagnose took %v, the promise is under 15 s", d)
+	}
+	var r diagReport
+	if err := json.Unmarshal(out, &r); err != nil {
+		t.Fatalf("--json output is not JSON: %v\n%s", err, out)
+	}
+	return r, cmd.ProcessState.ExitCode(), string(out)
+}
+
+func verdictOf(r diagReport, area, name string) check {
+	for _, c := range r.Checks {
+		if c.Area == area && (name == "" || c.Name == name) {
+			return c
+		}
+	}
+	return check{}
+}
+
+// TestDiagnoseStopped: with the service stopped, --diagnose opens the
+// (simulated) hardware and the buffer itself, scans the bus, and checks the
+// broker with mutual TLS; a stopped broker is a FAIL and exit 1.
+func TestDiagnoseStopped(t *testing.T) {
+	b := testbroker.Start(t, testbroker.Options{})
+	s := newSetup(t, b, b.PKI.Client, "")
+	r, code, out := diagnose(t, s.config, "--simulate")
+	if code != 0 || !r.OK {
+		t.Fatalf("exit %d, report %s", code, out)
+	}
+	for _, want := range []struct{ area, name, says string }{
+		{"sensor", "air-1", "temperature="},
+		{"sensor", "bay-1", "line level"},
+		{"i2c", "bus 1", "0x76 could be bme280 (configured: air-1)"},
+		{"broker", b.URL, "CONNACK ok"},
+		{"certs", "client", "days left"},
+		{"clock", "sync", "local time"},
+		{"disk", "", "free"},
+	} {
+		c := verdictOf(r, want.area, want.name)
+		if c.Verdict == "" || c.Verdict == fail || !strings.Contains(c.Detail, want.says) {
+			t.Errorf("%s %s = %+v, want it to say %q", want.area, want.name, c, want.says)
+		}
+	}
+	b.Stop()
+	r, code, out = diagnose(t, s.config, "--simulate")
+	if code != 1 || r.OK || verdictOf(r, "broker", b.URL).Verdict != fail {
+		t.Fatalf("with the broker down: exit %d, %s", code, out)
+	}
+	if c := verdictOf(r, "broker", b.URL); !strings.Contains(c.Detail, "connection refused") {
+		t.Errorf("broker check does not say why: %s", c.Detail)
+	}
+}
+
+// TestDiagnoseRunning: while the agent runs, --diagnose asks it over the
+// control socket and never touches the buffer's lock or the bus itself.
+func TestDiagnoseRunning(t *testing.T) {
+	b := testbroker.Start(t, testbroker.Options{})
+	s := newSetup(t, b, b.PKI.Client, "")
+	col := collect(t, b, "cityedge/test/gw-test")
+	p := startAgent(t, s.config, "--simulate")
+	waitFor(t, "delivery", 10*time.Second, func() bool { return len(col.snapshot()) > 10 })
+	r, code, out := diagnose(t, s.config)
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, out)
+	}
+	if c := verdictOf(r, "agent", ""); !strings.Contains(c.Detail, "running") {
+		t.Errorf("agent check = %+v", c)
+	}
+	if c := verdictOf(r, "uplink", "session"); c.Verdict != pass || !strings.Contains(c.Detail, "connected to "+b.URL) {
+		t.Errorf("uplink check = %+v", c)
+	}
+	if c := verdictOf(r, "sensor", "air-1"); c.Verdict != pass || !strings.Contains(c.Detail, "readings") {
+		t.Errorf("sensor check = %+v", c)
+	}
+	if strings.Contains(p.stderr.String(), "locked") {
+		t.Errorf("diagnose fought the agent for its buffer:\n%s", p.stderr.String())
+	}
+	p.stop(t)
+}
+
+func TestScanVerdict(t *testing.T) {
+	cfg := []SensorConfig{{Name: "air-1", Driver: "bme280", Address: 0x76}, {Name: "th-1", Driver: "sht3x", Address: 0x44}}
+	cases := []struct {
+		name    string
+		found   []catalog.Found
+		verdict string
+		says    []string
+	}{
+		{"all present", []catalog.Found{{Addr: 0x44, Drivers: []string{"sht3x", "sht4x"}}, {Addr: 0x76, Drivers: []string{"bme280"}}}, pass,
+			[]string{"0x44 could be sht3x/sht4x (configured: th-1)"}},
+		{"extra device", []catalog.Found{{Addr: 0x44}, {Addr: 0x76}, {Addr: 0x23, Drivers: []string{"bh1750"}}}, warn,
+			[]string{"0x23 could be bh1750 (present but not configured)"}},
+		{"silent sensor", []catalog.Found{{Addr: 0x76}}, fail, []string{"0x44 SILENT (configured: th-1, sht3x)"}},
+		{"empty bus", nil, fail, []string{"0x76 SILENT", "0x44 SILENT"}},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			v, d := scanVerdict(c.found, cfg)
+			if v != c.verdict {
+				t.Errorf("verdict %s, want %s (%s)", v, c.verdict, d)
+			}
+			for _, s := range c.says {
+				if !strings.Contains(d, s) {
+					t.Errorf("detail %q lacks %q", d, s)
+				}
+			}
+		})
+	}
+}

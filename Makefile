@@ -38,12 +38,17 @@ demo: build
 
 # Everything CI runs. Tests that need mosquitto or qemu-user skip with a clear
 # message when they are missing, and fail instead under CITYEDGE_REQUIRE_*=1.
-test: test-go test-fuzz
+test: test-go test-fuzz vm-test
 
 test-go:
 	$(GO) vet ./...
 	@unformatted=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$unformatted" ]; then echo "gofmt needed: $$unformatted"; exit 1; fi
 	$(GO) test -race -timeout 20m ./...
+
+# The emulated ARM gateways (arm64 and armhf kernels under qemu-system with
+# simulated chips); CITYEDGE_VM_TEST=0 skips it. See scripts/vm/README.md.
+vm-test:
+	scripts/vm/run.sh all
 
 # Every fuzz target for a short fixed time (the seed corpora already ran above).
 test-fuzz:

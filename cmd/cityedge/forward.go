@@ -47,6 +47,7 @@ type forwarder struct {
 	log       *slog.Logger
 
 	mu         sync.Mutex
+	backBegan  time.Time
 	liveStart  uint64 // readings after this seq are live in this session
 	liveCursor uint64 // highest live seq handed out
 	backCursor uint64 // highest backlog seq handed out
@@ -81,6 +82,7 @@ func (f *forwarder) Rewind() {
 	f.liveStart = max(next, 1) - 1
 	f.liveCursor = f.liveStart
 	f.backCursor = 0
+	f.backBegan = time.Now()
 	f.mu.Unlock()
 	if st.Count > 0 {
 		f.log.Info("sending the backlog", "readings", st.Count, "oldest_seq", st.OldestSeq, "live_after_seq", next-1, "order", map[bool]string{true: "oldest-first", false: "live-first"}[f.fifo])
@@ -137,8 +139,10 @@ func (f *forwarder) Next(ctx context.Context) (uplink.Batch, error) {
 			}
 			if n == 0 {
 				f.mu.Lock()
-				f.backCursor = max(f.backCursor, liveStart) // backlog drained
+				f.backCursor = max(f.backCursor, liveStart)
+				began := f.backBegan
 				f.mu.Unlock()
+				f.log.Info("backlog sent; its acknowledgements follow", "took", time.Since(began).Round(time.Millisecond))
 				continue
 			}
 			if b, ok, err := f.emit(ctx, back[:n], &f.backCursor); ok || err != nil {
@@ -171,7 +175,11 @@ func (f *forwarder) emit(ctx context.Context, entries []buffer.Entry, cursor *ui
 	for i, e := range entries {
 		items[i] = senml.Item{Seq: e.Seq, Data: e.Data}
 	}
-	payload, bad := senml.Pack(make([]byte, 0, 160*len(entries)), f.agentID, items)
+	size := 64
+	for _, e := range entries {
+		size += 3 * len(e.Data) // JSON takes about 2.5 times the stored form
+	}
+	payload, bad := senml.Pack(make([]byte, 0, size), f.agentID, items)
 	seqs := make([]uint64, 0, len(entries))
 	for i, b := 0, 0; i < len(entries); i++ {
 		if b < len(bad) && bad[b] == entries[i].Seq {

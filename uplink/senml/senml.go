@@ -114,6 +114,9 @@ func DecodeReading(b []byte) (Reading, error) {
 	if n <= 0 || count > uint64(len(b)) { // every value takes at least 3 bytes
 		return r, errShort
 	}
+	if count == 0 {
+		return r, errors.New("senml: stored reading has no values")
+	}
 	b = b[n:]
 	r.Values = make([]Value, 0, count)
 	for i := uint64(0); i < count; i++ {
@@ -139,6 +142,9 @@ func DecodeReading(b []byte) (Reading, error) {
 			}
 			v.Num = math.Float64frombits(binary.LittleEndian.Uint64(b))
 			b = b[8:]
+			if math.IsNaN(v.Num) || math.IsInf(v.Num, 0) {
+				return r, errors.New("senml: stored reading holds a value that is not a number")
+			}
 		default:
 			v.IsBool, v.Bool = true, kind == kindTrue
 		}
@@ -154,52 +160,119 @@ func DecodeReading(b []byte) (Reading, error) {
 // baseName + "/" and base time the first reading's time. Items that cannot be
 // decoded are skipped and returned in bad, so that one damaged entry never
 // blocks delivery of the others; the caller decides what to do with them.
+//
+// Pack reads the stored form in place and allocates nothing beyond dst's
+// growth: it runs for every message while a backlog drains.
 func Pack(dst []byte, baseName string, items []Item) (out []byte, bad []uint64) {
 	dst = append(dst, '[')
 	first := true
 	var bt int64
 	for _, it := range items {
-		r, err := DecodeReading(it.Data)
-		if err != nil {
+		mark, wasFirst, markBT := len(dst), first, bt
+		var ok bool
+		dst, first, bt, ok = appendRecords(dst, baseName, it, first, bt)
+		if !ok {
+			dst, first, bt = dst[:mark], wasFirst, markBT
 			bad = append(bad, it.Seq)
-			continue
-		}
-		ms := r.Time.UnixMilli()
-		for _, v := range r.Values {
-			if first {
-				bt = ms
-				dst = append(dst, `{"bn":`...)
-				dst = appendJSONString(dst, baseName+"/")
-				dst = append(dst, `,"bt":`...)
-				dst = appendMillis(dst, ms)
-				dst = append(dst, ',')
-			} else {
-				dst = append(dst, ",{"...)
-			}
-			dst = append(dst, `"n":`...)
-			dst = appendJSONString(dst, r.Sensor+"/"+v.Quantity)
-			if v.Unit != "" {
-				dst = append(dst, `,"u":`...)
-				dst = appendJSONString(dst, v.Unit)
-			}
-			if v.IsBool {
-				dst = append(dst, `,"vb":`...)
-				dst = strconv.AppendBool(dst, v.Bool)
-			} else {
-				dst = append(dst, `,"v":`...)
-				dst = strconv.AppendFloat(dst, v.Num, 'g', -1, 64)
-			}
-			if !first && ms != bt {
-				dst = append(dst, `,"t":`...)
-				dst = appendMillis(dst, ms-bt)
-			}
-			dst = append(dst, `,"seq":`...)
-			dst = strconv.AppendUint(dst, it.Seq, 10)
-			dst = append(dst, '}')
-			first = false
 		}
 	}
 	return append(dst, ']'), bad
+}
+
+// appendRecords writes the records of one stored reading. ok is false when
+// the stored form is damaged; the caller then drops what was written.
+func appendRecords(dst []byte, baseName string, it Item, first bool, bt int64) ([]byte, bool, int64, bool) {
+	b := it.Data
+	if len(b) == 0 || b[0] != formatV1 {
+		return dst, first, bt, false
+	}
+	b = b[1:]
+	ms, n := binary.Varint(b)
+	if n <= 0 {
+		return dst, first, bt, false
+	}
+	b = b[n:]
+	sensor, b, okS := readBytes(b)
+	count, n := binary.Uvarint(b)
+	if !okS || n <= 0 || count > uint64(len(b)) {
+		return dst, first, bt, false
+	}
+	b = b[n:]
+	for i := uint64(0); i < count; i++ {
+		if len(b) < 1 || b[0] > kindTrue {
+			return dst, first, bt, false
+		}
+		kind := b[0]
+		quantity, rest, okQ := readBytes(b[1:])
+		unit, rest, okU := readBytes(rest)
+		if !okQ || !okU || (kind == kindNum && len(rest) < 8) {
+			return dst, first, bt, false
+		}
+		b = rest
+		if first {
+			bt = ms
+			dst = append(dst, `{"bn":`...)
+			dst = append(dst, '"')
+			dst = appendEscaped(dst, []byte(baseName))
+			dst = append(dst, '/', '"')
+			dst = append(dst, `,"bt":`...)
+			dst = appendMillis(dst, ms)
+			dst = append(dst, ',')
+		} else {
+			dst = append(dst, ",{"...)
+		}
+		dst = append(dst, `"n":`...)
+		dst = appendJSONName(dst, sensor, quantity)
+		if len(unit) > 0 {
+			dst = append(dst, `,"u":`...)
+			dst = append(dst, '"')
+			dst = appendEscaped(dst, unit)
+			dst = append(dst, '"')
+		}
+		switch kind {
+		case kindNum:
+			v := math.Float64frombits(binary.LittleEndian.Uint64(b))
+			b = b[8:]
+			if math.IsNaN(v) || math.IsInf(v, 0) {
+				return dst, first, bt, false
+			}
+			dst = append(dst, `,"v":`...)
+			dst = strconv.AppendFloat(dst, v, 'g', -1, 64)
+		default:
+			dst = append(dst, `,"vb":`...)
+			dst = strconv.AppendBool(dst, kind == kindTrue)
+		}
+		if !first && ms != bt {
+			dst = append(dst, `,"t":`...)
+			dst = appendMillis(dst, ms-bt)
+		}
+		dst = append(dst, `,"seq":`...)
+		dst = strconv.AppendUint(dst, it.Seq, 10)
+		dst = append(dst, '}')
+		first = false
+	}
+	if len(b) != 0 || count == 0 {
+		return dst, first, bt, false
+	}
+	return dst, first, bt, true
+}
+
+func readBytes(b []byte) ([]byte, []byte, bool) {
+	n, k := binary.Uvarint(b)
+	if k <= 0 || n > uint64(len(b)-k) {
+		return nil, b, false
+	}
+	return b[k : k+int(n)], b[k+int(n):], true
+}
+
+// appendJSONName writes "<sensor>/<quantity>" as a JSON string without
+// building the joined string first.
+func appendJSONName(dst, sensor, quantity []byte) []byte {
+	dst = append(dst, '"')
+	dst = appendEscaped(dst, sensor)
+	dst = append(dst, '/')
+	dst = appendEscaped(dst, quantity)
+	return append(dst, '"')
 }
 
 // appendMillis writes ms milliseconds as seconds with up to three decimals.
@@ -210,12 +283,13 @@ func appendMillis(dst []byte, ms int64) []byte {
 	}
 	dst = strconv.AppendInt(dst, ms/1000, 10)
 	if frac := ms % 1000; frac != 0 {
-		s := strconv.FormatInt(frac+1000, 10)[1:] // zero-padded to 3 digits
-		for len(s) > 0 && s[len(s)-1] == '0' {
-			s = s[:len(s)-1]
+		digits := [3]byte{byte('0' + frac/100), byte('0' + frac/10%10), byte('0' + frac%10)}
+		n := 3
+		for digits[n-1] == '0' {
+			n--
 		}
 		dst = append(dst, '.')
-		dst = append(dst, s...)
+		dst = append(dst, digits[:n]...)
 	}
 	return dst
 }
@@ -249,10 +323,10 @@ func checkName(s string) error {
 	return nil
 }
 
-// appendJSONString writes s as a JSON string (RFC 8259 section 7).
-func appendJSONString(dst []byte, s string) []byte {
+// appendEscaped writes s escaped for the inside of a JSON string (RFC 8259
+// section 7); invalid UTF-8 becomes U+FFFD.
+func appendEscaped(dst, s []byte) []byte {
 	const hex = "0123456789abcdef"
-	dst = append(dst, '"')
 	for i := 0; i < len(s); {
 		c := s[i]
 		if c < utf8.RuneSelf {
@@ -267,7 +341,7 @@ func appendJSONString(dst []byte, s string) []byte {
 			i++
 			continue
 		}
-		r, size := utf8.DecodeRuneInString(s[i:])
+		r, size := utf8.DecodeRune(s[i:])
 		if r == utf8.RuneError && size == 1 {
 			dst = append(dst, `\ufffd`...)
 		} else {
@@ -275,5 +349,5 @@ func appendJSONString(dst []byte, s string) []byte {
 		}
 		i += size
 	}
-	return append(dst, '"')
+	return dst
 }

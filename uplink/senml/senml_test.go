@@ -185,3 +185,25 @@ func FuzzPackStrings(f *testing.F) {
 		}
 	})
 }
+
+// BenchmarkPack100 packs 100 stored three-value readings, as one message of
+// a draining backlog.
+func BenchmarkPack100(b *testing.B) {
+	items := make([]Item, 100)
+	size := 0
+	for i := range items {
+		items[i] = Item{Seq: uint64(1764064800000000 + i), Data: mustStore(b, Reading{Sensor: "air-quality-17", Time: time.UnixMilli(1764064800000 + int64(i)*100),
+			Values: []Value{{Quantity: "temperature", Unit: "Cel", Num: 21.53}, {Quantity: "humidity", Unit: "%RH", Num: 40.125}, {Quantity: "pressure", Unit: "Pa", Num: 101325.25}}})}
+		size += len(items[i].Data)
+	}
+	buf := make([]byte, 0, 64<<10)
+	b.ReportAllocs()
+	b.ResetTimer()
+	for range b.N {
+		out, _ := Pack(buf[:0], "gw-0042", items)
+		buf = out
+	}
+	b.ReportMetric(float64(len(buf))/100, "JSON-B/reading")
+	b.ReportMetric(float64(size)/100, "stored-B/reading")
+	b.ReportMetric(float64(b.N)*100/b.Elapsed().Seconds(), "readings/s")
+}

@@ -130,26 +130,37 @@ func BenchmarkAgentDrain1M(b *testing.B) {
 		b.ReportMetric(float64(len(benchReading(0))), "stored-B/reading")
 
 		cmd := exec.Command(agentBinary(b), "--config", s.config, "--simulate")
+		// CITYEDGE_BENCH_AGENT_ENV passes settings to the agent alone, e.g.
+		// "GODEBUG=gctrace=1" or "GOMEMLIMIT=16MiB".
+		cmd.Env = append(os.Environ(), strings.Fields(os.Getenv("CITYEDGE_BENCH_AGENT_ENV"))...)
 		var stderr strings.Builder
 		cmd.Stderr = &stderr
 		start := time.Now()
 		if err := cmd.Start(); err != nil {
 			b.Fatal(err)
 		}
+		cfg, err := LoadConfig(s.config)
+		if err != nil {
+			b.Fatal(err)
+		}
 		var peakAnon, peakRSS int64
-		deadline := time.Now().Add(5 * time.Minute)
-		for time.Now().Before(deadline) {
+		drained := false
+		quiet := slog.New(slog.DiscardHandler)
+		for deadline := time.Now().Add(5 * time.Minute); time.Now().Before(deadline) && !drained; time.Sleep(50 * time.Millisecond) {
 			anon, rss := procMemory(cmd.Process.Pid)
 			peakAnon, peakRSS = max(peakAnon, anon), max(peakRSS, rss)
-			if strings.Contains(stderr.String(), "backlog sent") {
-				break
+			// Drained means acknowledged and deleted: ask the agent itself.
+			if live, _ := queryAgent(context.Background(), cfg, quiet); live != nil && live.Backlog < 100 && live.Uplink.Acked > 0 {
+				drained = true
 			}
-			time.Sleep(50 * time.Millisecond)
 		}
 		took := time.Since(start)
 		cmd.Process.Signal(os.Interrupt)
 		cmd.Wait()
-		if !strings.Contains(stderr.String(), "backlog sent") {
+		if f := os.Getenv("CITYEDGE_BENCH_AGENT_LOG"); f != "" {
+			os.WriteFile(f, []byte(stderr.String()), 0o644)
+		}
+		if !drained {
 			b.Fatalf("backlog not drained in time:\n%s", tail(stderr.String(), 2000))
 		}
 		b.ReportMetric(float64(peakAnon)/(1<<20), "RssAnon-MiB")

@@ -47,7 +47,8 @@ type forwarder struct {
 	log       *slog.Logger
 
 	mu         sync.Mutex
-	backBegan  time.Time
+	backBegan  time.Time // when this session's back-fill began; zero without a backlog
+	backLogged bool
 	liveStart  uint64 // readings after this seq are live in this session
 	liveCursor uint64 // highest live seq handed out
 	backCursor uint64 // highest backlog seq handed out
@@ -82,7 +83,10 @@ func (f *forwarder) Rewind() {
 	f.liveStart = max(next, 1) - 1
 	f.liveCursor = f.liveStart
 	f.backCursor = 0
-	f.backBegan = time.Now()
+	f.backBegan, f.backLogged = time.Time{}, false
+	if st.Count > 0 {
+		f.backBegan = time.Now()
+	}
 	f.mu.Unlock()
 	if st.Count > 0 {
 		f.log.Info("sending the backlog", "readings", st.Count, "oldest_seq", st.OldestSeq, "live_after_seq", next-1, "order", map[bool]string{true: "oldest-first", false: "live-first"}[f.fifo])
@@ -140,12 +144,15 @@ func (f *forwarder) Next(ctx context.Context) (uplink.Batch, error) {
 			if n == 0 {
 				f.mu.Lock()
 				f.backCursor = max(f.backCursor, liveStart)
-				began := f.backBegan
 				f.mu.Unlock()
-				f.log.Info("backlog sent; its acknowledgements follow", "took", time.Since(began).Round(time.Millisecond))
+				f.backlogSent()
 				continue
 			}
-			if b, ok, err := f.emit(ctx, back[:n], &f.backCursor); ok || err != nil {
+			b, ok, err := f.emit(ctx, back[:n], &f.backCursor)
+			if back[n-1].Seq >= liveStart || n < len(back) {
+				f.backlogSent()
+			}
+			if ok || err != nil {
 				return b, err
 			}
 			continue
@@ -165,6 +172,17 @@ func (f *forwarder) Next(ctx context.Context) (uplink.Batch, error) {
 			f.hurry() // keep the request for the read that follows
 		case <-timer.C:
 		}
+	}
+}
+
+// backlogSent logs, once per session, that the back-fill is all sent.
+func (f *forwarder) backlogSent() {
+	f.mu.Lock()
+	began, logged := f.backBegan, f.backLogged
+	f.backLogged = true
+	f.mu.Unlock()
+	if !logged && !began.IsZero() {
+		f.log.Info("backlog sent; its acknowledgements follow", "took", time.Since(began).Round(time.Millisecond))
 	}
 }
 

@@ -2,11 +2,14 @@ package main
 
 import (
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/cityedge/cityedge/drivers/catalog"
 )
 
 // validConfig returns a complete configuration whose TLS files exist in dir.
@@ -79,6 +82,34 @@ func TestConfigValid(t *testing.T) {
 	}
 	if cfg.Sensors[0].Interval != defaultGPIOInterval || cfg.Sensors[0].Options == nil {
 		t.Errorf("gpio sensor = %+v", cfg.Sensors[0])
+	}
+}
+
+// TestConfigEveryDriverMinimal: every driver works with only name, driver
+// and bus/pin (the ADC also needs its channel map), including drivers that
+// take no options at all.
+func TestConfigEveryDriverMinimal(t *testing.T) {
+	dir := t.TempDir()
+	head := validConfig(t, dir)
+	head = head[:strings.Index(head, "[[sensors]]")]
+	for _, name := range catalog.Names() {
+		t.Run(name, func(t *testing.T) {
+			drv, _ := catalog.Lookup(name)
+			table := fmt.Sprintf("[[sensors]]\nname = \"s\"\ndriver = %q\n", name)
+			if drv.Kind == catalog.GPIO {
+				table += "pin = \"GPIO4\"\n"
+			}
+			if name == "ads1115" {
+				table += "channels = [{ channel = 0, quantity = \"noise\", unit = \"dB\", from = [0.4, 2.0], to = [30.0, 130.0] }]\n"
+			}
+			cfg, err := parse(t, dir, head+table)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if s := cfg.Sensors[0]; drv.Kind == catalog.I2C && s.Address != drv.Addrs[0] {
+				t.Errorf("address %#x, want the default %#x", s.Address, drv.Addrs[0])
+			}
+		})
 	}
 }
 

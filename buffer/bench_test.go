@@ -108,12 +108,18 @@ func BenchmarkReadAck100(b *testing.B) {
 	q := openT(b, filepath.Join(b.TempDir(), "buffer.db"), Options{CommitInterval: 250 * time.Millisecond})
 	defer q.Close()
 	recs := benchRecords(1000)
-	fill := func() {
+	fill := func() { // concurrently: one 250 ms window, few commits
+		var wg sync.WaitGroup
 		for n := 0; n < 100_000; n += len(recs) {
-			if _, err := q.Append(context.Background(), recs); err != nil {
-				b.Fatal(err)
-			}
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				if _, err := q.Append(context.Background(), recs); err != nil {
+					b.Error(err)
+				}
+			}()
 		}
+		wg.Wait()
 	}
 	fill()
 	b.ResetTimer()

@@ -98,10 +98,17 @@ func TestBound(t *testing.T) {
 				maxFile, float64(maxFile)/float64(tc.maxBytes), st.Bytes, 100*float64(st.Bytes)/float64(tc.maxBytes), st.Count, st.DroppedTotal)
 			closeT(t, q)
 
-			// The counters are persistent.
+			// After all that churn the file is sound by checkFile's strict
+			// rules (no false alarm), and the counters are persistent.
+			if err := checkFileAt(path); err != nil {
+				t.Errorf("file after churn fails the check: %v", err)
+			}
 			q = openT(t, path, Options{MaxBytes: tc.maxBytes})
 			defer closeT(t, q)
 			again := q.Stats()
+			if again.Salvage != nil {
+				t.Errorf("sound file salvaged on reopen: %+v", again.Salvage)
+			}
 			if again.DroppedTotal != st.DroppedTotal || fmt.Sprint(again.Dropped) != fmt.Sprint(st.Dropped) {
 				t.Errorf("after reopen drops = %d %v, want %d %v", again.DroppedTotal, again.Dropped, st.DroppedTotal, st.Dropped)
 			}
@@ -176,6 +183,9 @@ func TestCompaction(t *testing.T) {
 	}
 	waitFor(t, func() bool { return q.Stats().Count == 0 })
 	waitFor(t, func() bool { return q.Stats().FileBytes < 1<<20 })
+	if err := checkFileAt(path); err != nil {
+		t.Errorf("compacted file fails the check: %v", err)
+	}
 	if next := appendT(t, q, Record{Key: "air-1", Data: []byte("after")}); next != last+1 {
 		t.Errorf("seq after compaction %d, want %d (bucket sequence kept)", next, last+1)
 	}
@@ -189,4 +199,17 @@ func TestCompaction(t *testing.T) {
 	if _, err := q.Append(context.Background(), []Record{{Key: "x"}}); err != nil {
 		t.Error(err)
 	}
+}
+
+func checkFileAt(path string) error {
+	f, err := os.Open(path)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return err
+	}
+	return checkFile(f, fi.Size())
 }

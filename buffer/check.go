@@ -66,11 +66,16 @@ type boltMeta struct {
 	txid     uint64
 }
 
-// parseMeta validates and decodes a meta page (b starts at the page header).
-func parseMeta(b []byte) (boltMeta, error) {
+// parseMeta validates and decodes meta page id (b starts at the page
+// header). Like bbolt's own check, it also wants the page header to say
+// "meta page id", though bbolt's checksum covers only the meta fields.
+func parseMeta(b []byte, id uint64) (boltMeta, error) {
 	var m boltMeta
 	if len(b) < metaEnd {
 		return m, errors.New("meta page cut short")
+	}
+	if ne.Uint64(b) != id || ne.Uint16(b[8:]) != metaPageFlag {
+		return m, fmt.Errorf("page header says page %d with flags %#x, want meta page %d", ne.Uint64(b), ne.Uint16(b[8:]), id)
 	}
 	if ne.Uint32(b[metaOffset:]) != boltMagic {
 		return m, errors.New("meta page has no bbolt magic")
@@ -99,7 +104,7 @@ func readMetas(r io.ReaderAt, size int64) (m [2]boltMeta, errs [2]error) {
 	if _, err := r.ReadAt(buf, 0); err != nil {
 		errs[0] = fmt.Errorf("read meta page 0: %w", err)
 	} else {
-		m[0], errs[0] = parseMeta(buf)
+		m[0], errs[0] = parseMeta(buf, 0)
 	}
 	sizes := []uint32{m[0].pageSize}
 	if errs[0] != nil || !validPageSize(m[0].pageSize) {
@@ -117,7 +122,7 @@ func readMetas(r io.ReaderAt, size int64) (m [2]boltMeta, errs [2]error) {
 			errs[1] = fmt.Errorf("read meta page 1: %w", err)
 			continue
 		}
-		mm, err := parseMeta(buf)
+		mm, err := parseMeta(buf, 1)
 		if err != nil {
 			errs[1] = err
 			continue
@@ -169,18 +174,19 @@ func checkFile(r io.ReaderAt, size int64) error {
 			return fmt.Errorf("%w: %v", errDamaged, err)
 		}
 	}
-	if _, err := c.walk(m.root, nil, nil, 0); err != nil {
+	if _, _, err := c.walk(m.root, nil, nil, 0, true); err != nil {
 		return fmt.Errorf("%w: %v", errDamaged, err)
 	}
 	return nil
 }
 
 type checker struct {
-	r    io.ReaderAt
-	psz  int64
-	hwm  uint64
-	seen []uint64 // bitset of page ids already reached
-	buf  []byte
+	r     io.ReaderAt
+	psz   int64
+	hwm   uint64
+	seen  []uint64 // bitset of page ids already reached
+	freed []uint64 // bitset of page ids a persisted freelist lists (nil: none)
+	buf   []byte
 }
 
 // page reads page id with its overflow pages and checks the header.
@@ -206,6 +212,9 @@ func (c *checker) page(id uint64, wantFlags uint16) ([]byte, error) {
 		return nil, fmt.Errorf("page %d claims %d overflow pages past the high-water mark %d", id, over, c.hwm)
 	}
 	for p := id; p <= id+over; p++ {
+		if c.freed != nil && c.freed[p/64]&(1<<(p%64)) != 0 {
+			return nil, fmt.Errorf("page %d is in use and in the freelist", p)
+		}
 		if c.seen[p/64]&(1<<(p%64)) != 0 {
 			return nil, fmt.Errorf("page %d is referenced twice", p)
 		}
@@ -234,10 +243,16 @@ func (c *checker) checkFreelist(id uint64) error {
 	if n > (uint64(len(b))-start)/8 {
 		return fmt.Errorf("freelist page %d claims %d ids, more than fit", id, n)
 	}
+	c.freed = make([]uint64, len(c.seen))
 	for i := uint64(0); i < n; i++ {
-		if p := ne.Uint64(b[start+8*i:]); p < 2 || p >= c.hwm {
+		p := ne.Uint64(b[start+8*i:])
+		if p < 2 || p >= c.hwm {
 			return fmt.Errorf("freelist page %d lists page %d outside [2, %d)", id, p, c.hwm)
 		}
+		if c.freed[p/64]&(1<<(p%64)) != 0 || c.seen[p/64]&(1<<(p%64)) != 0 {
+			return fmt.Errorf("freelist page %d lists page %d twice or lists itself", id, p)
+		}
+		c.freed[p/64] |= 1 << (p % 64)
 	}
 	return nil
 }
@@ -250,53 +265,63 @@ func span(b []byte, off, n uint64) ([]byte, bool) {
 	return b[off : off+n], true
 }
 
-// walk checks the subtree at page id: structure, bounds and key order, with
-// every key in [lo, hi) (nil means unbounded). It returns the largest key.
-func (c *checker) walk(id uint64, lo, hi []byte, depth int) ([]byte, error) {
+// walk checks the subtree at page id: structure, bounds and key order,
+// with every key in [lo, hi) (nil means unbounded). Beyond what bbolt's own
+// check demands it enforces what bbolt's write path asserts and a sound
+// tree always has: non-empty keys, each branch key equal to its child's
+// first key, and no underfilled inner page (a non-root branch has two
+// children or more, a non-root leaf one key or more). It returns the first
+// and last key of the subtree.
+func (c *checker) walk(id uint64, lo, hi []byte, depth int, root bool) (first, last []byte, err error) {
 	if depth > maxDepth {
-		return nil, fmt.Errorf("page %d: tree deeper than %d levels", id, maxDepth)
+		return nil, nil, fmt.Errorf("page %d: tree deeper than %d levels", id, maxDepth)
 	}
 	b, err := c.page(id, 0)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	if ne.Uint16(b[8:]) == leafPageFlag {
-		return c.leaf(b, id, lo, hi, depth)
+		return c.leaf(b, id, lo, hi, depth, root)
 	}
 	n := uint64(ne.Uint16(b[10:]))
 	if n == 0 || pageHeaderSize+n*elemSize > uint64(len(b)) {
-		return nil, fmt.Errorf("branch page %d: %d elements do not fit", id, n)
+		return nil, nil, fmt.Errorf("branch page %d: %d elements do not fit", id, n)
+	}
+	if n < 2 && !root {
+		return nil, nil, fmt.Errorf("branch page %d has a single child", id)
 	}
 	keys := make([][]byte, n)
 	for i := uint64(0); i < n; i++ {
 		e := pageHeaderSize + i*elemSize
 		k, ok := span(b, e+uint64(ne.Uint32(b[e:])), uint64(ne.Uint32(b[e+4:])))
-		if !ok {
-			return nil, fmt.Errorf("branch page %d: key %d out of bounds", id, i)
+		if !ok || len(k) == 0 {
+			return nil, nil, fmt.Errorf("branch page %d: key %d empty or out of bounds", id, i)
 		}
 		keys[i] = k
 	}
 	prev := lo
-	var last []byte
 	for i := uint64(0); i < n; i++ {
 		if err := keyInRange(keys[i], prev, hi, i == 0); err != nil {
-			return nil, fmt.Errorf("branch page %d key %d: %v", id, i, err)
+			return nil, nil, fmt.Errorf("branch page %d key %d: %v", id, i, err)
 		}
 		upper := hi
 		if i+1 < n {
 			upper = keys[i+1]
 		}
 		e := pageHeaderSize + i*elemSize
-		if last, err = c.walk(ne.Uint64(b[e+8:]), keys[i], upper, depth+1); err != nil {
-			return nil, err
+		cf, cl, err := c.walk(ne.Uint64(b[e+8:]), keys[i], upper, depth+1, false)
+		if err != nil {
+			return nil, nil, err
 		}
-		if last != nil {
-			prev = last
-		} else {
-			prev = keys[i]
+		if !bytes.Equal(cf, keys[i]) {
+			return nil, nil, fmt.Errorf("branch page %d key %d is not the first key of its child", id, i)
 		}
+		if i == 0 {
+			first = cf
+		}
+		prev, last = cl, cl
 	}
-	return last, nil
+	return first, last, nil
 }
 
 // keyInRange mirrors the order bbolt's consistency check demands: strictly
@@ -315,47 +340,53 @@ func keyInRange(k, prev, hi []byte, first bool) error {
 }
 
 // leaf checks a leaf page (or an inline bucket page) and the buckets it holds.
-func (c *checker) leaf(b []byte, id uint64, lo, hi []byte, depth int) ([]byte, error) {
+func (c *checker) leaf(b []byte, id uint64, lo, hi []byte, depth int, root bool) (first, last []byte, err error) {
 	n := uint64(ne.Uint16(b[10:]))
 	if pageHeaderSize+n*elemSize > uint64(len(b)) {
-		return nil, fmt.Errorf("leaf page %d: %d elements do not fit", id, n)
+		return nil, nil, fmt.Errorf("leaf page %d: %d elements do not fit", id, n)
+	}
+	if n == 0 && !root {
+		return nil, nil, fmt.Errorf("leaf page %d is empty but not a root", id)
 	}
 	prev := lo
-	var last []byte
 	for i := uint64(0); i < n; i++ {
 		e := pageHeaderSize + i*elemSize
 		flags := ne.Uint32(b[e:])
-		kv, ok := span(b, e+uint64(ne.Uint32(b[e+4:])), uint64(ne.Uint32(b[e+8:]))+uint64(ne.Uint32(b[e+12:])))
-		if !ok {
-			return nil, fmt.Errorf("leaf page %d: element %d out of bounds", id, i)
+		ksize := uint64(ne.Uint32(b[e+8:]))
+		kv, ok := span(b, e+uint64(ne.Uint32(b[e+4:])), ksize+uint64(ne.Uint32(b[e+12:])))
+		if !ok || ksize == 0 {
+			return nil, nil, fmt.Errorf("leaf page %d: element %d empty or out of bounds", id, i)
 		}
-		k, v := kv[:ne.Uint32(b[e+8:])], kv[ne.Uint32(b[e+8:]):]
+		k, v := kv[:ksize], kv[ksize:]
 		if err := keyInRange(k, prev, hi, i == 0); err != nil {
-			return nil, fmt.Errorf("leaf page %d key %d: %v", id, i, err)
+			return nil, nil, fmt.Errorf("leaf page %d key %d: %v", id, i, err)
+		}
+		if i == 0 {
+			first = k
 		}
 		prev, last = k, k
 		if flags&bucketLeafFlag == 0 {
 			continue
 		}
 		if len(v) < bucketHdrSize {
-			return nil, fmt.Errorf("leaf page %d: bucket %q header cut short", id, k)
+			return nil, nil, fmt.Errorf("leaf page %d: bucket %q header cut short", id, k)
 		}
-		if root := ne.Uint64(v); root != 0 {
-			if _, err := c.walk(root, nil, nil, depth+1); err != nil {
-				return nil, fmt.Errorf("bucket %q: %w", k, err)
+		if rootPage := ne.Uint64(v); rootPage != 0 {
+			if _, _, err := c.walk(rootPage, nil, nil, depth+1, true); err != nil {
+				return nil, nil, fmt.Errorf("bucket %q: %w", k, err)
 			}
 			continue
 		}
 		inline := v[bucketHdrSize:]
 		if len(inline) < pageHeaderSize || ne.Uint16(inline[8:]) != leafPageFlag {
-			return nil, fmt.Errorf("leaf page %d: inline bucket %q is not a leaf page", id, k)
+			return nil, nil, fmt.Errorf("leaf page %d: inline bucket %q is not a leaf page", id, k)
 		}
 		if depth+1 > maxDepth {
-			return nil, fmt.Errorf("leaf page %d: buckets nested deeper than %d", id, maxDepth)
+			return nil, nil, fmt.Errorf("leaf page %d: buckets nested deeper than %d", id, maxDepth)
 		}
-		if _, err := c.leaf(inline, id, nil, nil, depth+1); err != nil {
-			return nil, fmt.Errorf("inline bucket %q: %w", k, err)
+		if _, _, err := c.leaf(inline, id, nil, nil, depth+1, true); err != nil {
+			return nil, nil, fmt.Errorf("inline bucket %q: %w", k, err)
 		}
 	}
-	return last, nil
+	return first, last, nil
 }

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -102,7 +103,12 @@ func TestCrashKill(t *testing.T) {
 	const rounds = 32
 	var lines, appendsTotal int
 	for round := 0; round < rounds; round++ {
+		// Under a user-mode emulator without binfmt_misc (qemu-arm-static
+		// for the 32-bit ARM run), name the emulator here.
 		cmd := exec.Command(exe, "-test.run=^$")
+		if wrap := os.Getenv("CITYEDGE_TEST_EXEC_WRAPPER"); wrap != "" {
+			cmd = exec.Command(wrap, exe, "-test.run=^$")
+		}
 		cmd.Env = append(os.Environ(), crashChildEnv+"="+path)
 		var stderr bytes.Buffer
 		cmd.Stderr = &stderr
@@ -111,6 +117,9 @@ func TestCrashKill(t *testing.T) {
 			t.Fatal(err)
 		}
 		if err := cmd.Start(); err != nil {
+			if errors.Is(err, syscall.ENOEXEC) {
+				t.Skipf("cannot re-execute the test binary (%v); set CITYEDGE_TEST_EXEC_WRAPPER to the emulator", err)
+			}
 			t.Fatal(err)
 		}
 		got := make(chan []string)
@@ -189,4 +198,49 @@ func TestCrashKill(t *testing.T) {
 		closeT(t, q)
 	}
 	t.Logf("%d kills, %d durable appends reported (%d records), all present; %d output lines", rounds, appendsTotal, len(durable), lines)
+}
+
+// TestErrLockedOtherProcess: a second agent (another process) on the same
+// file gets ErrLocked within the lock timeout; the first keeps working.
+func TestErrLockedOtherProcess(t *testing.T) {
+	exe, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(t.TempDir(), "buffer.db")
+	cmd := exec.Command(exe, "-test.run=^$")
+	if wrap := os.Getenv("CITYEDGE_TEST_EXEC_WRAPPER"); wrap != "" {
+		cmd = exec.Command(wrap, exe, "-test.run=^$")
+	}
+	cmd.Env = append(os.Environ(), crashChildEnv+"="+path)
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		if errors.Is(err, syscall.ENOEXEC) {
+			t.Skipf("cannot re-execute the test binary (%v); set CITYEDGE_TEST_EXEC_WRAPPER to the emulator", err)
+		}
+		t.Fatal(err)
+	}
+	defer func() {
+		_ = cmd.Process.Kill()
+		_ = cmd.Wait()
+	}()
+	sc := bufio.NewScanner(stdout)
+	if !sc.Scan() { // the child holds the file and has appended
+		t.Fatal("child produced no output")
+	}
+	go func() {
+		for sc.Scan() {
+		}
+	}()
+	start := time.Now()
+	_, err = Open(path, Options{LockTimeout: 500 * time.Millisecond, Logger: quietLog(t)})
+	if !errors.Is(err, ErrLocked) || !strings.Contains(err.Error(), "another process holds "+path) {
+		t.Fatalf("Open while another process holds the file = %v, want ErrLocked naming %s", err, path)
+	}
+	if waited := time.Since(start); waited > 5*time.Second {
+		t.Errorf("ErrLocked after %v", waited)
+	}
 }

@@ -39,14 +39,19 @@
 // over the old one.
 //
 // Damaged files. Open never hands bbolt a file it has not checked: it walks
-// the page tree with bounds-checked reads first (bbolt trusts its file and a
-// damaged page can crash the process). A file that fails — truncated,
-// overwritten, a bad meta page — is salvaged: every intact record (each has
-// a CRC-32C) at or above the old low-water mark is copied with its sequence
-// number into a fresh file, the counters are carried over, the damaged file
-// is kept as <path>.corrupt-<UTC time>, and the event is logged at Error and
-// reported in Stats().Salvage. Records that had been acked shortly before
-// the damage may come back; receivers drop them by sequence number.
+// the whole page tree once with bounds-checked reads (bbolt trusts its file,
+// and a damaged page can crash the process from a goroutine nobody can
+// recover, or with SIGBUS past the end of a truncated file). A file that
+// fails — truncated, overwritten, a bad meta page — is salvaged: every
+// intact record (each carries a CRC-32C) at or above the old low-water mark
+// is copied with its sequence number into a fresh file, the drop counters
+// are carried over, the damaged file is kept as <path>.corrupt-<UTC time>
+// (never deleted), and the event is logged at Error and reported in
+// Stats().Salvage. If bbolt panics on the file later while running, the
+// queue salvages it the same way without a restart. Records that were acked
+// shortly before the damage may come back; receivers drop them by sequence
+// number. A record whose checksum fails in a sound file is skipped, logged
+// and deleted.
 //
 // Disk errors. When a commit fails (disk full, I/O error) Append keeps
 // accepting into a bounded in-memory ring (Options.MemoryBytes, oldest

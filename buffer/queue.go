@@ -13,6 +13,7 @@ import (
 	"path/filepath"
 	"runtime/debug"
 	"slices"
+	"strconv"
 	"sync"
 	"time"
 
@@ -60,12 +61,23 @@ const (
 
 	// seqFloor is 2025-01-01T00:00:00Z in Unix microseconds: the lowest start
 	// of a new sequence space even when the clock has not been set yet.
-	seqFloor = 1_735_689_600_000_000
+	seqFloor uint64 = 1_735_689_600_000_000
 
-	compactSuffix = ".compact"
-	salvageSuffix = ".salvage"
-	formatVersion = 1
+	compactSuffix  = ".compact"
+	salvageSuffix  = ".salvage"  // a salvage being written
+	salvagedSuffix = ".salvaged" // a complete salvage about to take the file's place
+	formatVersion  = 1
 )
+
+// maxMaxBytes caps MaxBytes: on 32-bit platforms the file is mapped into a
+// 2 GiB address space, so keep the bound far below it.
+var maxMaxBytes int64 = 1 << 40
+
+func init() {
+	if strconv.IntSize == 32 {
+		maxMaxBytes = 1 << 30
+	}
+}
 
 var (
 	// ErrLocked means another process has the buffer file open.
@@ -135,7 +147,8 @@ type Queue struct {
 	log  *slog.Logger
 
 	// Sizing derived from MaxBytes and the page size.
-	limit     int64 // live-byte bound
+	limit     int64 // live-byte bound (committer only after Open)
+	maxRecord int   // largest stored record accepted
 	allocStep int
 	groupMax  int
 	hardMax   int
@@ -153,8 +166,7 @@ type Queue struct {
 	reqs        []*request
 	reqBytes    int
 	reqAt       time.Time
-	acks        []uint64 // acked, not yet committed
-	acksSorted  bool
+	acks        map[uint64]struct{} // acked, not yet committed
 	ackAt       time.Time
 	ackFlight   []uint64 // sorted acks in the running commit
 	ring        []pending
@@ -165,6 +177,7 @@ type Queue struct {
 	retryDelay  time.Duration
 	prios       []uint8 // priorities that have a data bucket
 	st          Stats   // persisted part, refreshed after each commit
+	damaged     error   // a reader found the file damaged; the committer salvages it
 	dropLog     map[string]uint64
 	dropLogAt   time.Time
 	badRecordAt time.Time
@@ -194,6 +207,10 @@ func Open(path string, opts Options) (*Queue, error) {
 	if opts.MaxBytes < minMaxBytes {
 		return nil, fmt.Errorf("buffer: max bytes %d for %s is below the minimum %d", opts.MaxBytes, path, minMaxBytes)
 	}
+	if opts.MaxBytes > maxMaxBytes {
+		// On 32-bit ARM the whole file is mapped into a 2 GiB address space.
+		return nil, fmt.Errorf("buffer: max bytes %d for %s is above the maximum %d on this platform", opts.MaxBytes, path, maxMaxBytes)
+	}
 	if opts.LockTimeout <= 0 {
 		opts.LockTimeout = defaultLockTimeout
 	}
@@ -222,24 +239,19 @@ func Open(path string, opts Options) (*Queue, error) {
 	}
 	q.size(os.Getpagesize())
 
-	db, err := q.openFile()
-	if err != nil {
+	if err := q.openFile(); err != nil {
 		return nil, err
 	}
-	q.db = db
+	db := q.db
 	q.size(db.Info().PageSize)
 	db.AllocSize = q.allocStep
 	// A file from a run with a larger MaxBytes may exceed the hard cap until
 	// it is trimmed and compacted below.
 	db.MaxSize = max(q.hardMax, int(q.fileBytes())+q.allocStep+2*q.groupMax)
-	if err := q.load(); err != nil {
-		_ = db.Close()
-		return nil, err
-	}
 	if q.st.Bytes > q.limit {
 		// MaxBytes was lowered since the last run: trim now, not on the
 		// first append.
-		q.commit(&work{})
+		q.commit(&work{prios: q.prios})
 	}
 	if fb := q.fileBytes(); shouldCompact(fb, q.st.Bytes, 2) {
 		q.compact("at open")
@@ -260,6 +272,7 @@ func (q *Queue) size(pageSize int) {
 	q.groupMax = int(min(max(mb/32, 8*ps), 4<<20))
 	room := mb - int64(q.allocStep) - int64(float64(q.groupMax)/fillPercent) - 8*ps
 	q.limit = int64(float64(room) * fillPercent * 0.97)
+	q.maxRecord = int(q.limit / 4)
 	q.hardMax = int(mb + mb/4 + 1<<20)
 }
 
@@ -272,22 +285,22 @@ func (q *Queue) boltOptions(timeout time.Duration) *bolt.Options {
 	}
 }
 
-// openFile locks the file, checks it and opens it with bbolt, salvaging it
-// first when it cannot be trusted.
-func (q *Queue) openFile() (*bolt.DB, error) {
+// openFile locks the file, checks it and opens it with bbolt (q.db), then
+// loads the bookkeeping; a file that fails either step is salvaged.
+func (q *Queue) openFile() error {
 	if _, err := os.Stat(q.path); errors.Is(err, os.ErrNotExist) {
 		// A salvage that moved the damaged file aside by rename (no hard
-		// links) and was cut off before putting the new one in place.
-		if _, err := os.Stat(q.path + salvageSuffix); err == nil {
-			_ = os.Rename(q.path+salvageSuffix, q.path)
+		// links) and was cut off before putting the complete new one in place.
+		if err := os.Rename(q.path+salvagedSuffix, q.path); err == nil {
+			q.log.Warn("buffer: finished an interrupted salvage", "file", q.path)
 		}
 	}
 	f, err := lockFile(q.path, q.opts.LockTimeout)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	// We hold the lock: temporary files left by a crash are ours to remove.
-	for _, suffix := range []string{compactSuffix, salvageSuffix} {
+	for _, suffix := range []string{compactSuffix, salvageSuffix, salvagedSuffix} {
 		if err := os.Remove(q.path + suffix); err == nil {
 			q.log.Warn("buffer: removed temporary file left by an interrupted run", "file", q.path+suffix)
 		}
@@ -295,38 +308,41 @@ func (q *Queue) openFile() (*bolt.DB, error) {
 	info, err := f.Stat()
 	if err != nil {
 		f.Close()
-		return nil, fmt.Errorf("buffer: stat %s: %w", q.path, err)
+		return fmt.Errorf("buffer: stat %s: %w", q.path, err)
 	}
+	var reason error
 	if info.Size() > 0 {
-		if cerr := checkFile(f, info.Size()); cerr != nil {
-			db, report, err := q.salvage(f, cerr)
-			if err != nil {
-				f.Close()
-				return nil, err
+		reason = checkFile(f, info.Size())
+	}
+	if reason == nil {
+		db, err := openLocked(q.path, f, q.boltOptions(q.opts.LockTimeout))
+		if err == nil {
+			if q.st, q.prios, err = q.loadDB(db); err == nil {
+				q.db = db
+				return nil
 			}
-			q.st.Salvage = report
-			return db, nil
+			_ = db.Close() // also closes f
+		}
+		if !errors.Is(err, errDamaged) {
+			return fmt.Errorf("buffer: open %s: %w", q.path, err)
+		}
+		// Sound structure, unusable content: salvage with a fresh lock.
+		reason = err
+		if f, err = lockFile(q.path, q.opts.LockTimeout); err != nil {
+			return err
 		}
 	}
-	db, err := openLocked(q.path, f, q.boltOptions(q.opts.LockTimeout))
-	if err == nil {
-		return db, nil
-	}
-	if !errors.Is(err, errDamaged) {
-		return nil, fmt.Errorf("buffer: open %s: %w", q.path, err)
-	}
-	// checkFile passed but bbolt still panicked: salvage with a fresh lock.
-	f, lerr := lockFile(q.path, q.opts.LockTimeout)
-	if lerr != nil {
-		return nil, lerr
-	}
-	db, report, serr := q.salvage(f, err)
-	if serr != nil {
+	db, _, err := q.salvage(f, reason)
+	if err != nil {
 		f.Close()
-		return nil, serr
+		return err
 	}
-	q.st.Salvage = report
-	return db, nil
+	if q.st, q.prios, err = q.loadDB(db); err != nil {
+		_ = db.Close()
+		return fmt.Errorf("buffer: open salvaged %s: %w", q.path, err)
+	}
+	q.db = db
+	return nil
 }
 
 // openLocked hands the already locked file to bbolt (bbolt's own flock on
@@ -343,20 +359,38 @@ func openLocked(path string, f *os.File, opts *bolt.Options) (db *bolt.DB, err e
 	return bolt.Open(path, 0o600, &o)
 }
 
-// load initialises a new file or reads the bookkeeping of an existing one.
-func (q *Queue) load() error {
+// loadDB initialises a new file or reads the bookkeeping of an existing
+// one, returning the persisted part of Stats and the priorities present.
+// Content that a buffer file cannot hold comes back as errDamaged.
+func (q *Queue) loadDB(db *bolt.DB) (st Stats, prios []uint8, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("%w: reading its bookkeeping panicked: %v", errDamaged, r)
+		}
+	}()
 	now := time.Now().UTC()
-	err := q.db.Update(func(tx *bolt.Tx) error {
+	err = db.Update(func(tx *bolt.Tx) error {
+		var other []byte
+		hasMeta := false
+		c := tx.Cursor()
+		for k, v := c.First(); k != nil; k, v = c.Next() {
+			switch isBucket := v == nil; {
+			case isBucket && bytes.Equal(k, bucketMeta):
+				hasMeta = true
+			case isBucket && len(k) == 2 && k[0] == dataPrefix:
+				prios = append(prios, k[1])
+			default:
+				other = bytes.Clone(k)
+			}
+		}
+		if other != nil && !hasMeta {
+			return fmt.Errorf("%w: it has key %q and no bucket %q", errNotQueue, other, bucketMeta)
+		}
+		if other != nil {
+			return fmt.Errorf("%w: unexpected top-level key %q", errDamaged, other)
+		}
 		m := tx.Bucket(bucketMeta)
 		if m == nil {
-			var other []byte
-			_ = tx.ForEach(func(name []byte, _ *bolt.Bucket) error {
-				other = name
-				return errors.New("stop")
-			})
-			if other != nil {
-				return fmt.Errorf("%w: it has bucket %q and no %q", errNotQueue, other, bucketMeta)
-			}
 			var err error
 			if m, err = tx.CreateBucket(bucketMeta); err != nil {
 				return err
@@ -368,40 +402,70 @@ func (q *Queue) load() error {
 			}
 		}
 		if v := getU64(m, keyFormat); v != formatVersion {
-			return fmt.Errorf("%w: format %d, this build reads %d", errNotQueue, v, formatVersion)
+			return fmt.Errorf("%w: format %d, this build reads %d", errDamaged, v, formatVersion)
 		}
 		if m.Sequence() >= seqLimit {
-			return fmt.Errorf("sequence %d is beyond 2^53", m.Sequence())
+			return fmt.Errorf("%w: sequence %d is beyond 2^53", errDamaged, m.Sequence())
 		}
-		if js := m.Get(keySalvage); js != nil && q.st.Salvage == nil {
+		if js := m.Get(keySalvage); js != nil {
 			var r SalvageReport
 			if json.Unmarshal(js, &r) == nil {
-				q.st.Salvage = &r
+				st.Salvage = &r
 			}
 		}
-		q.st.Epoch = getU64(m, keyEpoch)
-		q.st.DroppedTotal = getU64(m, keyDropped)
-		q.st.Dropped = map[string]uint64{}
-		c := m.Cursor()
-		for k, v := c.Seek([]byte(dropPrefix)); k != nil && bytes.HasPrefix(k, []byte(dropPrefix)); k, v = c.Next() {
+		st.Epoch = getU64(m, keyEpoch)
+		st.DroppedTotal = getU64(m, keyDropped)
+		st.Dropped = map[string]uint64{}
+		mc := m.Cursor()
+		for k, v := mc.Seek([]byte(dropPrefix)); k != nil && bytes.HasPrefix(k, []byte(dropPrefix)); k, v = mc.Next() {
 			if len(v) == 8 {
-				q.st.Dropped[string(k[len(dropPrefix):])] = binary.BigEndian.Uint64(v)
-			}
-		}
-		q.prios = nil
-		for p := 0; p < 256; p++ {
-			if tx.Bucket(dataName(uint8(p))) != nil {
-				q.prios = append(q.prios, uint8(p))
+				st.Dropped[string(k[len(dropPrefix):])] = binary.BigEndian.Uint64(v)
 			}
 		}
 		var r commitResult
 		q.snapshot(tx, m, &r)
-		q.applySnapshot(&r)
+		st.Count, st.Bytes, st.NextSeq, st.OldestSeq, st.OldestTime = r.count, r.live, r.nextSeq, r.oldestSeq, r.oldestTime
 		return nil
 	})
 	if err != nil {
-		return fmt.Errorf("buffer: %s: %w", q.path, err)
+		return Stats{}, nil, fmt.Errorf("buffer: %s: %w", q.path, err)
 	}
+	return st, prios, nil
+}
+
+// salvageRunning rebuilds the file while the queue is open, after bbolt
+// panicked on it (damage checkFile could not see, or damage since Open).
+// Only the committer calls it; sequence numbers are kept, so readers'
+// cursors and pending acks stay valid.
+func (q *Queue) salvageRunning(reason error) error {
+	f, err := os.Open(q.path)
+	if err != nil {
+		return err
+	}
+	db, _, err := q.salvage(f, reason)
+	if err != nil {
+		f.Close()
+		return err
+	}
+	db.AllocSize = q.allocStep
+	db.MaxSize = max(q.hardMax, int(q.fileBytes())+q.allocStep+2*q.groupMax)
+	st, prios, err := q.loadDB(db)
+	if err != nil {
+		_ = db.Close()
+		return err
+	}
+	q.dbMu.Lock()
+	old := q.db
+	q.db = db
+	q.dbMu.Unlock()
+	func() {
+		defer func() { _ = recover() }() // the old handle is on a damaged file
+		_ = old.Close()
+	}()
+	q.mu.Lock()
+	st.Commits = q.st.Commits
+	q.st, q.prios = st, prios
+	q.mu.Unlock()
 	return nil
 }
 
@@ -468,7 +532,7 @@ func (q *Queue) Append(ctx context.Context, recs []Record) (first uint64, err er
 			return 0, fmt.Errorf("buffer: append: key %.40q… is %d bytes, longer than %d", r.Key, len(r.Key), maxKeyLen)
 		}
 		n := encodedLen(r.Key, r.Data, now)
-		if int64(n+elemOverhead) > q.limit/4 {
+		if n+elemOverhead > q.maxRecord {
 			return 0, fmt.Errorf("buffer: append: record for key %q is %d bytes, more than a quarter of the buffer bound", r.Key, n)
 		}
 		req.recs[i] = pending{prio: r.Priority, key: r.Key, val: encodeRecord(make([]byte, 0, n), r.Priority, now, r.Key, r.Data)}
@@ -520,8 +584,12 @@ func (q *Queue) Ack(seqs ...uint64) error {
 	if len(q.acks) == 0 {
 		q.ackAt = time.Now()
 	}
-	q.acks = append(q.acks, seqs...)
-	q.acksSorted = false
+	if q.acks == nil {
+		q.acks = make(map[uint64]struct{}, len(seqs))
+	}
+	for _, s := range seqs {
+		q.acks[s] = struct{}{}
+	}
 	q.mu.Unlock()
 	q.kick()
 	return nil
@@ -535,13 +603,17 @@ func (q *Queue) Notify() <-chan struct{} { return q.notify }
 // ascending order, stopping before the payloads exceed maxBytes (0: no byte
 // limit; at least one record is returned). Acked records are skipped.
 func (q *Queue) ReadAfter(after uint64, max int, maxBytes int) (out []Entry, err error) {
-	if max <= 0 {
+	if max <= 0 || after >= seqLimit {
 		return nil, nil
 	}
 	defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
 	defer func() {
 		if r := recover(); r != nil {
-			out, err = nil, fmt.Errorf("buffer: read %s: file damaged, restart to salvage it: %v", q.path, r)
+			out, err = nil, fmt.Errorf("buffer: read %s: file damaged, salvaging it: %v", q.path, r)
+			q.mu.Lock()
+			q.damaged = fmt.Errorf("%w: bbolt panicked while reading: %v", errDamaged, r)
+			q.mu.Unlock()
+			q.kick()
 		}
 	}()
 	q.dbMu.RLock()
@@ -571,10 +643,6 @@ func (q *Queue) ReadAfter(after uint64, max int, maxBytes int) (out []Entry, err
 		// Holding mu here is safe: no holder of mu ever waits for bbolt.
 		q.mu.Lock()
 		defer q.mu.Unlock()
-		if !q.acksSorted {
-			slices.Sort(q.acks)
-			q.acksSorted = true
-		}
 		total := 0
 		for len(out) < max {
 			i := -1
@@ -589,6 +657,10 @@ func (q *Queue) ReadAfter(after uint64, max int, maxBytes int) (out []Entry, err
 			k, v := heads[i].k, heads[i].v
 			heads[i].k, heads[i].v = heads[i].c.Next()
 			seq := keySeq(k)
+			if seq == 0 {
+				q.badRecordLocked(seq, fmt.Errorf("%w: key of %d bytes", errBadRecord, len(k)))
+				continue
+			}
 			if q.ackedLocked(seq) {
 				continue
 			}
@@ -618,7 +690,7 @@ func (q *Queue) ackedLocked(seq uint64) bool {
 	if _, ok := slices.BinarySearch(q.ackFlight, seq); ok {
 		return true
 	}
-	_, ok := slices.BinarySearch(q.acks, seq)
+	_, ok := q.acks[seq]
 	return ok
 }
 
@@ -628,13 +700,19 @@ func (q *Queue) ackedLocked(seq uint64) bool {
 func (q *Queue) badRecordLocked(seq uint64, err error) {
 	if time.Since(q.badRecordAt) > dropLogEvery {
 		q.badRecordAt = time.Now()
-		q.log.Error("buffer: damaged record removed", "file", q.path, "seq", seq, "err", err)
+		q.log.Error("buffer: damaged record skipped and removed", "file", q.path, "seq", seq, "err", err)
+	}
+	if seq == 0 {
+		return // not addressable by sequence; the bound removes it when it is the oldest
 	}
 	if len(q.acks) == 0 {
 		q.ackAt = time.Now()
 	}
-	q.acks = append(q.acks, seq)
-	q.acksSorted = false
+	if q.acks == nil {
+		q.acks = map[uint64]struct{}{}
+	}
+	q.acks[seq] = struct{}{}
+	q.kick() // a non-blocking send: fine under mu
 }
 
 // Stats returns a snapshot.
@@ -684,6 +762,7 @@ func (q *Queue) Close() error {
 	<-q.done
 
 	q.mu.Lock()
+	q.maybeLogDropsLocked(true)
 	if n := len(q.ring); n > 0 {
 		q.log.Error("buffer: closing with records only in memory; they are lost", "file", q.path, "records", n, "err", q.diskErr)
 	}
@@ -719,11 +798,11 @@ func (q *Queue) toRingLocked(recs []pending) {
 		q.memDrops[r.key]++
 		q.dropLog[r.key]++
 	}
-	q.maybeLogDropsLocked()
+	q.maybeLogDropsLocked(false)
 }
 
-func (q *Queue) maybeLogDropsLocked() {
-	if len(q.dropLog) == 0 || time.Since(q.dropLogAt) < dropLogEvery {
+func (q *Queue) maybeLogDropsLocked(force bool) {
+	if len(q.dropLog) == 0 || (!force && time.Since(q.dropLogAt) < dropLogEvery) {
 		return
 	}
 	var total uint64
@@ -740,12 +819,9 @@ func (q *Queue) maybeLogDropsLocked() {
 type work struct {
 	reqs     []*request
 	acks     []uint64 // sorted
+	prios    []uint8  // priorities with a data bucket when the work was taken
 	ring     []pending
 	memDrops map[string]uint64
-}
-
-func (w *work) empty() bool {
-	return len(w.reqs) == 0 && len(w.acks) == 0 && len(w.ring) == 0 && len(w.memDrops) == 0
 }
 
 // run is the committer: the only goroutine that writes to the database.
@@ -757,6 +833,16 @@ func (q *Queue) run() {
 	timer := time.NewTimer(time.Hour)
 	timer.Stop()
 	for {
+		q.mu.Lock()
+		damaged := q.damaged
+		q.damaged = nil
+		q.mu.Unlock()
+		if damaged != nil {
+			q.log.Error("buffer: file damaged while running; salvaging it now", "file", q.path, "err", damaged)
+			if err := q.salvageRunning(damaged); err != nil {
+				q.log.Error("buffer: salvage failed", "file", q.path, "err", err)
+			}
+		}
 		q.mu.Lock()
 		w, wait, exit := q.takeLocked(time.Now())
 		q.mu.Unlock()
@@ -818,13 +904,10 @@ func (q *Queue) takeLocked(now time.Time) (w *work, wait time.Duration, exit boo
 	if q.closing {
 		q.finalTried = true
 	}
-	w = &work{reqs: q.reqs, ring: q.ring, memDrops: maps.Clone(q.memDrops)}
-	if !q.acksSorted {
-		slices.Sort(q.acks)
-	}
-	w.acks = slices.Compact(q.acks)
+	w = &work{reqs: q.reqs, ring: q.ring, memDrops: maps.Clone(q.memDrops), prios: slices.Clone(q.prios)}
+	w.acks = slices.Sorted(maps.Keys(q.acks))
 	q.ackFlight = w.acks
-	q.reqs, q.reqBytes, q.acks, q.acksSorted = nil, 0, nil, true
+	q.reqs, q.reqBytes, q.acks = nil, 0, nil
 	q.ring, q.ringBytes = nil, 0
 	return w, 0, false
 }
@@ -846,12 +929,25 @@ type commitResult struct {
 func (q *Queue) commit(w *work) {
 	var res commitResult
 	err := q.update(w, &res)
+	if errors.Is(err, errDamaged) {
+		q.log.Error("buffer: file damaged while running; salvaging it now", "file", q.path, "err", err)
+		if serr := q.salvageRunning(err); serr != nil {
+			err = fmt.Errorf("%w (salvage failed: %v)", err, serr)
+		} else {
+			w.prios = slices.Clone(q.prios)
+			err = q.update(w, &res)
+		}
+	}
 
 	q.mu.Lock()
 	q.ackFlight = nil
 	if err != nil {
-		q.acks = append(q.acks, w.acks...)
-		q.acksSorted = false
+		if len(w.acks) > 0 && q.acks == nil {
+			q.acks = make(map[uint64]struct{}, len(w.acks))
+		}
+		for _, s := range w.acks {
+			q.acks[s] = struct{}{}
+		}
 		if len(q.acks) > 0 && q.ackAt.IsZero() {
 			q.ackAt = time.Now()
 		}
@@ -909,7 +1005,7 @@ func (q *Queue) commit(w *work) {
 		q.st.DroppedTotal += n
 		q.dropLog[k] += n
 	}
-	q.maybeLogDropsLocked()
+	q.maybeLogDropsLocked(false)
 	for _, p := range res.newPrios {
 		if !slices.Contains(q.prios, p) {
 			q.prios = append(q.prios, p)
@@ -951,7 +1047,7 @@ func (q *Queue) applySnapshot(r *commitResult) {
 func (q *Queue) update(w *work, res *commitResult) (err error) {
 	defer func() {
 		if r := recover(); r != nil {
-			err = fmt.Errorf("buffer file damaged while writing (restart to salvage it): %v", r)
+			err = fmt.Errorf("%w: bbolt panicked while writing: %v", errDamaged, r)
 		}
 	}()
 	for attempt := 0; ; attempt++ {
@@ -965,13 +1061,14 @@ func (q *Queue) update(w *work, res *commitResult) (err error) {
 		q.log.Error("buffer: file reached its hard size cap; dropping more", "file", q.path, "cap", q.hardMax)
 		q.limit = q.limit * 7 / 8
 		var trim commitResult
-		if err := q.db.Update(func(tx *bolt.Tx) error { return q.apply(tx, &work{}, &trim) }); err != nil {
+		if err := q.db.Update(func(tx *bolt.Tx) error { return q.apply(tx, &work{prios: w.prios}, &trim) }); err != nil {
 			return err
 		}
 		q.mu.Lock()
 		for k, n := range trim.drops {
 			q.st.Dropped[k] += n
 			q.st.DroppedTotal += n
+			q.dropLog[k] += n
 		}
 		q.mu.Unlock()
 	}
@@ -984,9 +1081,7 @@ func (q *Queue) apply(tx *bolt.Tx, w *work, res *commitResult) error {
 	live := int64(getU64(m, keyLive))
 	count := getU64(m, keyCount)
 	buckets := map[uint8]*bolt.Bucket{}
-	q.mu.Lock()
-	prios := slices.Clone(q.prios)
-	q.mu.Unlock()
+	prios := slices.Clone(w.prios)
 	bucket := func(p uint8, create bool) (*bolt.Bucket, error) {
 		if b, ok := buckets[p]; ok {
 			return b, nil
@@ -1077,6 +1172,7 @@ func (q *Queue) apply(tx *bolt.Tx, w *work, res *commitResult) error {
 		}
 		c := b.Cursor()
 		for k, v := c.First(); k != nil && live > q.limit; k, v = c.First() {
+			var err error
 			key := "?"
 			if rec, err := decodeRecord(v); err == nil {
 				key = string(rec.key)
@@ -1088,7 +1184,12 @@ func (q *Queue) apply(tx *bolt.Tx, w *work, res *commitResult) error {
 			live -= int64(elemOverhead + len(v))
 			count--
 			res.removed++
-			if err := c.Delete(); err != nil {
+			if v == nil { // a nested bucket cannot be in a data bucket; remove it all the same
+				err = b.DeleteBucket(k)
+			} else {
+				err = c.Delete()
+			}
+			if err != nil {
 				return err
 			}
 		}

@@ -25,6 +25,7 @@ const (
 	crcSize        = 4
 	maxKeyLen      = 255
 	minRecordBytes = 2 + 1 + 1 + crcSize // version, priority, time, key length, crc
+	maxMillis      = 1 << 53             // times are clamped to [1970, year 285,000]
 
 	// elemOverhead is what bbolt spends per record besides the value: a
 	// 16-byte leaf element header and the 8-byte key. It is part of the
@@ -47,17 +48,14 @@ type record struct {
 
 // encodedLen returns the stored size of a record's value.
 func encodedLen(key string, data []byte, t time.Time) int {
-	return 2 + uvarintLen(uint64(t.UnixMilli())) + uvarintLen(uint64(len(key))) + len(key) + len(data) + crcSize
+	return 2 + uvarintLen(uint64(min(max(t.UnixMilli(), 0), maxMillis))) + uvarintLen(uint64(len(key))) + len(key) + len(data) + crcSize
 }
 
 // encodeRecord appends the stored form of a record to dst.
 func encodeRecord(dst []byte, prio uint8, t time.Time, key string, data []byte) []byte {
 	start := len(dst)
 	dst = append(dst, recordFormat, prio)
-	ms := t.UnixMilli()
-	if ms < 0 {
-		ms = 0
-	}
+	ms := min(max(t.UnixMilli(), 0), maxMillis)
 	dst = binary.AppendUvarint(dst, uint64(ms))
 	dst = binary.AppendUvarint(dst, uint64(len(key)))
 	dst = append(dst, key...)
@@ -82,7 +80,7 @@ func decodeRecord(v []byte) (record, error) {
 	r.priority = body[1]
 	rest := body[2:]
 	ms, n := binary.Uvarint(rest)
-	if n <= 0 || ms > 1<<53 {
+	if n <= 0 || ms > maxMillis {
 		return r, fmt.Errorf("%w: bad time field", errBadRecord)
 	}
 	rest = rest[n:]
@@ -113,4 +111,11 @@ func seqKey(seq uint64) []byte {
 	return k[:]
 }
 
-func keySeq(k []byte) uint64 { return binary.BigEndian.Uint64(k) }
+// keySeq decodes a bbolt key; 0 (never a valid sequence) for a key that is
+// not 8 bytes long.
+func keySeq(k []byte) uint64 {
+	if len(k) != 8 {
+		return 0
+	}
+	return binary.BigEndian.Uint64(k)
+}

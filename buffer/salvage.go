@@ -205,14 +205,20 @@ func (q *Queue) salvage(f *os.File, reason error) (*bolt.DB, *SalvageReport, err
 		return fail(err)
 	}
 
-	// Keep the evidence under its new name before the fresh file takes the
-	// old one; with a hard link there is no moment without a file at path.
+	// Mark the copy complete, keep the evidence under its new name, then let
+	// the copy take the old name. With a hard link there is no moment without
+	// a file at path; without one, Open finishes the job from .salvaged.
+	done := path + salvagedSuffix
+	if err := os.Rename(tmp, done); err != nil {
+		return fail(fmt.Errorf("mark salvaged copy complete: %w", err))
+	}
+	tmp = done
 	if err := os.Link(path, report.MovedTo); err != nil {
 		if err := os.Rename(path, report.MovedTo); err != nil {
 			return fail(fmt.Errorf("move damaged file aside: %w", err))
 		}
 	}
-	if err := os.Rename(tmp, path); err != nil {
+	if err := os.Rename(done, path); err != nil {
 		return fail(fmt.Errorf("put salvaged file in place: %w", err))
 	}
 	if err := syncDir(filepath.Dir(path)); err != nil {

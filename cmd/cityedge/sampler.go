@@ -141,6 +141,9 @@ func (r *sensorRunner) sample(ctx context.Context, s drivers.Sensor, out sink) e
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	emit := func(vals []drivers.Value) {
+		if len(vals) == 0 {
+			return // nothing to report yet (a detector still learning its baseline)
+		}
 		rd := drivers.Reading{Sensor: r.cfg.Name, Time: time.Now(), Values: vals}
 		done := r.busy()
 		defer done()

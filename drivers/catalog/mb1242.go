@@ -27,6 +27,9 @@ type rangerOpts struct {
 	// ThresholdM: the bay is occupied when the distance is below this many
 	// metres (default 1.8).
 	ThresholdM float64 `toml:"threshold_m"`
+	// OccupancyOnly sends only the occupied decision, not the distance
+	// (data minimisation: the distance tells a vehicle's height).
+	OccupancyOnly bool `toml:"occupancy_only"`
 }
 
 // Validate checks the options, naming the offending key.
@@ -52,14 +55,15 @@ func openMB1242(t Target, opts any) (drivers.Sensor, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", t.Where(), err)
 	}
-	return &ranger{dev: dev, threshold: o.ThresholdM, where: t.Where()}, nil
+	return &ranger{dev: dev, threshold: o.ThresholdM, where: t.Where(), occupancyOnly: o.OccupancyOnly}, nil
 }
 
 // ranger adapts an mb1242.Dev to drivers.Sensor.
 type ranger struct {
-	dev       *mb1242.Dev
-	threshold float64 // m
-	where     string
+	dev           *mb1242.Dev
+	threshold     float64 // m
+	where         string
+	occupancyOnly bool
 }
 
 func (r *ranger) Read(ctx context.Context) ([]drivers.Value, error) {
@@ -68,6 +72,9 @@ func (r *ranger) Read(ctx context.Context) ([]drivers.Value, error) {
 		return nil, fmt.Errorf("%s: %w", r.where, err)
 	}
 	m := float64(d) / float64(physic.Metre)
+	if r.occupancyOnly {
+		return []drivers.Value{drivers.Flag(drivers.Occupied, m < r.threshold)}, nil
+	}
 	return []drivers.Value{
 		drivers.Number(drivers.Distance, drivers.UnitMetre, m),
 		drivers.Flag(drivers.Occupied, m < r.threshold),

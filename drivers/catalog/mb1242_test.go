@@ -88,3 +88,37 @@ func TestMB1242Faults(t *testing.T) {
 		t.Errorf("Read after unplugging: %+v, %v", vals, err)
 	}
 }
+
+// TestOccupancyOnly: with occupancy_only the parking detectors send the
+// decision and nothing that describes the vehicle.
+func TestOccupancyOnly(t *testing.T) {
+	for _, name := range []string{"mb1242", "qmc5883l"} {
+		t.Run(name, func(t *testing.T) {
+			d := lookup(t, name)
+			opts := d.Options()
+			switch o := opts.(type) {
+			case *rangerOpts:
+				o.OccupancyOnly = true
+			case *qmcOpts:
+				o.OccupancyOnly = true
+				o.LearnSamples = 1
+			}
+			bus := sim.NewBus("sim-i2c1")
+			spec := SimSpec{Sensor: "bay-" + name, Addr: d.Addrs[0], Bay: sim.NewBay(2, time.Hour), Seed: 2}
+			bus.Attach(d.Addrs[0], d.SimChip(spec, opts))
+			s, err := d.Open(Target{Sensor: spec.Sensor, Bus: bus, BusName: "1", Addr: d.Addrs[0]}, opts)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var vals []drivers.Value
+			for i := 0; i < 3 && len(vals) == 0; i++ {
+				if vals, err = s.Read(context.Background()); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if len(vals) != 1 || vals[0].Quantity != drivers.Occupied || !vals[0].IsBool {
+				t.Errorf("Read() = %+v, want only the occupied flag", vals)
+			}
+		})
+	}
+}

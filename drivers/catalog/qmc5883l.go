@@ -41,6 +41,9 @@ type qmcOpts struct {
 	// DriftTau is the time constant with which the baseline follows slow
 	// drift while the bay is empty (default "10m"; "0s" freezes it).
 	DriftTau Duration `toml:"drift_tau"`
+	// OccupancyOnly sends only the occupied decision, not the raw field
+	// (data minimisation: the field says more about a vehicle than presence).
+	OccupancyOnly bool `toml:"occupancy_only"`
 }
 
 func defaultQMCOpts() *qmcOpts {
@@ -150,14 +153,15 @@ func openQMC5883L(t Target, opts any) (drivers.Sensor, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &magnetometer{dev: dev, det: det, where: t.Where()}, nil
+	return &magnetometer{dev: dev, det: det, where: t.Where(), occupancyOnly: o.OccupancyOnly}, nil
 }
 
 // magnetometer adapts a QMC5883L and its detector to drivers.Sensor.
 type magnetometer struct {
-	dev   *qmc5883l.Dev
-	det   *qmcDetector
-	where string
+	dev           *qmc5883l.Dev
+	det           *qmcDetector
+	where         string
+	occupancyOnly bool
 }
 
 func (m *magnetometer) Read(ctx context.Context) ([]drivers.Value, error) {
@@ -170,6 +174,9 @@ func (m *magnetometer) Read(ctx context.Context) ([]drivers.Value, error) {
 		drivers.Number(drivers.X, drivers.UnitTesla, tesla(f.X)),
 		drivers.Number(drivers.Y, drivers.UnitTesla, tesla(f.Y)),
 		drivers.Number(drivers.Z, drivers.UnitTesla, tesla(f.Z)),
+	}
+	if m.occupancyOnly {
+		vals = vals[:0]
 	}
 	m.det.mu.Lock()
 	occ, ready := m.det.det.Update(time.Now(), f)

@@ -275,7 +275,7 @@ func TestDamagedRecordInSoundTree(t *testing.T) {
 	closeT(t, q)
 	b, _ := os.ReadFile(path)
 	i := bytes.Index(b, []byte("MARKER"))
-	if i < 0 || bytes.Index(b[i+1:], []byte("MARKER")) >= 0 {
+	if i < 0 || bytes.Contains(b[i+1:], []byte("MARKER")) {
 		t.Fatal("marker not found exactly once in the file")
 	}
 	b[i] ^= 0x20

@@ -49,8 +49,6 @@ func initOps(ctrl1 byte) []i2ctest.IO {
 	}
 }
 
-func noSleep(context.Context, time.Duration) error { return nil }
-
 func TestNew(t *testing.T) {
 	cases := []struct {
 		name   string

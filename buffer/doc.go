@@ -22,9 +22,10 @@
 // exact. Receivers drop repeats on (gateway, seq) and see gaps as losses.
 //
 // Acknowledgement. Ack deletes records; the delete is committed with the
-// next group, and until then ReadAfter skips them. After a crash, the acks
-// of the last interval are lost and those records are sent again: delivery
-// is at-least-once.
+// next group (within CommitInterval, or at once when thousands of acks are
+// pending, as while a backlog drains), and until then ReadAfter skips them.
+// After a crash, the acks of the last interval are lost and those records
+// are sent again: delivery is at-least-once.
 //
 // Bound. Options.MaxBytes bounds the file. Records are counted as stored
 // (value, 8-byte key and bbolt's 16-byte element header) in a counter
@@ -34,9 +35,9 @@
 // lowest priority are dropped first, then those of the next priority. Every
 // drop is counted per key, persistently, and logged (rate-limited). Freed
 // pages are reused, so the file stays within MaxBytes plus one page. When
-// the queue drains and the file is mostly free (and at Open when at least
-// half is free), it is compacted by copying into a new file and renaming it
-// over the old one.
+// the queue drains and the file is mostly free (after a fast drain, once it
+// has been quiet for a second; and at Open when at least half is free), it
+// is compacted by copying into a new file and renaming it over the old one.
 //
 // Damaged files. Open never hands bbolt a file it has not checked: it walks
 // the whole page tree once with bounds-checked reads (bbolt trusts its file,

@@ -415,3 +415,130 @@ func TestForeignFileRefused(t *testing.T) {
 		t.Error("a foreign file was modified")
 	}
 }
+
+// TestAckDeletes: a commit deletes exactly the acked records, whatever the
+// pattern of acks across priorities and leaf pages, and the count and live
+// bytes follow, before and after a reopen.
+func TestAckDeletes(t *testing.T) {
+	const n = 3000 // about a hundred leaf pages
+	cases := []struct {
+		name  string
+		prios []uint8
+		acked func(i int) bool // by append index
+		extra []uint64         // offsets past the end: unknown seqs, ignored
+	}{
+		{"all", []uint8{0}, func(int) bool { return true }, nil},
+		{"none but unknown", []uint8{0}, func(int) bool { return false }, []uint64{1, 5000}},
+		{"first half", []uint8{0}, func(i int) bool { return i < n/2 }, nil},
+		{"runs of 100 with gaps", []uint8{0}, func(i int) bool { return i%150 < 100 }, []uint64{7}},
+		{"every other", []uint8{0}, func(i int) bool { return i%2 == 0 }, nil},
+		{"ends only", []uint8{0}, func(i int) bool { return i == 0 || i == n-1 }, nil},
+		{"two priorities interleaved", []uint8{0, 1}, func(i int) bool { return i%7 != 3 }, nil},
+		{"three priorities, one acked", []uint8{0, 1, 2}, func(i int) bool { return i%3 == 1 }, []uint64{2}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			path := filepath.Join(t.TempDir(), "buffer.db")
+			q := openT(t, path, Options{})
+			recs := make([]Record, n)
+			for i := range recs {
+				recs[i] = Record{Key: fmt.Sprintf("s%d", i%5), Priority: tc.prios[i%len(tc.prios)], Data: payload("s", i, 100)}
+			}
+			first := appendT(t, q, recs...)
+			var acks, want []uint64
+			for i := range recs {
+				if tc.acked(i) {
+					acks = append(acks, first+uint64(i))
+				} else {
+					want = append(want, first+uint64(i))
+				}
+			}
+			for _, off := range tc.extra {
+				acks = append(acks, first+n+off)
+			}
+			// In several calls, in reverse order, one seq twice.
+			rev := slices.Clone(acks)
+			slices.Reverse(rev)
+			for len(rev) > 0 {
+				k := min(len(rev), 777)
+				if err := q.Ack(rev[:k]...); err != nil {
+					t.Fatal(err)
+				}
+				rev = rev[k:]
+			}
+			if len(acks) > 0 {
+				if err := q.Ack(acks[0]); err != nil {
+					t.Fatal(err)
+				}
+			}
+			waitFor(t, func() bool { return q.Stats().Count == uint64(len(want)) })
+			check := func(q *Queue, when string) {
+				t.Helper()
+				got := readAll(t, q)
+				seqs := make([]uint64, len(got))
+				var wantBytes int64
+				for i, e := range got {
+					seqs[i] = e.Seq
+					wantBytes += int64(elemOverhead + encodedLen(e.Key, e.Data, e.Time))
+					if j := int(e.Seq - first); !bytes.Equal(e.Data, recs[j].Data) || e.Priority != recs[j].Priority {
+						t.Fatalf("%s: seq %d holds another record", when, e.Seq)
+					}
+				}
+				if !slices.Equal(seqs, want) {
+					t.Fatalf("%s: %d records left, want %d (first difference near %v)", when, len(seqs), len(want), firstDiff(seqs, want))
+				}
+				if st := q.Stats(); st.Count != uint64(len(want)) || st.Bytes != wantBytes {
+					t.Errorf("%s: Stats count %d bytes %d, want %d %d", when, st.Count, st.Bytes, len(want), wantBytes)
+				}
+			}
+			check(q, "after commit")
+			closeT(t, q)
+			q = openT(t, path, Options{})
+			defer closeT(t, q)
+			check(q, "after reopen")
+		})
+	}
+}
+
+func firstDiff(a, b []uint64) []uint64 {
+	for i := range min(len(a), len(b)) {
+		if a[i] != b[i] {
+			return []uint64{a[i], b[i]}
+		}
+	}
+	return nil
+}
+
+// TestAckGroupCommitsEarly: a drain acknowledges faster than one commit
+// interval can gather without holding tens of thousands of deletes in one
+// transaction; a full ack group is committed without waiting for the
+// interval, a partial one waits for it.
+func TestAckGroupCommitsEarly(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "buffer.db")
+	q := openT(t, path, Options{MaxBytes: 64 << 20})
+	recs := make([]Record, ackGroupMax+100)
+	for i := range recs {
+		recs[i] = Record{Key: "air-1", Data: payload("air-1", i, 60)}
+	}
+	first := appendT(t, q, recs...)
+	closeT(t, q)
+
+	// An interval no test waits for: only a full group can commit.
+	q = openT(t, path, Options{MaxBytes: 64 << 20, CommitInterval: time.Hour})
+	defer closeT(t, q)
+	seqs := make([]uint64, len(recs))
+	for i := range seqs {
+		seqs[i] = first + uint64(i)
+	}
+	if err := q.Ack(seqs[:ackGroupMax-1]...); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(100 * time.Millisecond)
+	if c := q.Stats().Commits; c != 0 {
+		t.Fatalf("%d acks, one short of a group, were committed (%d commits) before the interval", ackGroupMax-1, c)
+	}
+	if err := q.Ack(seqs[ackGroupMax-1:]...); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, func() bool { return q.Stats().Count == 0 })
+}

@@ -53,6 +53,18 @@ type forwarder struct {
 	liveCursor uint64 // highest live seq handed out
 	backCursor uint64 // highest backlog seq handed out
 	urgent     chan struct{}
+
+	// Next's own state (Next runs on one goroutine, never with Rewind).
+	// liveQuiet: no live read is needed before this time unless the queue
+	// notifies an append or a batch is hurried; it spares a bbolt read per
+	// batch while a backlog drains behind an empty or waiting live part.
+	liveQuiet time.Time
+	// hurried: an occupancy change was buffered; the next live batch goes
+	// without waiting for batch_wait. A state, not a re-armed channel: a
+	// request whose reading already went out must not make Next spin.
+	hurried  bool
+	items    []senml.Item // packing scratch
+	payloads sync.Pool    // *[]byte: payload buffers back from Acked
 }
 
 var _ uplink.Source = (*forwarder)(nil)
@@ -84,6 +96,7 @@ func (f *forwarder) Rewind() {
 	f.liveCursor = f.liveStart
 	f.backCursor = 0
 	f.backBegan, f.backLogged = time.Time{}, false
+	f.liveQuiet = time.Time{}
 	if st.Count > 0 {
 		f.backBegan = time.Now()
 	}
@@ -106,31 +119,46 @@ func (f *forwarder) Next(ctx context.Context) (uplink.Batch, error) {
 		liveCursor, backCursor, liveStart := f.liveCursor, f.backCursor, f.liveStart
 		f.mu.Unlock()
 
-		live, err := f.q.ReadAfter(liveCursor, f.batchMax, maxPackBytes)
-		if err != nil {
-			return uplink.Batch{}, err
-		}
-		hurried := false
 		select {
 		case <-f.urgent:
-			hurried = true
+			f.hurried = true
+		default:
+		}
+		select {
+		case <-f.q.Notify():
+			f.liveQuiet = time.Time{}
 		default:
 		}
 		wait := time.Duration(-1)
-		if len(live) > 0 {
-			wait = 0
-			if len(live) < f.batchMax && !hurried {
-				wait = f.batchWait - time.Since(live[0].Time)
+		if now := time.Now(); f.hurried || !now.Before(f.liveQuiet) {
+			live, err := f.q.ReadAfter(liveCursor, f.batchMax, maxPackBytes)
+			if err != nil {
+				return uplink.Batch{}, err
 			}
-			if wait <= 0 {
-				if b, ok, err := f.emit(ctx, live, &f.liveCursor); ok || err != nil {
-					return b, err
+			// Nothing live: the next append notifies (and a second later
+			// this looks again all the same).
+			f.liveQuiet = now.Add(time.Second)
+			if len(live) > 0 {
+				wait = 0
+				if len(live) < f.batchMax && !f.hurried {
+					wait = f.batchWait - time.Since(live[0].Time)
 				}
-				continue
+				if wait <= 0 {
+					f.liveQuiet, f.hurried = time.Time{}, false // there may be more
+					if b, ok, err := f.emit(ctx, live, &f.liveCursor); ok || err != nil {
+						return b, err
+					}
+					continue
+				}
+				// A partial batch: nothing changes before it is due unless
+				// more is appended (notify) or it is hurried.
+				f.liveQuiet = now.Add(wait)
 			}
-		}
-		if hurried {
-			f.hurry() // nothing live yet: keep the request for the reading on its way
+			// With nothing live, a hurry request stays for the reading on its
+			// way (held in memory while the disk refuses writes, say); the
+			// append that stores it notifies.
+		} else {
+			wait = time.Until(f.liveQuiet)
 		}
 		if backCursor < liveStart {
 			back, err := f.q.ReadAfter(backCursor, f.batchMax, maxPackBytes)
@@ -168,8 +196,9 @@ func (f *forwarder) Next(ctx context.Context) (uplink.Batch, error) {
 		case <-ctx.Done():
 			return uplink.Batch{}, ctx.Err()
 		case <-f.q.Notify():
+			f.liveQuiet = time.Time{}
 		case <-f.urgent:
-			f.hurry() // keep the request for the read that follows
+			f.hurried = true
 		case <-timer.C:
 		}
 	}
@@ -189,15 +218,24 @@ func (f *forwarder) backlogSent() {
 // emit packs entries, advances cursor past them and applies the rate limit.
 // ok is false when every entry was damaged and nothing is left to send.
 func (f *forwarder) emit(ctx context.Context, entries []buffer.Entry, cursor *uint64) (uplink.Batch, bool, error) {
-	items := make([]senml.Item, len(entries))
-	for i, e := range entries {
-		items[i] = senml.Item{Seq: e.Seq, Data: e.Data}
-	}
+	items := f.items[:0]
 	size := 64
 	for _, e := range entries {
+		items = append(items, senml.Item{Seq: e.Seq, Data: e.Data})
 		size += 3 * len(e.Data) // JSON takes about 2.5 times the stored form
 	}
-	payload, bad := senml.Pack(make([]byte, 0, size), f.agentID, items)
+	// A payload buffer comes back from Acked once the broker has the batch
+	// (see there); a drain would otherwise allocate one per message.
+	var buf []byte
+	if p, _ := f.payloads.Get().(*[]byte); p != nil {
+		buf = *p
+	}
+	if cap(buf) < size {
+		buf = make([]byte, 0, size)
+	}
+	payload, bad := senml.Pack(buf[:0], f.agentID, items)
+	clear(items) // the scratch must not keep the entries alive
+	f.items = items[:0]
 	seqs := make([]uint64, 0, len(entries))
 	for i, b := 0, 0; i < len(entries); i++ {
 		if b < len(bad) && bad[b] == entries[i].Seq {
@@ -231,7 +269,15 @@ func (f *forwarder) emit(ctx context.Context, entries []buffer.Entry, cursor *ui
 // Acked implements uplink.Source: the broker has the batch, so it leaves the
 // buffer.
 func (f *forwarder) Acked(b uplink.Batch) error {
-	return f.q.Ack(b.Seqs...)
+	err := f.q.Ack(b.Seqs...)
+	// Past the PUBACK nothing reads the payload any more: uplink calls
+	// Acked once per batch and drops it, and paho removed the packet from
+	// its store when the PUBACK came. Its buffer packs a later batch.
+	if cap(b.Payload) > 0 {
+		p := b.Payload[:0]
+		f.payloads.Put(&p)
+	}
+	return err
 }
 
 // rateLimit is a token bucket over readings or bytes per second

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"log/slog"
 	"path/filepath"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -197,5 +198,65 @@ func TestRateLimit(t *testing.T) {
 		if _, err := parseRate(bad); err == nil {
 			t.Errorf("parseRate(%q) accepted", bad)
 		}
+	}
+}
+
+// countingQueue counts the forwarder's reads.
+type countingQueue struct {
+	*buffer.Queue
+	reads atomic.Int64
+}
+
+func (c *countingQueue) ReadAfter(after uint64, max, maxBytes int) ([]buffer.Entry, error) {
+	c.reads.Add(1)
+	return c.Queue.ReadAfter(after, max, maxBytes)
+}
+
+// TestForwarderIdleReads: the forwarder reads the buffer when something
+// can have changed, not in a loop. A hurry request whose occupancy reading
+// already went out used to make Next spin on bbolt until the next reading,
+// and during a back-fill every batch also read the (empty) live part.
+func TestForwarderIdleReads(t *testing.T) {
+	cases := []struct {
+		name     string
+		backlog  int
+		hurry    bool
+		maxReads int64
+	}{
+		// One live read; nothing comes, so Next waits for a notification.
+		{"idle", 0, false, 3},
+		{"hurried with nothing live", 0, true, 3},
+		// 30 batches of backlog: one backlog read each, one live read, one
+		// read that finds the backlog's end.
+		{"back-fill", 300, false, 30 + 3},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			q := &countingQueue{Queue: openTestQueue(t)}
+			if tc.backlog > 0 {
+				appendReadings(t, q.Queue, "old", tc.backlog, time.Now().Add(-time.Hour))
+			}
+			f := newForwarder(q, "gw", 10, time.Hour, nil, slog.New(slog.DiscardHandler))
+			f.Rewind()
+			if tc.hurry {
+				f.hurry()
+			}
+			got := 0
+			for got < tc.backlog {
+				b, err := f.Next(context.Background())
+				if err != nil {
+					t.Fatal(err)
+				}
+				got += len(b.Seqs)
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+			defer cancel()
+			if b, err := f.Next(ctx); err == nil {
+				t.Fatalf("Next returned %v with nothing to send", b.Seqs)
+			}
+			if n := q.reads.Load(); n > tc.maxReads {
+				t.Errorf("%d reads, want at most %d", n, tc.maxReads)
+			}
+		})
 	}
 }

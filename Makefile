@@ -61,8 +61,11 @@ lint:
 	$(GO) vet ./...
 	$(GO) run honnef.co/go/tools/cmd/staticcheck@v0.8.2 ./...
 
+# Benchmarks with readings/s and memory/flash metrics; about three minutes.
 bench:
-	$(GO) test -run '^$$' -bench . -benchtime 3x -timeout 20m ./buffer/ ./uplink/ ./cmd/cityedge/ | tee bench.out
+	@{ $(GO) test -run '^$$' -bench . -benchtime 2s ./buffer/ ./uplink/senml/ && \
+	  $(GO) test -run '^$$' -bench 'MTLS' -benchtime 10000x ./uplink/ ./cmd/cityedge/ && \
+	  $(GO) test -run '^$$' -bench 'Agent' -benchtime 1x -timeout 20m ./cmd/cityedge/; } 2>&1 | grep -v ' INFO ' | tee bench.out
 
 clean:
 	rm -rf bin dist .demo bench.out

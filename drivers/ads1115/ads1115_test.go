@@ -8,37 +8,12 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cityedge/cityedge/drivers/internal/drivertest"
 	"github.com/cityedge/cityedge/drivers/sim"
 	"periph.io/x/conn/v3/i2c"
 	"periph.io/x/conn/v3/i2c/i2ctest"
 	"periph.io/x/conn/v3/physic"
 )
-
-// faultBus plays back ops, except that transaction number nackAt fails like
-// a chip that does not acknowledge.
-type faultBus struct {
-	*i2ctest.Playback
-	nackAt, n int
-}
-
-func (b *faultBus) Tx(addr uint16, w, r []byte) error {
-	defer func() { b.n++ }()
-	if b.n == b.nackAt {
-		return sim.ErrNACK
-	}
-	return b.Playback.Tx(addr, w, r)
-}
-
-func newBus(t *testing.T, ops []i2ctest.IO, nackAt int) i2c.Bus {
-	t.Helper()
-	pb := &i2ctest.Playback{Ops: ops, DontPanic: true}
-	t.Cleanup(func() {
-		if err := pb.Close(); err != nil {
-			t.Error(err)
-		}
-	})
-	return &faultBus{Playback: pb, nackAt: nackAt}
-}
 
 func TestDecode(t *testing.T) {
 	nV := physic.NanoVolt
@@ -121,17 +96,8 @@ func TestNew(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			_, err := New(newBus(t, tc.ops, tc.nackAt), nil)
-			if tc.err == "" {
-				if err != nil {
-					t.Fatal(err)
-				}
-				return
-			}
-			if err == nil || !strings.Contains(err.Error(), tc.err) {
-				t.Fatalf("New: %v, want an error containing %q", err, tc.err)
-			}
-			if tc.nackAt >= 0 && !errors.Is(err, sim.ErrNACK) {
+			_, err := New(drivertest.Playback(t, tc.ops, tc.nackAt), nil)
+			if drivertest.WantErr(t, "New", err, tc.err) && tc.nackAt >= 0 && !errors.Is(err, sim.ErrNACK) {
 				t.Errorf("New: %v does not wrap the bus error", err)
 			}
 		})
@@ -171,26 +137,22 @@ func TestSense(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			var sleeps []time.Duration
-			d := &Dev{c: i2c.Dev{Bus: newBus(t, tc.ops, tc.nackAt), Addr: 0x48}, rate: SPS128,
-				sleep: func(_ context.Context, dt time.Duration) error { sleeps = append(sleeps, dt); return nil }}
+			c := drivertest.NewClock(time.Unix(0, 0))
+			d := &Dev{c: i2c.Dev{Bus: drivertest.Playback(t, tc.ops, tc.nackAt), Addr: 0x48}, rate: SPS128, sleep: c.Sleep}
 			got, err := d.Sense(context.Background(), tc.ain, tc.g)
-			if len(sleeps) != tc.sleeps {
-				t.Errorf("slept %v, want %d sleeps", sleeps, tc.sleeps)
+			if len(c.Sleeps) != tc.sleeps {
+				t.Errorf("slept %v, want %d sleeps", c.Sleeps, tc.sleeps)
 			}
-			for i, s := range sleeps {
+			for i, s := range c.Sleeps {
 				if want := map[bool]time.Duration{true: period, false: period / 8}[i == 0]; s != want {
 					t.Errorf("sleep %d: %s, want %s", i, s, want)
 				}
 			}
-			if tc.err != "" {
-				if err == nil || !strings.Contains(err.Error(), tc.err) {
-					t.Fatalf("Sense: %v, want an error containing %q", err, tc.err)
-				}
+			if drivertest.WantErr(t, "Sense", err, tc.err) {
 				return
 			}
-			if err != nil || got != tc.want {
-				t.Errorf("Sense() = %s, %v; want %s", got, err, tc.want)
+			if got != tc.want {
+				t.Errorf("Sense() = %s, want %s", got, tc.want)
 			}
 		})
 	}
@@ -201,9 +163,9 @@ func TestSense(t *testing.T) {
 // or is reported as beyond full scale.
 func TestSimRoundTrip(t *testing.T) {
 	volts := [4]float64{1.234567, 0.4, 2.0, 3.3}
-	now := time.Unix(0, 0)
+	c := drivertest.NewClock(time.Unix(0, 0))
 	chip := NewSim(func(ain int, _ time.Time) float64 { return volts[ain] })
-	chip.now = func() time.Time { return now }
+	chip.now = c.Now
 	bus := sim.NewBus("sim-i2c1")
 	bus.Attach(0x4A, chip)
 	for _, rate := range []Rate{SPS8, SPS128, SPS860} {
@@ -211,7 +173,7 @@ func TestSimRoundTrip(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		d.sleep = func(_ context.Context, dt time.Duration) error { now = now.Add(dt); return nil }
+		d.sleep = c.Sleep
 		for g := FSR6144mV; g <= FSR256mV; g++ {
 			fs := float64(g.FullScale()) / 1e9
 			for ain, v := range volts {

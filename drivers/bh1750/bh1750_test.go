@@ -9,36 +9,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cityedge/cityedge/drivers/internal/drivertest"
 	"github.com/cityedge/cityedge/drivers/sim"
 	"periph.io/x/conn/v3/i2c"
 	"periph.io/x/conn/v3/i2c/i2ctest"
 )
-
-// faultBus plays back ops, except that transaction number nackAt fails like
-// a chip that does not acknowledge.
-type faultBus struct {
-	*i2ctest.Playback
-	nackAt, n int
-}
-
-func (b *faultBus) Tx(addr uint16, w, r []byte) error {
-	defer func() { b.n++ }()
-	if b.n == b.nackAt {
-		return sim.ErrNACK
-	}
-	return b.Playback.Tx(addr, w, r)
-}
-
-func newBus(t *testing.T, ops []i2ctest.IO, nackAt int) i2c.Bus {
-	t.Helper()
-	pb := &i2ctest.Playback{Ops: ops, DontPanic: true}
-	t.Cleanup(func() {
-		if err := pb.Close(); err != nil {
-			t.Error(err)
-		}
-	})
-	return &faultBus{Playback: pb, nackAt: nackAt}
-}
 
 func TestDecode(t *testing.T) {
 	cases := []struct {
@@ -95,17 +70,8 @@ func TestNew(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			_, err := New(newBus(t, tc.ops, tc.nackAt), tc.opts)
-			if tc.err == "" {
-				if err != nil {
-					t.Fatal(err)
-				}
-				return
-			}
-			if err == nil || !strings.Contains(err.Error(), tc.err) {
-				t.Fatalf("New: %v, want an error containing %q", err, tc.err)
-			}
-			if tc.nackAt >= 0 && !errors.Is(err, sim.ErrNACK) {
+			_, err := New(drivertest.Playback(t, tc.ops, tc.nackAt), tc.opts)
+			if drivertest.WantErr(t, "New", err, tc.err) && tc.nackAt >= 0 && !errors.Is(err, sim.ErrNACK) {
 				t.Errorf("New: %v does not wrap the bus error", err)
 			}
 		})
@@ -137,21 +103,17 @@ func TestSense(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			var sleeps []time.Duration
-			d := &Dev{c: i2c.Dev{Bus: newBus(t, tc.ops, tc.nackAt), Addr: 0x23}, mt: tc.mt,
-				sleep: func(_ context.Context, dt time.Duration) error { sleeps = append(sleeps, dt); return nil }}
+			c := drivertest.NewClock(time.Unix(0, 0))
+			d := &Dev{c: i2c.Dev{Bus: drivertest.Playback(t, tc.ops, tc.nackAt), Addr: 0x23}, mt: tc.mt, sleep: c.Sleep}
 			got, err := d.Sense(context.Background())
-			if !slices.Equal(sleeps, tc.sleeps) {
-				t.Errorf("slept %v, want %v", sleeps, tc.sleeps)
+			if !slices.Equal(c.Sleeps, tc.sleeps) {
+				t.Errorf("slept %v, want %v", c.Sleeps, tc.sleeps)
 			}
-			if tc.err != "" {
-				if err == nil || !strings.Contains(err.Error(), tc.err) {
-					t.Fatalf("Sense: %v, want an error containing %q", err, tc.err)
-				}
+			if drivertest.WantErr(t, "Sense", err, tc.err) {
 				return
 			}
-			if err != nil || got != tc.want {
-				t.Errorf("Sense() = %s, %v; want %s", got, err, tc.want)
+			if got != tc.want {
+				t.Errorf("Sense() = %s, want %s", got, tc.want)
 			}
 		})
 	}
@@ -159,7 +121,7 @@ func TestSense(t *testing.T) {
 
 func TestSenseHonoursContext(t *testing.T) {
 	ops := []i2ctest.IO{{Addr: 0x23, W: []byte{0x01}}, {Addr: 0x23, W: []byte{0x20}}}
-	d := &Dev{c: i2c.Dev{Bus: newBus(t, ops, -1), Addr: 0x23}, mt: 69, sleep: sleepCtx}
+	d := &Dev{c: i2c.Dev{Bus: drivertest.Playback(t, ops, -1), Addr: 0x23}, mt: 69, sleep: sleepCtx}
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
 	if _, err := d.Sense(ctx); !errors.Is(err, context.Canceled) {
@@ -171,19 +133,19 @@ func TestSenseHonoursContext(t *testing.T) {
 // decoded illuminance matches the world's within one count.
 func TestSimRoundTrip(t *testing.T) {
 	for _, mt := range []uint8{31, 69, 254} {
-		now := time.Date(2025, 6, 21, 0, 0, 0, 0, time.UTC)
+		c := drivertest.NewClock(time.Date(2025, 6, 21, 0, 0, 0, 0, time.UTC))
 		chip := NewSim(sim.NewWorld(11))
-		chip.now = func() time.Time { return now }
+		chip.now = c.Now
 		bus := sim.NewBus("sim-i2c1")
 		bus.Attach(0x5C, chip)
 		d, err := New(bus, &Opts{Addr: 0x5C, MTreg: mt})
 		if err != nil {
 			t.Fatal(err)
 		}
-		d.sleep = func(_ context.Context, dt time.Duration) error { now = now.Add(dt); return nil }
+		d.sleep = c.Sleep
 		saturated := 0
 		for i := 0; i < 24*6; i++ {
-			now = now.Add(10 * time.Minute)
+			c.Advance(10 * time.Minute)
 			got, err := d.Sense(context.Background())
 			truth := chip.lux
 			limit := 65534 / 1.2 * 69 / float64(mt)
@@ -209,9 +171,9 @@ func TestSimRoundTrip(t *testing.T) {
 }
 
 func TestSimStateMachine(t *testing.T) {
-	now := time.Unix(0, 0)
+	c := drivertest.NewClock(time.Unix(0, 0))
 	chip := NewSim(nil)
-	chip.now = func() time.Time { return now }
+	chip.now = c.Now
 	step := func(w []byte, r []byte) error { return chip.Tx(w, r) }
 	if err := step([]byte{0x20}, nil); err == nil || !strings.Contains(err.Error(), "powered down") {
 		t.Errorf("measurement while powered down: %v", err)
@@ -232,11 +194,11 @@ func TestSimStateMachine(t *testing.T) {
 		}
 	}
 	r := make([]byte, 2)
-	now = now.Add(50 * time.Millisecond)
+	c.Advance(50 * time.Millisecond)
 	if err := step(nil, r); err != nil || r[0] != 0 || r[1] != 0 {
 		t.Errorf("early read: % x, %v; want the old (zero) data register", r, err)
 	}
-	now = now.Add(100 * time.Millisecond)
+	c.Advance(100 * time.Millisecond)
 	if err := step(nil, r); err != nil || r[0] != 0x02 || r[1] != 0x58 {
 		t.Errorf("read after the measurement: % x, %v; want 500 lx × 1.2 = 600 = 02 58", r, err)
 	}

@@ -5,12 +5,12 @@ import (
 	"errors"
 	"fmt"
 	"math"
-	"strings"
+	"slices"
 	"testing"
 	"time"
 
+	"github.com/cityedge/cityedge/drivers/internal/drivertest"
 	"github.com/cityedge/cityedge/drivers/sim"
-	"periph.io/x/conn/v3/i2c"
 	"periph.io/x/conn/v3/i2c/i2ctest"
 	"periph.io/x/conn/v3/physic"
 )
@@ -35,29 +35,16 @@ func exampleRaw(adcH int) []byte {
 	}
 }
 
-// clock is a fake time shared by the driver's sleep and the simulated chip,
-// so tests never sleep and the chip sees exactly the waits the driver makes.
-type clock struct {
-	t      time.Time
-	sleeps []time.Duration
+// newClock is the fake time shared by the driver's sleep and the simulated
+// chip, so tests never sleep and the chip sees exactly the waits the driver
+// makes.
+func newClock() *drivertest.Clock {
+	return drivertest.NewClock(time.Date(2024, 6, 1, 14, 0, 0, 0, time.UTC))
 }
 
-func newClock() *clock { return &clock{t: time.Date(2024, 6, 1, 14, 0, 0, 0, time.UTC)} }
-
-func (c *clock) now() time.Time { return c.t }
-
-func (c *clock) sleep(ctx context.Context, d time.Duration) error {
-	if err := ctx.Err(); err != nil {
-		return err
-	}
-	c.sleeps = append(c.sleeps, d)
-	c.t = c.t.Add(d)
-	return nil
-}
-
-func opts(c *clock) *Opts {
+func opts(c *drivertest.Clock) *Opts {
 	o := DefaultOpts
-	o.Sleep = c.sleep
+	o.Sleep = c.Sleep
 	return &o
 }
 
@@ -209,21 +196,6 @@ func TestMeasureTime(t *testing.T) {
 	}
 }
 
-// nackAt fails the n-th transaction (0-based) with sim.ErrNACK, as a chip that
-// stops answering would, and passes the others to the playback.
-type nackAt struct {
-	*i2ctest.Playback
-	n, count int
-}
-
-func (b *nackAt) Tx(addr uint16, w, r []byte) error {
-	b.count++
-	if b.count-1 == b.n {
-		return fmt.Errorf("playback: address %#02x: %w", addr, sim.ErrNACK)
-	}
-	return b.Playback.Tx(addr, w, r)
-}
-
 func TestPlayback(t *testing.T) {
 	bmeOpen := openOps(0x76, idBME280)
 	bmeSense := []i2ctest.IO{
@@ -261,72 +233,50 @@ func TestPlayback(t *testing.T) {
 		senseErr string
 		humidity bool
 	}{
-		{name: "BME280", addr: 0x76, ops: cat(bmeOpen, bmeSense), nack: -1, sense: true, chip: BME280, humidity: true},
-		{name: "BMP280 at 0x77", addr: 0x77, ops: cat(bmpOpen, bmpSense), nack: -1, sense: true, chip: BMP280},
-		{name: "NVM copy still running after reset", addr: 0x76, ops: cat(nvmBusy, bmeSense), nack: -1, sense: true, chip: BME280, humidity: true},
+		{name: "BME280", addr: 0x76, ops: slices.Concat(bmeOpen, bmeSense), nack: -1, sense: true, chip: BME280, humidity: true},
+		{name: "BMP280 at 0x77", addr: 0x77, ops: slices.Concat(bmpOpen, bmpSense), nack: -1, sense: true, chip: BMP280},
+		{name: "NVM copy still running after reset", addr: 0x76, ops: slices.Concat(nvmBusy, bmeSense), nack: -1, sense: true, chip: BME280, humidity: true},
 		{name: "wrong chip id", addr: 0x76, ops: []i2ctest.IO{{Addr: 0x76, W: []byte{regID}, R: []byte{0x55}}}, nack: -1,
 			openErr: "chip id 0x55 is neither a BME280 (0x60) nor a BMP280 (0x58)"},
 		{name: "nothing at address", addr: 0x76, nack: 0, openErr: "read chip id"},
 		{name: "NACK on calibration", addr: 0x76, ops: bmeOpen[:3], nack: 3, openErr: "read calibration 0x88..0xA1"},
-		{name: "dead calibration NVM", addr: 0x76, ops: cat(bmeOpen[:3], []i2ctest.IO{{Addr: 0x76, W: []byte{regCalib1}, R: badCRCish}, bmeOpen[4]}),
+		{name: "dead calibration NVM", addr: 0x76, ops: slices.Concat(bmeOpen[:3], []i2ctest.IO{{Addr: 0x76, W: []byte{regCalib1}, R: badCRCish}, bmeOpen[4]}),
 			nack: -1, openErr: "calibration data invalid"},
-		{name: "NACK on data read", addr: 0x76, ops: cat(bmeOpen, bmeSense[:1]), nack: len(bmeOpen) + 1, sense: true, chip: BME280,
+		{name: "NACK on data read", addr: 0x76, ops: slices.Concat(bmeOpen, bmeSense[:1]), nack: len(bmeOpen) + 1, sense: true, chip: BME280,
 			senseErr: "bme280: read data"},
-		{name: "chip reset during conversion", addr: 0x76, ops: cat(bmeOpen, bmeSense[:1], []i2ctest.IO{{Addr: 0x76, W: []byte{regData}, R: []byte{0x80, 0, 0, 0x80, 0, 0, 0x80, 0}}}),
+		{name: "chip reset during conversion", addr: 0x76, ops: slices.Concat(bmeOpen, bmeSense[:1], []i2ctest.IO{{Addr: 0x76, W: []byte{regData}, R: []byte{0x80, 0, 0, 0x80, 0, 0, 0x80, 0}}}),
 			nack: -1, sense: true, chip: BME280, senseErr: "no measurement"},
-		{name: "implausible temperature", addr: 0x76, ops: cat(bmeOpen, bmeSense[:1], []i2ctest.IO{{Addr: 0x76, W: []byte{regData}, R: hot}}),
+		{name: "implausible temperature", addr: 0x76, ops: slices.Concat(bmeOpen, bmeSense[:1], []i2ctest.IO{{Addr: 0x76, W: []byte{regData}, R: hot}}),
 			nack: -1, sense: true, chip: BME280, senseErr: "outside the datasheet operating range"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			pb := &i2ctest.Playback{Ops: tc.ops, DontPanic: true}
-			t.Cleanup(func() {
-				if err := pb.Close(); err != nil {
-					t.Error(err)
-				}
-			})
-			var bus i2c.Bus = pb
-			if tc.nack >= 0 {
-				bus = &nackAt{Playback: pb, n: tc.nack}
-			}
 			c := newClock()
 			o := opts(c)
 			o.Addr = tc.addr
-			d, err := New(bus, o)
-			if tc.openErr != "" {
-				if err == nil || !strings.Contains(err.Error(), tc.openErr) {
-					t.Fatalf("New error %v, want it to contain %q", err, tc.openErr)
-				}
+			d, err := New(drivertest.Playback(t, tc.ops, tc.nack), o)
+			if drivertest.WantErr(t, "New", err, tc.openErr) {
 				return
-			}
-			if err != nil {
-				t.Fatal(err)
 			}
 			if d.Chip() != tc.chip {
 				t.Fatalf("chip %v, want %v", d.Chip(), tc.chip)
 			}
-			if c.sleeps[0] != tStartupMax {
-				t.Errorf("waited %v after reset, datasheet start-up time is %v", c.sleeps[0], tStartupMax)
+			if c.Sleeps[0] != tStartupMax {
+				t.Errorf("waited %v after reset, datasheet start-up time is %v", c.Sleeps[0], tStartupMax)
 			}
 			if !tc.sense {
 				return
 			}
-			c.sleeps = nil
+			c.Sleeps = nil
 			m, err := d.Sense(context.Background())
-			if tc.senseErr != "" {
-				if err == nil || !strings.Contains(err.Error(), tc.senseErr) {
-					t.Fatalf("Sense error %v, want it to contain %q", err, tc.senseErr)
-				}
+			if drivertest.WantErr(t, "Sense", err, tc.senseErr) {
 				return
-			}
-			if err != nil {
-				t.Fatal(err)
 			}
 			wantWait := MeasureTime(X1, X1, X1)
 			if tc.chip == BMP280 {
 				wantWait = MeasureTime(X1, X1, Off)
 			}
-			if len(c.sleeps) != 1 || c.sleeps[0] != wantWait {
-				t.Errorf("waits %v, want one of %v (section 9.1)", c.sleeps, wantWait)
+			if len(c.Sleeps) != 1 || c.Sleeps[0] != wantWait {
+				t.Errorf("waits %v, want one of %v (section 9.1)", c.Sleeps, wantWait)
 			}
 			if got := m.Temperature.Celsius(); math.Abs(got-exampleTempC) > 0.005 {
 				t.Errorf("temperature %v, want %v", got, exampleTempC)
@@ -336,14 +286,6 @@ func TestPlayback(t *testing.T) {
 			}
 		})
 	}
-}
-
-func cat(parts ...[]i2ctest.IO) []i2ctest.IO {
-	var out []i2ctest.IO
-	for _, p := range parts {
-		out = append(out, p...)
-	}
-	return out
 }
 
 func TestNewRejectsBadOpts(t *testing.T) {
@@ -363,22 +305,36 @@ func TestString(t *testing.T) {
 		id   byte
 		want string
 	}{{idBME280, "BME280 on playback address 0x76"}, {0x56, "BMP280 (no humidity) on playback address 0x76"}} {
-		pb := &i2ctest.Playback{Ops: openOps(0x76, tc.id), DontPanic: true}
+		ops := openOps(0x76, tc.id)
 		if tc.id != idBME280 {
-			pb.Ops = pb.Ops[:4]
+			ops = ops[:4]
 		}
-		pb.Ops[0].R = []byte{tc.id}
-		d, err := New(pb, opts(newClock()))
+		ops[0].R = []byte{tc.id}
+		d, err := New(drivertest.Playback(t, ops, -1), opts(newClock()))
 		if err != nil {
 			t.Fatal(err)
 		}
 		if got := d.String(); got != tc.want {
 			t.Errorf("String() = %q, want %q", got, tc.want)
 		}
-		if err := pb.Close(); err != nil {
-			t.Error(err)
-		}
 	}
+}
+
+// newSimDev opens the driver with o at 0x76 on a simulated chip of the given
+// kind, its world from seed, on a fake clock.
+func newSimDev(tb testing.TB, seed uint64, kind Chip, o Opts) (*drivertest.Clock, *Sim, *sim.Bus, *Dev) {
+	tb.Helper()
+	c := newClock()
+	chip := NewSim(sim.NewWorld(seed), kind)
+	chip.now = c.Now
+	bus := sim.NewBus("sim-i2c1")
+	bus.Attach(0x76, chip)
+	o.Sleep = c.Sleep
+	d, err := New(bus, &o)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return c, chip, bus, d
 }
 
 // TestSimRoundTrip runs the driver against the simulated chip over the
@@ -395,23 +351,15 @@ func TestSimRoundTrip(t *testing.T) {
 		{BMP280, X1, X8, X1},
 	} {
 		t.Run(fmt.Sprintf("%v_%d_%d_%d", tc.chip, tc.t.Factor(), tc.p.Factor(), tc.h.Factor()), func(t *testing.T) {
-			c := newClock()
-			chip := NewSim(sim.NewWorld(7), tc.chip)
-			chip.now = c.now
-			bus := sim.NewBus("sim-i2c1")
-			bus.Attach(0x76, chip)
-			o := opts(c)
+			o := DefaultOpts
 			o.Temperature, o.Pressure, o.Humidity = tc.t, tc.p, tc.h
-			d, err := New(bus, o)
-			if err != nil {
-				t.Fatal(err)
-			}
+			c, chip, _, d := newSimDev(t, 7, tc.chip, o)
 			if d.Chip() != tc.chip {
 				t.Fatalf("found %v, want %v", d.Chip(), tc.chip)
 			}
 			// A day in 90-minute steps covers the temperature cycle.
 			for i := 0; i < 16; i++ {
-				c.t = c.t.Add(90 * time.Minute)
+				c.Advance(90 * time.Minute)
 				m, err := d.Sense(context.Background())
 				if err != nil {
 					t.Fatalf("step %d: %v", i, err)
@@ -441,16 +389,7 @@ func TestSimRoundTrip(t *testing.T) {
 // TestSimReadTooEarly proves the simulated chip holds results back for the
 // measurement time, so the round trip above shows the driver really waits.
 func TestSimReadTooEarly(t *testing.T) {
-	c := newClock()
-	chip := NewSim(sim.NewWorld(1), BME280)
-	chip.now = c.now
-	bus := sim.NewBus("sim")
-	bus.Attach(0x76, chip)
-	o := opts(c)
-	d, err := New(bus, o)
-	if err != nil {
-		t.Fatal(err)
-	}
+	_, _, _, d := newSimDev(t, 1, BME280, DefaultOpts)
 	d.sleep = func(context.Context, time.Duration) error { return nil } // a driver that does not wait
 	if _, err := d.Sense(context.Background()); !errors.Is(err, errNoData) {
 		t.Fatalf("Sense without waiting: %v, want %v", err, errNoData)
@@ -458,15 +397,7 @@ func TestSimReadTooEarly(t *testing.T) {
 }
 
 func TestSimFaults(t *testing.T) {
-	c := newClock()
-	chip := NewSim(sim.NewWorld(1), BME280)
-	chip.now = c.now
-	bus := sim.NewBus("sim")
-	bus.Attach(0x76, chip)
-	d, err := New(bus, opts(c))
-	if err != nil {
-		t.Fatal(err)
-	}
+	_, chip, bus, d := newSimDev(t, 1, BME280, DefaultOpts)
 	bus.Fail(0x76, sim.ErrNACK)
 	if _, err := d.Sense(context.Background()); !errors.Is(err, sim.ErrNACK) {
 		t.Fatalf("Sense on a silent chip: %v, want a NACK", err)
@@ -550,19 +481,11 @@ func BenchmarkDecode(b *testing.B) {
 }
 
 func BenchmarkSenseSim(b *testing.B) {
-	c := newClock()
-	chip := NewSim(sim.NewWorld(1), BME280)
-	chip.now = c.now
-	bus := sim.NewBus("sim")
-	bus.Attach(0x76, chip)
-	d, err := New(bus, opts(c))
-	if err != nil {
-		b.Fatal(err)
-	}
+	c, _, _, d := newSimDev(b, 1, BME280, DefaultOpts)
 	ctx := context.Background()
 	b.ReportAllocs()
 	for b.Loop() {
-		c.sleeps = c.sleeps[:0]
+		c.Sleeps = c.Sleeps[:0]
 		if _, err := d.Sense(ctx); err != nil {
 			b.Fatal(err)
 		}

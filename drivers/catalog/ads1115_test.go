@@ -9,6 +9,7 @@ import (
 
 	"github.com/cityedge/cityedge/drivers"
 	"github.com/cityedge/cityedge/drivers/ads1115"
+	"github.com/cityedge/cityedge/drivers/internal/drivertest"
 	"github.com/cityedge/cityedge/drivers/sim"
 )
 
@@ -56,15 +57,7 @@ func TestADS1115Options(t *testing.T) {
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := decodeOpts(t, d, tc.src)
-			if tc.wantErr == "" {
-				if err != nil {
-					t.Fatal(err)
-				}
-				return
-			}
-			if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
-				t.Fatalf("got %v, want an error containing %q", err, tc.wantErr)
-			}
+			drivertest.WantErr(t, "decode", err, tc.wantErr)
 		})
 	}
 }

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/cityedge/cityedge/drivers"
+	"github.com/cityedge/cityedge/drivers/internal/drivertest"
 	"github.com/cityedge/cityedge/drivers/sim"
 )
 
@@ -32,14 +33,8 @@ func TestBH1750Options(t *testing.T) {
 	for _, tc := range cases {
 		t.Run(tc.src, func(t *testing.T) {
 			opts, err := decodeOpts(t, d, tc.src)
-			if tc.wantErr != "" {
-				if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
-					t.Fatalf("got %v, want an error containing %q", err, tc.wantErr)
-				}
+			if drivertest.WantErr(t, "decode", err, tc.wantErr) {
 				return
-			}
-			if err != nil {
-				t.Fatal(err)
 			}
 			if got := opts.(*lightOpts).MTreg; got != tc.want {
 				t.Errorf("mtreg %d, want %d", got, tc.want)

@@ -1,49 +1,19 @@
 package catalog
 
 import (
-	"bytes"
 	"context"
-	"errors"
 	"math"
 	"strings"
 	"testing"
 
 	"github.com/cityedge/cityedge/drivers"
 	"github.com/cityedge/cityedge/drivers/bme280"
+	"github.com/cityedge/cityedge/drivers/internal/drivertest"
 	"github.com/cityedge/cityedge/drivers/sim"
-	"github.com/pelletier/go-toml/v2"
 )
 
-// envDecodeOptions decodes a [[sensors]] table's driver keys into d's options
-// strictly and validates them, as the agent's config decoder does. Shared by
-// the environmental drivers' catalog tests (bme280, sht3x, sht4x, scd4x, sps30).
-func envDecodeOptions(t *testing.T, name, src string) (any, error) {
-	t.Helper()
-	d, ok := Lookup(name)
-	if !ok {
-		t.Fatalf("driver %q is not registered", name)
-	}
-	opts := d.Options()
-	if opts == nil {
-		if strings.TrimSpace(src) != "" {
-			return nil, errEnvNoOptions
-		}
-		return nil, nil
-	}
-	if err := toml.NewDecoder(bytes.NewReader([]byte(src))).DisallowUnknownFields().Decode(opts); err != nil {
-		return nil, err
-	}
-	if v, ok := opts.(interface{ Validate() error }); ok {
-		if err := v.Validate(); err != nil {
-			return nil, err
-		}
-	}
-	return opts, nil
-}
-
-var errEnvNoOptions = errors.New("driver takes no options")
-
 func TestBME280OptionsTOML(t *testing.T) {
+	d := lookup(t, "bme280")
 	for _, tc := range []struct {
 		src  string
 		want bme280Options
@@ -53,20 +23,11 @@ func TestBME280OptionsTOML(t *testing.T) {
 		{src: "oversampling_pressure = 16\noversampling_humidity = 0\nrequire_humidity = true",
 			want: bme280Options{Temperature: 1, Pressure: 16, Humidity: 0, RequireHumidity: true}},
 		{src: "oversampling_temperature = 5", err: "oversampling_temperature = 5"},
-		// Unknown keys and wrong types are the config decoder's to report
-		// with file and line; here it is enough that they fail.
 		{src: "oversampling = 4", err: "*"},
 		{src: "require_humidity = \"yes\"", err: "*"},
 	} {
-		opts, err := envDecodeOptions(t, "bme280", tc.src)
-		if tc.err != "" {
-			if err == nil || (tc.err != "*" && !strings.Contains(err.Error(), tc.err)) {
-				t.Errorf("%q: error %v, want it to name %q", tc.src, err, tc.err)
-			}
-			continue
-		}
-		if err != nil {
-			t.Errorf("%q: %v", tc.src, err)
+		opts, err := decodeOpts(t, d, tc.src)
+		if optsErr(t, tc.src, err, tc.err) {
 			continue
 		}
 		if got := *opts.(*bme280Options); got != tc.want {
@@ -76,10 +37,7 @@ func TestBME280OptionsTOML(t *testing.T) {
 }
 
 func TestBME280Entry(t *testing.T) {
-	d, ok := Lookup("bme280")
-	if !ok {
-		t.Fatal("bme280 not registered")
-	}
+	d := lookup(t, "bme280")
 	if d.Kind != I2C || len(d.Addrs) != 2 || d.Addrs[0] != 0x76 || d.Addrs[1] != 0x77 {
 		t.Fatalf("entry %+v", d)
 	}
@@ -114,7 +72,7 @@ func TestBME280OptionsValidate(t *testing.T) {
 }
 
 func TestBME280OpenAndRead(t *testing.T) {
-	d, _ := Lookup("bme280")
+	d := lookup(t, "bme280")
 	world := sim.NewWorld(3)
 	for _, tc := range []struct {
 		name    string
@@ -142,14 +100,8 @@ func TestBME280OpenAndRead(t *testing.T) {
 			}
 			opts := tc.opts
 			s, err := d.Open(Target{Sensor: "air-1", Bus: bus, BusName: "1", Addr: 0x76}, &opts)
-			if tc.openErr != "" {
-				if err == nil || !strings.Contains(err.Error(), tc.openErr) {
-					t.Fatalf("Open error %v, want %q", err, tc.openErr)
-				}
+			if drivertest.WantErr(t, "Open", err, tc.openErr) {
 				return
-			}
-			if err != nil {
-				t.Fatal(err)
 			}
 			defer s.Halt()
 			vals, err := s.Read(context.Background())
@@ -172,57 +124,11 @@ func TestBME280OpenAndRead(t *testing.T) {
 }
 
 func TestBME280OpenRejectsBadOptions(t *testing.T) {
-	d, _ := Lookup("bme280")
+	d := lookup(t, "bme280")
 	bus := sim.NewBus("sim-i2c1")
 	bus.Attach(0x76, bme280.NewSim(sim.NewWorld(1), bme280.BME280))
 	_, err := d.Open(Target{Bus: bus, BusName: "1", Addr: 0x76}, &bme280Options{Temperature: 5})
 	if err == nil || !strings.Contains(err.Error(), "oversampling_temperature = 5") {
 		t.Fatalf("Open with bad options: %v", err)
-	}
-}
-
-// envOpenRead opens driver name at addr on a simulated bus holding chip (none
-// when nil) with opts, reads it once and halts it.
-func envOpenRead(t *testing.T, name string, chip sim.Chip, addr uint16, opts any) ([]drivers.Value, error) {
-	t.Helper()
-	d, ok := Lookup(name)
-	if !ok {
-		t.Fatalf("driver %q is not registered", name)
-	}
-	bus := sim.NewBus("sim-i2c1")
-	if chip != nil {
-		bus.Attach(addr, chip)
-	}
-	s, err := d.Open(Target{Sensor: "env-1", Bus: bus, BusName: "1", Addr: addr}, opts)
-	if err != nil {
-		return nil, err
-	}
-	defer func() {
-		if err := s.Halt(); err != nil {
-			t.Errorf("Halt: %v", err)
-		}
-	}()
-	if s.String() == "" {
-		t.Error("empty String()")
-	}
-	return s.Read(context.Background())
-}
-
-// envWant is a quantity a reading must carry, in its unit and range.
-type envWant struct {
-	quantity, unit string
-	lo, hi         float64
-}
-
-func envCheckValues(t *testing.T, vals []drivers.Value, want []envWant) {
-	t.Helper()
-	if len(vals) != len(want) {
-		t.Fatalf("values %+v, want %d", vals, len(want))
-	}
-	for i, w := range want {
-		v := vals[i]
-		if v.Quantity != w.quantity || v.Unit != w.unit || v.IsBool || math.IsNaN(v.Num) || v.Num < w.lo || v.Num > w.hi {
-			t.Errorf("value %d: %+v, want %s in %s within %v..%v", i, v, w.quantity, w.unit, w.lo, w.hi)
-		}
 	}
 }

@@ -1,7 +1,6 @@
 package catalog
 
 import (
-	"bytes"
 	"context"
 	"strings"
 	"testing"
@@ -9,35 +8,10 @@ import (
 
 	"github.com/cityedge/cityedge/drivers"
 	"github.com/cityedge/cityedge/drivers/gpiopresence"
+	"github.com/cityedge/cityedge/drivers/internal/drivertest"
 	"github.com/cityedge/cityedge/drivers/sim"
-	"github.com/pelletier/go-toml/v2"
 	"periph.io/x/conn/v3/gpio"
 )
-
-// decodeOpts fills d's options from a TOML snippet the way the agent's
-// config decoder does (strictly), then validates them.
-func decodeOpts(t *testing.T, d Driver, src string) (any, error) {
-	t.Helper()
-	opts := d.Options()
-	if err := toml.NewDecoder(bytes.NewReader([]byte(src))).DisallowUnknownFields().Decode(opts); err != nil {
-		return nil, err
-	}
-	if v, ok := opts.(interface{ Validate() error }); ok {
-		if err := v.Validate(); err != nil {
-			return nil, err
-		}
-	}
-	return opts, nil
-}
-
-func lookup(t *testing.T, name string) Driver {
-	t.Helper()
-	d, ok := Lookup(name)
-	if !ok {
-		t.Fatalf("driver %q is not registered", name)
-	}
-	return d
-}
 
 func TestGPIOPresenceOptions(t *testing.T) {
 	d := lookup(t, "gpio-presence")
@@ -67,14 +41,8 @@ func TestGPIOPresenceOptions(t *testing.T) {
 	for _, tc := range cases {
 		t.Run(tc.src, func(t *testing.T) {
 			opts, err := decodeOpts(t, d, tc.src)
-			if tc.wantErr != "" {
-				if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
-					t.Fatalf("got %v, want an error containing %q", err, tc.wantErr)
-				}
+			if drivertest.WantErr(t, "decode", err, tc.wantErr) {
 				return
-			}
-			if err != nil {
-				t.Fatal(err)
 			}
 			if got := opts.(*presenceOpts).dev(); got != tc.want {
 				t.Errorf("options %+v, want %+v", got, tc.want)

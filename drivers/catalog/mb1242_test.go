@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/cityedge/cityedge/drivers"
+	"github.com/cityedge/cityedge/drivers/internal/drivertest"
 	"github.com/cityedge/cityedge/drivers/sim"
 	"periph.io/x/conn/v3/i2c/i2ctest"
 )
@@ -31,14 +32,8 @@ func TestMB1242Options(t *testing.T) {
 	for _, tc := range cases {
 		t.Run(tc.src, func(t *testing.T) {
 			opts, err := decodeOpts(t, d, tc.src)
-			if tc.wantErr != "" {
-				if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
-					t.Fatalf("got %v, want an error containing %q", err, tc.wantErr)
-				}
+			if drivertest.WantErr(t, "decode", err, tc.wantErr) {
 				return
-			}
-			if err != nil {
-				t.Fatal(err)
 			}
 			if got := opts.(*rangerOpts).ThresholdM; got != tc.want {
 				t.Errorf("threshold_m %g, want %g", got, tc.want)
@@ -68,13 +63,10 @@ func TestMB1242Simulated(t *testing.T) {
 
 func TestMB1242Faults(t *testing.T) {
 	d := lookup(t, "mb1242")
-	pb := &i2ctest.Playback{Ops: []i2ctest.IO{{Addr: 0x70, W: []byte{0x51}}, {Addr: 0x70, R: []byte{0x03, 0x00}}}, DontPanic: true}
+	pb := drivertest.Playback(t, []i2ctest.IO{{Addr: 0x70, W: []byte{0x51}}, {Addr: 0x70, R: []byte{0x03, 0x00}}}, -1)
 	_, err := d.Open(Target{Sensor: "r", Bus: pb, BusName: "1", Addr: 0x70}, nil)
 	if err == nil || !strings.Contains(err.Error(), "bus 1 address 0x70: mb1242: range 768 cm") {
 		t.Errorf("Open on a chip answering 768 cm: %v", err)
-	}
-	if err := pb.Close(); err != nil {
-		t.Error(err)
 	}
 	// A sensor that stops answering: the reading is an error, not a value.
 	bus := sim.NewBus("sim-i2c1")

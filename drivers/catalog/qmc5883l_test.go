@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/cityedge/cityedge/drivers"
+	"github.com/cityedge/cityedge/drivers/internal/drivertest"
 	"github.com/cityedge/cityedge/drivers/qmc5883l"
 	"github.com/cityedge/cityedge/drivers/sim"
 	"periph.io/x/conn/v3/i2c/i2ctest"
@@ -43,14 +44,8 @@ func TestQMC5883LOptions(t *testing.T) {
 	for _, tc := range cases {
 		t.Run(tc.src, func(t *testing.T) {
 			opts, err := decodeOpts(t, d, tc.src)
-			if tc.wantErr != "" {
-				if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
-					t.Fatalf("got %v, want an error containing %q", err, tc.wantErr)
-				}
+			if drivertest.WantErr(t, "decode", err, tc.wantErr) {
 				return
-			}
-			if err != nil {
-				t.Fatal(err)
 			}
 			o := opts.(*qmcOpts)
 			if got := o.detector(); got != tc.want {
@@ -123,13 +118,10 @@ func TestQMC5883LSimulated(t *testing.T) {
 
 func TestQMC5883LWrongChip(t *testing.T) {
 	d := lookup(t, "qmc5883l")
-	pb := &i2ctest.Playback{Ops: []i2ctest.IO{{Addr: 0x0D, W: []byte{0x0D}, R: []byte{0x00}}}, DontPanic: true}
+	pb := drivertest.Playback(t, []i2ctest.IO{{Addr: 0x0D, W: []byte{0x0D}, R: []byte{0x00}}}, -1)
 	_, err := d.Open(Target{Sensor: "m", Bus: pb, BusName: "1", Addr: 0x0D}, nil)
 	if err == nil || !strings.Contains(err.Error(), "bus 1 address 0x0d: qmc5883l: chip id 0x00") {
 		t.Errorf("Open on a chip with id 0x00: %v", err)
-	}
-	if err := pb.Close(); err != nil {
-		t.Error(err)
 	}
 	bus := sim.NewBus("sim-i2c1")
 	if _, err := d.Open(Target{Sensor: "m", Bus: bus, BusName: "1", Addr: 0x0D}, nil); err == nil || !strings.Contains(err.Error(), "no acknowledge") {

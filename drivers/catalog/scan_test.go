@@ -59,10 +59,7 @@ func TestScan(t *testing.T) {
 		0x44: "sht3x", 0x46: "sht4x", 0x62: "scd4x", 0x69: "sps30", 0x77: "bme280",
 	}
 	for addr, name := range attached {
-		d, ok := Lookup(name)
-		if !ok {
-			t.Fatalf("driver %s is not registered", name)
-		}
+		d := lookup(t, name)
 		spec := SimSpec{Sensor: name, Addr: addr, World: world, Bay: sim.NewBay(1, 1e12), Seed: 1}
 		bus.Attach(addr, d.SimChip(spec, d.Options()))
 	}
@@ -106,7 +103,7 @@ func TestScan(t *testing.T) {
 		}
 		allowed := false
 		for _, name := range []string{"sht3x", "sht4x", "scd4x", "sps30"} {
-			d, _ := Lookup(name)
+			d := lookup(t, name)
 			if slices.Contains(d.Addrs, x.addr) && bytes.Equal(x.w, sensirionProbes[name]) && x.r == 0 && refused[x.addr] {
 				allowed = true
 			}

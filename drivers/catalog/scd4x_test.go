@@ -10,10 +10,7 @@ import (
 )
 
 func TestSCD4xOptions(t *testing.T) {
-	d, ok := Lookup("scd4x")
-	if !ok {
-		t.Fatal("scd4x not registered")
-	}
+	d := lookup(t, "scd4x")
 	if d.Kind != I2C || len(d.Addrs) != 1 || d.Addrs[0] != 0x62 || d.SimChip == nil {
 		t.Fatalf("entry %+v", d)
 	}
@@ -28,15 +25,8 @@ func TestSCD4xOptions(t *testing.T) {
 		{src: "altitude_m = -5", err: "altitude_m = -5"},
 		{src: "altitude = 10", err: "*"},
 	} {
-		opts, err := envDecodeOptions(t, "scd4x", tc.src)
-		if tc.err != "" {
-			if err == nil || (tc.err != "*" && !strings.Contains(err.Error(), tc.err)) {
-				t.Errorf("%q: error %v, want %q", tc.src, err, tc.err)
-			}
-			continue
-		}
-		if err != nil {
-			t.Errorf("%q: %v", tc.src, err)
+		opts, err := decodeOpts(t, d, tc.src)
+		if optsErr(t, tc.src, err, tc.err) {
 			continue
 		}
 		if got := *opts.(*scd4xOptions); got != tc.want {
@@ -49,7 +39,7 @@ func TestSCD4xOptions(t *testing.T) {
 // 500 ms and the first measurement 5 s, so it runs in parallel.
 func TestSCD4xOpenRead(t *testing.T) {
 	t.Parallel()
-	d, _ := Lookup("scd4x")
+	d := lookup(t, "scd4x")
 	chip := d.SimChip(SimSpec{Sensor: "co2-1", Addr: 0x62, World: sim.NewWorld(8), Seed: 77}, nil).(*scd4x.Sim)
 	vals, err := envOpenRead(t, "scd4x", chip, 0x62, &scd4xOptions{SelfCalibration: false, AltitudeM: 35})
 	if err != nil {

@@ -10,20 +10,17 @@ import (
 )
 
 func TestSHT3xEntry(t *testing.T) {
-	d, ok := Lookup("sht3x")
-	if !ok {
-		t.Fatal("sht3x not registered")
-	}
+	d := lookup(t, "sht3x")
 	if d.Kind != I2C || len(d.Addrs) != 2 || d.Addrs[0] != 0x44 || d.Addrs[1] != 0x45 || d.SimChip == nil || d.Options == nil || d.Options() != nil {
 		t.Fatalf("entry %+v", d)
 	}
-	if _, err := envDecodeOptions(t, "sht3x", "repeatability = \"high\""); err == nil {
+	if _, err := decodeOpts(t, d, "repeatability = \"high\""); err == nil {
 		t.Error("sht3x accepted an option it does not have")
 	}
 }
 
 func TestSHT3xOpenRead(t *testing.T) {
-	d, _ := Lookup("sht3x")
+	d := lookup(t, "sht3x")
 	world := sim.NewWorld(5)
 	vals, err := envOpenRead(t, "sht3x", d.SimChip(SimSpec{Sensor: "env-1", Addr: 0x45, World: world, Seed: 42}, nil), 0x45, nil)
 	if err != nil {

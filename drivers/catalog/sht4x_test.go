@@ -10,20 +10,17 @@ import (
 )
 
 func TestSHT4xEntry(t *testing.T) {
-	d, ok := Lookup("sht4x")
-	if !ok {
-		t.Fatal("sht4x not registered")
-	}
+	d := lookup(t, "sht4x")
 	if d.Kind != I2C || len(d.Addrs) != 3 || d.Addrs[0] != 0x44 || d.SimChip == nil || d.Options == nil || d.Options() != nil {
 		t.Fatalf("entry %+v", d)
 	}
-	if _, err := envDecodeOptions(t, "sht4x", "heater = true"); err == nil {
+	if _, err := decodeOpts(t, d, "heater = true"); err == nil {
 		t.Error("sht4x accepted an option it does not have")
 	}
 }
 
 func TestSHT4xOpenRead(t *testing.T) {
-	d, _ := Lookup("sht4x")
+	d := lookup(t, "sht4x")
 	world := sim.NewWorld(6)
 	vals, err := envOpenRead(t, "sht4x", d.SimChip(SimSpec{Sensor: "env-1", Addr: 0x44, World: world, Seed: 9}, nil), 0x44, nil)
 	if err != nil {

@@ -11,10 +11,7 @@ import (
 )
 
 func TestSPS30Options(t *testing.T) {
-	d, ok := Lookup("sps30")
-	if !ok {
-		t.Fatal("sps30 not registered")
-	}
+	d := lookup(t, "sps30")
 	if d.Kind != I2C || len(d.Addrs) != 1 || d.Addrs[0] != 0x69 || d.SimChip == nil {
 		t.Fatalf("entry %+v", d)
 	}
@@ -31,15 +28,8 @@ func TestSPS30Options(t *testing.T) {
 		{src: `fan_cleaning_interval = "a week"`, err: "*"},
 		{src: `cleaning = "72h"`, err: "*"},
 	} {
-		opts, err := envDecodeOptions(t, "sps30", tc.src)
-		if tc.err != "" {
-			if err == nil || (tc.err != "*" && !strings.Contains(err.Error(), tc.err)) {
-				t.Errorf("%q: error %v, want %q", tc.src, err, tc.err)
-			}
-			continue
-		}
-		if err != nil {
-			t.Errorf("%q: %v", tc.src, err)
+		opts, err := decodeOpts(t, d, tc.src)
+		if optsErr(t, tc.src, err, tc.err) {
 			continue
 		}
 		if got := opts.(*sps30Options).FanCleaningInterval.D(); got != tc.want {
@@ -51,7 +41,7 @@ func TestSPS30Options(t *testing.T) {
 // TestSPS30OpenRead runs in real time (reset 100 ms, first data after 1 s).
 func TestSPS30OpenRead(t *testing.T) {
 	t.Parallel()
-	d, _ := Lookup("sps30")
+	d := lookup(t, "sps30")
 	chip := d.SimChip(SimSpec{Sensor: "pm-1", Addr: 0x69, World: sim.NewWorld(4), Seed: 0xABCDEF}, nil).(*sps30.Sim)
 	vals, err := envOpenRead(t, "sps30", chip, 0x69, &sps30Options{FanCleaningInterval: Duration(96 * time.Hour)})
 	if err != nil {

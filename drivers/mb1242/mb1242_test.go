@@ -8,37 +8,12 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cityedge/cityedge/drivers/internal/drivertest"
 	"github.com/cityedge/cityedge/drivers/sim"
 	"periph.io/x/conn/v3/i2c"
 	"periph.io/x/conn/v3/i2c/i2ctest"
 	"periph.io/x/conn/v3/physic"
 )
-
-// faultBus plays back ops, except that transaction number nackAt fails like
-// a sensor that ignores the bus while it ranges.
-type faultBus struct {
-	*i2ctest.Playback
-	nackAt, n int
-}
-
-func (b *faultBus) Tx(addr uint16, w, r []byte) error {
-	defer func() { b.n++ }()
-	if b.n == b.nackAt {
-		return sim.ErrNACK
-	}
-	return b.Playback.Tx(addr, w, r)
-}
-
-func newBus(t *testing.T, ops []i2ctest.IO, nackAt int) i2c.Bus {
-	t.Helper()
-	pb := &i2ctest.Playback{Ops: ops, DontPanic: true}
-	t.Cleanup(func() {
-		if err := pb.Close(); err != nil {
-			t.Error(err)
-		}
-	})
-	return &faultBus{Playback: pb, nackAt: nackAt}
-}
 
 func TestDecode(t *testing.T) {
 	cases := []struct {
@@ -93,33 +68,23 @@ func TestSense(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			now := time.Date(2025, 3, 3, 8, 0, 0, 0, time.UTC)
-			var sleeps []time.Duration
-			d := &Dev{c: i2c.Dev{Bus: newBus(t, tc.ops, tc.nackAt), Addr: 0x70},
-				now: func() time.Time { return now },
-				sleep: func(_ context.Context, dt time.Duration) error {
-					sleeps = append(sleeps, dt)
-					now = now.Add(dt)
-					return nil
-				}}
+			c := drivertest.NewClock(time.Date(2025, 3, 3, 8, 0, 0, 0, time.UTC))
+			d := &Dev{c: i2c.Dev{Bus: drivertest.Playback(t, tc.ops, tc.nackAt), Addr: 0x70}, now: c.Now, sleep: c.Sleep}
 			if tc.since > 0 {
-				d.lastCmd = now.Add(-tc.since)
+				d.lastCmd = c.Now().Add(-tc.since)
 			}
 			got, err := d.Sense(context.Background())
-			if !slices.Equal(sleeps, tc.sleeps) {
-				t.Errorf("slept %v, want %v", sleeps, tc.sleeps)
+			if !slices.Equal(c.Sleeps, tc.sleeps) {
+				t.Errorf("slept %v, want %v", c.Sleeps, tc.sleeps)
 			}
-			if tc.err != "" {
-				if err == nil || !strings.Contains(err.Error(), tc.err) {
-					t.Fatalf("Sense: %v, want an error containing %q", err, tc.err)
-				}
+			if drivertest.WantErr(t, "Sense", err, tc.err) {
 				if tc.errNACK && !errors.Is(err, sim.ErrNACK) {
 					t.Errorf("Sense: %v does not wrap the bus error", err)
 				}
 				return
 			}
-			if err != nil || got != tc.want {
-				t.Errorf("Sense() = %s, %v; want %s", got, err, tc.want)
+			if got != tc.want {
+				t.Errorf("Sense() = %s, want %s", got, tc.want)
 			}
 		})
 	}
@@ -127,22 +92,22 @@ func TestSense(t *testing.T) {
 
 func TestNew(t *testing.T) {
 	ok := []i2ctest.IO{{Addr: 0x71, W: []byte{0x51}}, {Addr: 0x71, R: []byte{0x01, 0x04}}}
-	if _, err := New(newBus(t, ok, -1), &Opts{Addr: 0x71}); err != nil {
+	if _, err := New(drivertest.Playback(t, ok, -1), &Opts{Addr: 0x71}); err != nil {
 		t.Fatal(err)
 	}
 	// Something at 0x70 that takes the command but answers nonsense.
 	bad := []i2ctest.IO{{Addr: 0x70, W: []byte{0x51}}, {Addr: 0x70, R: []byte{0x00, 0x00}}}
-	_, err := New(newBus(t, bad, -1), nil)
+	_, err := New(drivertest.Playback(t, bad, -1), nil)
 	if err == nil || !strings.Contains(err.Error(), "range 0 cm") || !strings.Contains(err.Error(), "no identity register") {
 		t.Errorf("New on a chip answering 0 cm: %v", err)
 	}
-	if _, err := New(newBus(t, nil, 0), nil); !errors.Is(err, sim.ErrNACK) {
+	if _, err := New(drivertest.Playback(t, nil, 0), nil); !errors.Is(err, sim.ErrNACK) {
 		t.Errorf("New with nothing at the address: %v", err)
 	}
 }
 
 func TestSenseHonoursContext(t *testing.T) {
-	d := &Dev{c: i2c.Dev{Bus: newBus(t, []i2ctest.IO{{Addr: 0x70, W: []byte{0x51}}}, -1), Addr: 0x70}, now: time.Now, sleep: sleepCtx}
+	d := &Dev{c: i2c.Dev{Bus: drivertest.Playback(t, []i2ctest.IO{{Addr: 0x70, W: []byte{0x51}}}, -1), Addr: 0x70}, now: time.Now, sleep: sleepCtx}
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
 	if _, err := d.Sense(ctx); !errors.Is(err, context.Canceled) {
@@ -153,18 +118,17 @@ func TestSenseHonoursContext(t *testing.T) {
 // Sim → Sense through sim.Bus on a fake clock, over hours of parking: every
 // reading is the ground or a roof, matching the bay.
 func TestSimRoundTrip(t *testing.T) {
-	now := time.Date(2025, 3, 3, 8, 0, 0, 0, time.UTC)
+	c := drivertest.NewClock(time.Date(2025, 3, 3, 8, 0, 0, 0, time.UTC))
 	bay := sim.NewBay(5, 3*time.Minute)
 	chip := NewSim(bay, 5)
-	chip.now = func() time.Time { return now }
+	chip.now = c.Now
 	bus := sim.NewBus("sim-i2c1")
 	bus.Attach(0x70, chip)
-	d := &Dev{c: i2c.Dev{Bus: bus, Addr: 0x70}, now: func() time.Time { return now },
-		sleep: func(_ context.Context, dt time.Duration) error { now = now.Add(dt); return nil }}
+	d := &Dev{c: i2c.Dev{Bus: bus, Addr: 0x70}, now: c.Now, sleep: c.Sleep}
 	changes, prev := 0, false
 	for i := 0; i < 4*3600; i++ {
-		now = now.Add(time.Second)
-		occ := bay.Occupied(now) // the ping goes out now
+		c.Advance(time.Second)
+		occ := bay.Occupied(c.Now()) // the ping goes out now
 		got, err := d.Sense(context.Background())
 		if err != nil {
 			t.Fatalf("reading %d: %v", i, err)
@@ -184,18 +148,18 @@ func TestSimRoundTrip(t *testing.T) {
 
 // The simulated sensor ignores the bus while it ranges, as the real one.
 func TestSimBusyWhileRanging(t *testing.T) {
-	now := time.Unix(0, 0)
+	c := drivertest.NewClock(time.Unix(0, 0))
 	chip := NewSim(nil, 1)
-	chip.now = func() time.Time { return now }
+	chip.now = c.Now
 	bus := sim.NewBus("sim-i2c1")
 	bus.Attach(0x70, chip)
-	d := &Dev{c: i2c.Dev{Bus: bus, Addr: 0x70}, now: func() time.Time { return now },
+	d := &Dev{c: i2c.Dev{Bus: bus, Addr: 0x70}, now: c.Now,
 		sleep: func(context.Context, time.Duration) error { return nil }} // reads too early
 	if _, err := d.Sense(context.Background()); !errors.Is(err, sim.ErrNACK) || !strings.Contains(err.Error(), "read range") {
 		t.Errorf("read right after the command: %v, want a NACK", err)
 	}
 	for _, w := range [][]byte{{0x50}, {0x51, 0x00}, {0xAA, 0xA5, 0xE2}} {
-		now = now.Add(time.Second)
+		c.Advance(time.Second)
 		if err := chip.Tx(w, nil); err == nil {
 			t.Errorf("sim accepted % x", w)
 		}

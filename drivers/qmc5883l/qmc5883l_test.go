@@ -8,37 +8,12 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cityedge/cityedge/drivers/internal/drivertest"
 	"github.com/cityedge/cityedge/drivers/sim"
 	"periph.io/x/conn/v3/i2c"
 	"periph.io/x/conn/v3/i2c/i2ctest"
 	"periph.io/x/conn/v3/physic"
 )
-
-// faultBus plays back ops, except that transaction number nackAt (counting
-// from 0) fails like a chip that does not acknowledge.
-type faultBus struct {
-	*i2ctest.Playback
-	nackAt, n int
-}
-
-func (b *faultBus) Tx(addr uint16, w, r []byte) error {
-	defer func() { b.n++ }()
-	if b.n == b.nackAt {
-		return sim.ErrNACK
-	}
-	return b.Playback.Tx(addr, w, r)
-}
-
-func newBus(t *testing.T, ops []i2ctest.IO, nackAt int) i2c.Bus {
-	t.Helper()
-	pb := &i2ctest.Playback{Ops: ops, DontPanic: true}
-	t.Cleanup(func() {
-		if err := pb.Close(); err != nil {
-			t.Error(err)
-		}
-	})
-	return &faultBus{Playback: pb, nackAt: nackAt}
-}
 
 func initOps(ctrl1 byte) []i2ctest.IO {
 	return []i2ctest.IO{
@@ -69,17 +44,8 @@ func TestNew(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			_, err := New(newBus(t, tc.ops, tc.nackAt), tc.opts)
-			if tc.want == "" {
-				if err != nil {
-					t.Fatal(err)
-				}
-				return
-			}
-			if err == nil || !strings.Contains(err.Error(), tc.want) {
-				t.Fatalf("New: %v, want an error containing %q", err, tc.want)
-			}
-			if tc.nackAt >= 0 && !errors.Is(err, sim.ErrNACK) {
+			_, err := New(drivertest.Playback(t, tc.ops, tc.nackAt), tc.opts)
+			if drivertest.WantErr(t, "New", err, tc.want) && tc.nackAt >= 0 && !errors.Is(err, sim.ErrNACK) {
 				t.Errorf("New: %v does not wrap the bus error", err)
 			}
 		})
@@ -133,7 +99,7 @@ func TestSense(t *testing.T) {
 			sleeps := 0
 			opts := DefaultOpts
 			opts.Range = tc.rng
-			d := &Dev{c: i2c.Dev{Bus: newBus(t, tc.ops, tc.nackAt), Addr: 0x0D}, opts: opts,
+			d := &Dev{c: i2c.Dev{Bus: drivertest.Playback(t, tc.ops, tc.nackAt), Addr: 0x0D}, opts: opts,
 				sleep: func(_ context.Context, dt time.Duration) error {
 					if dt != 20*time.Millisecond {
 						t.Errorf("poll sleep %s, want a fifth of the 100 ms sample period", dt)
@@ -145,14 +111,8 @@ func TestSense(t *testing.T) {
 			if sleeps != tc.sleeps {
 				t.Errorf("%d poll sleeps, want %d", sleeps, tc.sleeps)
 			}
-			if tc.err != "" {
-				if err == nil || !strings.Contains(err.Error(), tc.err) {
-					t.Fatalf("Sense: %v, want an error containing %q", err, tc.err)
-				}
+			if drivertest.WantErr(t, "Sense", err, tc.err) {
 				return
-			}
-			if err != nil {
-				t.Fatal(err)
 			}
 			if got != tc.want {
 				t.Errorf("Sense() = %s, want %s", got, tc.want)
@@ -163,7 +123,7 @@ func TestSense(t *testing.T) {
 
 func TestSenseHonoursContext(t *testing.T) {
 	ops := []i2ctest.IO{{Addr: 0x0D, W: []byte{0x06}, R: []byte{0x00}}}
-	d := &Dev{c: i2c.Dev{Bus: newBus(t, ops, -1), Addr: 0x0D}, opts: DefaultOpts, sleep: sleepCtx}
+	d := &Dev{c: i2c.Dev{Bus: drivertest.Playback(t, ops, -1), Addr: 0x0D}, opts: DefaultOpts, sleep: sleepCtx}
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
 	if _, err := d.Sense(ctx); !errors.Is(err, context.Canceled) {
@@ -172,7 +132,7 @@ func TestSenseHonoursContext(t *testing.T) {
 }
 
 func TestHalt(t *testing.T) {
-	d := &Dev{c: i2c.Dev{Bus: newBus(t, []i2ctest.IO{{Addr: 0x0D, W: []byte{0x09, 0x00}}}, -1), Addr: 0x0D}, opts: DefaultOpts}
+	d := &Dev{c: i2c.Dev{Bus: drivertest.Playback(t, []i2ctest.IO{{Addr: 0x0D, W: []byte{0x09, 0x00}}}, -1), Addr: 0x0D}, opts: DefaultOpts}
 	if err := d.Halt(); err != nil {
 		t.Fatal(err)
 	}
@@ -183,13 +143,13 @@ func TestHalt(t *testing.T) {
 // decision follows the bay over hours of simulated parking.
 func TestSimRoundTrip(t *testing.T) {
 	start := time.Date(2025, 3, 3, 7, 0, 0, 0, time.UTC)
-	now := start
+	c := drivertest.NewClock(start)
 	bay := sim.NewBay(3, 2*time.Minute)
 	if first := bay.NextChange(start); first.Sub(start) < 20*time.Second {
 		t.Fatalf("seed gives a car within %s: the detector learns for 10 s; pick another seed", first.Sub(start))
 	}
 	chip := NewSim(bay, 3)
-	chip.now = func() time.Time { return now }
+	chip.now = c.Now
 	bus := sim.NewBus("sim-i2c1")
 	bus.Attach(0x0D, chip)
 
@@ -197,7 +157,7 @@ func TestSimRoundTrip(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	d.sleep = func(_ context.Context, dt time.Duration) error { now = now.Add(dt); return nil }
+	d.sleep = c.Sleep
 	det, err := NewDetector(DefaultDetectorOpts)
 	if err != nil {
 		t.Fatal(err)
@@ -206,7 +166,7 @@ func TestSimRoundTrip(t *testing.T) {
 	changes, mismatches := 0, 0
 	prev := false
 	for i := 0; i < 4*3600; i++ {
-		now = now.Add(time.Second)
+		c.Advance(time.Second)
 		f, err := d.Sense(context.Background())
 		if err != nil {
 			t.Fatalf("sample %d: %v", i, err)
@@ -216,11 +176,11 @@ func TestSimRoundTrip(t *testing.T) {
 				t.Fatalf("sample %d axis %d: decoded %s, simulated %.1f nT", i, axis, got, chip.truth[axis]*1000)
 			}
 		}
-		occ, ready := det.Update(now, f)
+		occ, ready := det.Update(c.Now(), f)
 		if !ready {
 			continue
 		}
-		want := bay.Occupied(now)
+		want := bay.Occupied(c.Now())
 		if occ != want {
 			mismatches++
 		}
@@ -246,13 +206,13 @@ func TestSimOverflow(t *testing.T) {
 		rng     Range
 		wantErr bool
 	}{{Range2G, true}, {Range8G, false}} {
-		now := time.Unix(1000, 0)
+		c := drivertest.NewClock(time.Unix(1000, 0))
 		bay := sim.NewBay(1, time.Second)
-		for !bay.Occupied(now) {
-			now = now.Add(100 * time.Millisecond)
+		for !bay.Occupied(c.Now()) {
+			c.Advance(100 * time.Millisecond)
 		}
 		chip := NewSim(bay, 1)
-		chip.now = func() time.Time { return now }
+		chip.now = c.Now
 		chip.car, chip.hadCar = [3]float64{0, 0, 300}, true
 		bus := sim.NewBus("sim-i2c1")
 		bus.Attach(0x0D, chip)
@@ -262,7 +222,7 @@ func TestSimOverflow(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		d.sleep = func(_ context.Context, dt time.Duration) error { now = now.Add(dt); return nil }
+		d.sleep = c.Sleep
 		f, err := d.Sense(context.Background())
 		if got := errors.Is(err, ErrOverflow); got != tc.wantErr {
 			t.Errorf("range %s: Sense() = %s, %v; want overflow %v", tc.rng, f, err, tc.wantErr)

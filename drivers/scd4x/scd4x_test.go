@@ -5,64 +5,20 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"slices"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/cityedge/cityedge/drivers/internal/drivertest"
 	"github.com/cityedge/cityedge/drivers/sensirion"
 	"github.com/cityedge/cityedge/drivers/sim"
-	"periph.io/x/conn/v3/i2c"
 	"periph.io/x/conn/v3/i2c/i2ctest"
 	"periph.io/x/conn/v3/physic"
 )
 
-type clock struct {
-	t      time.Time
-	sleeps []time.Duration
-}
-
-func newClock() *clock { return &clock{t: time.Date(2024, 10, 7, 7, 30, 0, 0, time.UTC)} }
-
-func (c *clock) now() time.Time { return c.t }
-
-func (c *clock) sleep(ctx context.Context, d time.Duration) error {
-	if err := ctx.Err(); err != nil {
-		return err
-	}
-	c.sleeps = append(c.sleeps, d)
-	c.t = c.t.Add(d)
-	return nil
-}
-
-type nackAt struct {
-	*i2ctest.Playback
-	n, count int
-}
-
-func (b *nackAt) Tx(addr uint16, w, r []byte) error {
-	b.count++
-	if b.count-1 == b.n {
-		return fmt.Errorf("playback: address %#02x: %w", addr, sim.ErrNACK)
-	}
-	return b.Playback.Tx(addr, w, r)
-}
-
-func word(v uint16) []byte { return sensirion.AppendWord(nil, v) }
-
-func cat(parts ...[]byte) []byte {
-	var out []byte
-	for _, p := range parts {
-		out = append(out, p...)
-	}
-	return out
-}
-
-func ops(parts ...[]i2ctest.IO) []i2ctest.IO {
-	var out []i2ctest.IO
-	for _, p := range parts {
-		out = append(out, p...)
-	}
-	return out
+func newClock() *drivertest.Clock {
+	return drivertest.NewClock(time.Date(2024, 10, 7, 7, 30, 0, 0, time.UTC))
 }
 
 // Worked examples of the SCD4x datasheet: read_measurement returning
@@ -83,11 +39,11 @@ func TestDecode(t *testing.T) {
 		err       error
 	}{
 		{name: "datasheet example", raw: exampleMeasurement, co2: 500, tempC: -45 + 175*26215.0/65535, rh: 100 * 24249.0 / 65535},
-		{name: "top of the output range", raw: cat(word(40000), word(0x6667), word(0x5EB9)), co2: 40000, tempC: -45 + 175*26215.0/65535, rh: 100 * 24249.0 / 65535},
-		{name: "CO2 above the output range", raw: cat(word(40001), word(0x6667), word(0x5EB9)), err: errRange},
-		{name: "colder than the operating range", raw: cat(word(500), word(0x2000), word(0x5EB9)), err: errRange},
-		{name: "hotter than the operating range", raw: cat(word(500), word(0xA000), word(0x5EB9)), err: errRange},
-		{name: "bad CO2 CRC", raw: cat([]byte{0x01, 0xF4, 0x7B}, exampleMeasurement[3:]), err: sensirion.ErrCRC},
+		{name: "top of the output range", raw: drivertest.Words(40000, 0x6667, 0x5EB9), co2: 40000, tempC: -45 + 175*26215.0/65535, rh: 100 * 24249.0 / 65535},
+		{name: "CO2 above the output range", raw: drivertest.Words(40001, 0x6667, 0x5EB9), err: errRange},
+		{name: "colder than the operating range", raw: drivertest.Words(500, 0x2000, 0x5EB9), err: errRange},
+		{name: "hotter than the operating range", raw: drivertest.Words(500, 0xA000, 0x5EB9), err: errRange},
+		{name: "bad CO2 CRC", raw: slices.Concat([]byte{0x01, 0xF4, 0x7B}, exampleMeasurement[3:]), err: sensirion.ErrCRC},
 		{name: "short", raw: exampleMeasurement[:6], err: errors.New("want 9")},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -121,22 +77,22 @@ func openOps(asc, altitude uint16) []i2ctest.IO {
 	return []i2ctest.IO{
 		{Addr: a, W: []byte{0x3F, 0x86}},
 		{Addr: a, W: []byte{0x36, 0x82}}, {Addr: a, R: exampleSerial},
-		{Addr: a, W: cat([]byte{0x24, 0x16}, word(asc))},
-		{Addr: a, W: cat([]byte{0x24, 0x27}, word(altitude))},
+		{Addr: a, W: slices.Concat([]byte{0x24, 0x16}, drivertest.Words(asc))},
+		{Addr: a, W: slices.Concat([]byte{0x24, 0x27}, drivertest.Words(altitude))},
 		{Addr: a, W: []byte{0x21, 0xB1}},
 	}
 }
 
 var (
-	notReady = []i2ctest.IO{{Addr: a, W: []byte{0xE4, 0xB8}}, {Addr: a, R: word(0x8000)}}
-	ready    = []i2ctest.IO{{Addr: a, W: []byte{0xE4, 0xB8}}, {Addr: a, R: word(0x8006)}}
+	notReady = []i2ctest.IO{{Addr: a, W: []byte{0xE4, 0xB8}}, {Addr: a, R: drivertest.Words(0x8000)}}
+	ready    = []i2ctest.IO{{Addr: a, W: []byte{0xE4, 0xB8}}, {Addr: a, R: drivertest.Words(0x8006)}}
 	readMeas = []i2ctest.IO{{Addr: a, W: []byte{0xEC, 0x05}}, {Addr: a, R: exampleMeasurement}}
 )
 
 func TestPlayback(t *testing.T) {
-	never := ops(notReady)
+	never := slices.Concat(notReady)
 	for i := 0; i < int(readyTimeout/pollInterval); i++ {
-		never = ops(never, notReady)
+		never = slices.Concat(never, notReady)
 	}
 	for _, tc := range []struct {
 		name       string
@@ -148,72 +104,51 @@ func TestPlayback(t *testing.T) {
 		openSleeps []time.Duration
 		polls      int
 	}{
-		{name: "defaults, data ready at once", opts: DefaultOpts, ops: ops(openOps(1, 0), ready, readMeas), nack: -1,
+		{name: "defaults, data ready at once", opts: DefaultOpts, ops: slices.Concat(openOps(1, 0), ready, readMeas), nack: -1,
 			openSleeps: []time.Duration{stopWait, commandWait, commandWait, commandWait}},
 		{name: "no self-calibration, 520 m, data ready after two polls", opts: Opts{Addr: a, Altitude: 520},
-			ops: ops(openOps(0, 520), notReady, notReady, ready, readMeas), nack: -1, polls: 2},
+			ops: slices.Concat(openOps(0, 520), notReady, notReady, ready, readMeas), nack: -1, polls: 2},
 		{name: "nothing at the address", opts: DefaultOpts, nack: 0, openErr: "scd4x: stop_periodic_measurement"},
 		{name: "serial CRC wrong", opts: DefaultOpts,
-			ops: ops(openOps(1, 0)[:2], []i2ctest.IO{{Addr: a, R: cat(exampleSerial[:8], []byte{0x00})}}), nack: -1, openErr: "not an SCD4x?"},
+			ops: slices.Concat(openOps(1, 0)[:2], []i2ctest.IO{{Addr: a, R: slices.Concat(exampleSerial[:8], []byte{0x00})}}), nack: -1, openErr: "not an SCD4x?"},
 		{name: "setting refused", opts: DefaultOpts, ops: openOps(1, 0)[:3], nack: 3, openErr: "set_automatic_self_calibration_enabled"},
 		{name: "altitude above the datasheet's range", opts: Opts{Addr: a, Altitude: 3001}, openErr: "altitude 3001 m"},
-		{name: "data never ready", opts: DefaultOpts, ops: ops(openOps(1, 0), never), nack: -1, senseErr: "no new measurement within 6s"},
-		{name: "read not acknowledged", opts: DefaultOpts, ops: ops(openOps(1, 0), ready, readMeas[:1]), nack: 9, senseErr: "read_measurement"},
+		{name: "data never ready", opts: DefaultOpts, ops: slices.Concat(openOps(1, 0), never), nack: -1, senseErr: "no new measurement within 6s"},
+		{name: "read not acknowledged", opts: DefaultOpts, ops: slices.Concat(openOps(1, 0), ready, readMeas[:1]), nack: 9, senseErr: "read_measurement"},
 		{name: "implausible CO2", opts: DefaultOpts,
-			ops: ops(openOps(1, 0), ready, readMeas[:1], []i2ctest.IO{{Addr: a, R: cat(word(65535), exampleMeasurement[3:])}}), nack: -1,
+			ops: slices.Concat(openOps(1, 0), ready, readMeas[:1], []i2ctest.IO{{Addr: a, R: slices.Concat(drivertest.Words(65535), exampleMeasurement[3:])}}), nack: -1,
 			senseErr: "CO2 65535 ppm outside the datasheet range"},
-		{name: "data-ready CRC wrong", opts: DefaultOpts, ops: ops(openOps(1, 0), []i2ctest.IO{ready[0], {Addr: a, R: []byte{0x80, 0x06, 0x00}}}), nack: -1,
+		{name: "data-ready CRC wrong", opts: DefaultOpts, ops: slices.Concat(openOps(1, 0), []i2ctest.IO{ready[0], {Addr: a, R: []byte{0x80, 0x06, 0x00}}}), nack: -1,
 			senseErr: "CRC mismatch"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			pb := &i2ctest.Playback{Ops: tc.ops, DontPanic: true}
-			t.Cleanup(func() {
-				if err := pb.Close(); err != nil {
-					t.Error(err)
-				}
-			})
-			var bus i2c.Bus = pb
-			if tc.nack >= 0 {
-				bus = &nackAt{Playback: pb, n: tc.nack}
-			}
+			bus := drivertest.Playback(t, tc.ops, tc.nack)
 			c := newClock()
 			o := tc.opts
-			o.Sleep = c.sleep
+			o.Sleep = c.Sleep
 			d, err := New(bus, &o)
-			if tc.openErr != "" {
-				if err == nil || !strings.Contains(err.Error(), tc.openErr) {
-					t.Fatalf("New error %v, want %q", err, tc.openErr)
-				}
+			if drivertest.WantErr(t, "New", err, tc.openErr) {
 				return
-			}
-			if err != nil {
-				t.Fatal(err)
 			}
 			if d.Serial() != exampleSerialNumber {
 				t.Errorf("serial %d, datasheet %d", d.Serial(), uint64(exampleSerialNumber))
 			}
-			if tc.openSleeps != nil && fmt.Sprint(c.sleeps) != fmt.Sprint(tc.openSleeps) {
-				t.Errorf("New waited %v, datasheet execution times %v", c.sleeps, tc.openSleeps)
+			if tc.openSleeps != nil && fmt.Sprint(c.Sleeps) != fmt.Sprint(tc.openSleeps) {
+				t.Errorf("New waited %v, datasheet execution times %v", c.Sleeps, tc.openSleeps)
 			}
-			c.sleeps = nil
+			c.Sleeps = nil
 			m, err := d.Sense(context.Background())
-			if tc.senseErr != "" {
-				if err == nil || !strings.Contains(err.Error(), tc.senseErr) {
-					t.Fatalf("Sense error %v, want %q", err, tc.senseErr)
-				}
+			if drivertest.WantErr(t, "Sense", err, tc.senseErr) {
 				return
 			}
-			if err != nil {
-				t.Fatal(err)
-			}
 			polls := 0
-			for _, s := range c.sleeps {
+			for _, s := range c.Sleeps {
 				if s == pollInterval {
 					polls++
 				}
 			}
 			if polls != tc.polls {
-				t.Errorf("polled %d times (sleeps %v), want %d", polls, c.sleeps, tc.polls)
+				t.Errorf("polled %d times (sleeps %v), want %d", polls, c.Sleeps, tc.polls)
 			}
 			if m.CO2 != 500 {
 				t.Errorf("CO2 %d", m.CO2)
@@ -223,34 +158,31 @@ func TestPlayback(t *testing.T) {
 }
 
 func TestHalt(t *testing.T) {
-	pb := &i2ctest.Playback{Ops: ops(openOps(1, 0), []i2ctest.IO{{Addr: a, W: []byte{0x3F, 0x86}}}), DontPanic: true}
+	bus := drivertest.Playback(t, slices.Concat(openOps(1, 0), []i2ctest.IO{{Addr: a, W: []byte{0x3F, 0x86}}}), -1)
 	c := newClock()
 	o := DefaultOpts
-	o.Sleep = c.sleep
-	d, err := New(pb, &o)
+	o.Sleep = c.Sleep
+	d, err := New(bus, &o)
 	if err != nil {
 		t.Fatal(err)
 	}
-	c.sleeps = nil
+	c.Sleeps = nil
 	if err := d.Halt(); err != nil {
 		t.Fatal(err)
 	}
-	if len(c.sleeps) != 1 || c.sleeps[0] != stopWait {
-		t.Errorf("Halt waited %v, want %v", c.sleeps, stopWait)
-	}
-	if err := pb.Close(); err != nil {
-		t.Error(err)
+	if len(c.Sleeps) != 1 || c.Sleeps[0] != stopWait {
+		t.Errorf("Halt waited %v, want %v", c.Sleeps, stopWait)
 	}
 }
 
-func newSimDev(t *testing.T, o Opts) (*clock, *Sim, *sim.Bus, *Dev) {
+func newSimDev(t *testing.T, o Opts) (*drivertest.Clock, *Sim, *sim.Bus, *Dev) {
 	t.Helper()
 	c := newClock()
 	chip := NewSim(sim.NewWorld(31), exampleSerialNumber)
-	chip.chip.Now = c.now
+	chip.chip.Now = c.Now
 	bus := sim.NewBus("sim-i2c1")
 	bus.Attach(a, chip)
-	o.Sleep = c.sleep
+	o.Sleep = c.Sleep
 	d, err := New(bus, &o)
 	if err != nil {
 		t.Fatal(err)
@@ -263,7 +195,7 @@ func TestSimRoundTrip(t *testing.T) {
 	if asc, alt := chip.Settings(); asc || alt != 120 || !chip.Periodic() {
 		t.Fatalf("sim holds ASC %v, altitude %d, periodic %v", asc, alt, chip.Periodic())
 	}
-	start := c.t
+	start := c.Now()
 	for i := 0; i < 30; i++ {
 		m, err := d.Sense(context.Background())
 		if err != nil {
@@ -282,7 +214,7 @@ func TestSimRoundTrip(t *testing.T) {
 	}
 	// One new measurement per 5 s update interval: 30 readings take about
 	// 150 s of (simulated) time, never less.
-	if took := c.t.Sub(start); took < 30*updateInterval || took > 30*updateInterval+2*time.Second {
+	if took := c.Now().Sub(start); took < 30*updateInterval || took > 30*updateInterval+2*time.Second {
 		t.Errorf("30 readings took %v", took)
 	}
 	if err := d.Halt(); err != nil {
@@ -301,7 +233,7 @@ func TestSimRestartAndReplug(t *testing.T) {
 	// The agent restarts without Halt: the sensor is still measuring, and
 	// a new Dev must stop it before it takes settings.
 	o := DefaultOpts
-	o.Sleep = c.sleep
+	o.Sleep = c.Sleep
 	d2, err := New(bus, &o)
 	if err != nil {
 		t.Fatalf("New on a measuring sensor: %v", err)
@@ -315,7 +247,7 @@ func TestSimRestartAndReplug(t *testing.T) {
 		t.Fatalf("Sense with the sensor gone: %v", err)
 	}
 	fresh := NewSim(sim.NewWorld(2), 1)
-	fresh.chip.Now = c.now
+	fresh.chip.Now = c.Now
 	bus.Attach(a, fresh)
 	d3, err := New(bus, &o)
 	if err != nil {
@@ -329,7 +261,7 @@ func TestSimRestartAndReplug(t *testing.T) {
 	if !chip.Periodic() {
 		t.Fatal("the first sensor is not measuring")
 	}
-	c.t = c.t.Add(time.Second)
+	c.Advance(time.Second)
 	if err := chip.Tx([]byte{0x36, 0x82}, nil); !errors.Is(err, sim.ErrNACK) {
 		t.Errorf("get_serial_number during periodic measurement: %v, want NACK", err)
 	}
@@ -347,7 +279,7 @@ func TestSenseHonoursContext(t *testing.T) {
 func FuzzDecode(f *testing.F) {
 	f.Add(exampleMeasurement)
 	f.Add(exampleSerial)
-	f.Add(cat(word(65535), word(65535), word(65535)))
+	f.Add(drivertest.Words(65535, 65535, 65535))
 	f.Add([]byte{})
 	f.Fuzz(func(t *testing.T, raw []byte) {
 		m, err := decode(raw)

@@ -3,66 +3,21 @@ package sht4x
 import (
 	"context"
 	"errors"
-	"fmt"
 	"math"
+	"slices"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/cityedge/cityedge/drivers/internal/drivertest"
 	"github.com/cityedge/cityedge/drivers/sensirion"
 	"github.com/cityedge/cityedge/drivers/sim"
-	"periph.io/x/conn/v3/i2c"
 	"periph.io/x/conn/v3/i2c/i2ctest"
 	"periph.io/x/conn/v3/physic"
 )
 
-type clock struct {
-	t      time.Time
-	sleeps []time.Duration
-}
-
-func newClock() *clock { return &clock{t: time.Date(2024, 3, 1, 12, 0, 0, 0, time.UTC)} }
-
-func (c *clock) now() time.Time { return c.t }
-
-func (c *clock) sleep(ctx context.Context, d time.Duration) error {
-	if err := ctx.Err(); err != nil {
-		return err
-	}
-	c.sleeps = append(c.sleeps, d)
-	c.t = c.t.Add(d)
-	return nil
-}
-
-type nackAt struct {
-	*i2ctest.Playback
-	n, count int
-}
-
-func (b *nackAt) Tx(addr uint16, w, r []byte) error {
-	b.count++
-	if b.count-1 == b.n {
-		return fmt.Errorf("playback: address %#02x: %w", addr, sim.ErrNACK)
-	}
-	return b.Playback.Tx(addr, w, r)
-}
-
-func word(v uint16) []byte { return sensirion.AppendWord(nil, v) }
-
-func cat(parts ...[]byte) []byte {
-	var out []byte
-	for _, p := range parts {
-		out = append(out, p...)
-	}
-	return out
-}
-
-func ops(parts ...[]i2ctest.IO) []i2ctest.IO {
-	var out []i2ctest.IO
-	for _, p := range parts {
-		out = append(out, p...)
-	}
-	return out
+func newClock() *drivertest.Clock {
+	return drivertest.NewClock(time.Date(2024, 3, 1, 12, 0, 0, 0, time.UTC))
 }
 
 // The datasheet's CRC example: 0xBEEF has CRC 0x92.
@@ -75,13 +30,13 @@ func TestDecode(t *testing.T) {
 		tempC, rh float64
 		err       error
 	}{
-		{name: "datasheet CRC example words", raw: cat(beef, beef), tempC: -45 + 175*48879.0/65535, rh: -6 + 125*48879.0/65535},
-		{name: "25 °C, 50 %RH", raw: cat(word(26215), word(29884)), tempC: -45 + 175*26215.0/65535, rh: -6 + 125*29884.0/65535},
-		{name: "humidity cropped at 0", raw: cat(word(26215), word(0)), tempC: -45 + 175*26215.0/65535, rh: 0},
-		{name: "humidity cropped at 100", raw: cat(word(26215), word(0xFFFF)), tempC: -45 + 175*26215.0/65535, rh: 100},
-		{name: "bad CRC", raw: cat(beef, []byte{0xBE, 0xEF, 0x91}), err: sensirion.ErrCRC},
-		{name: "below -40 °C", raw: cat(word(100), beef), err: errRange},
-		{name: "above 125 °C", raw: cat(word(0xFFFF), beef), err: errRange},
+		{name: "datasheet CRC example words", raw: slices.Concat(beef, beef), tempC: -45 + 175*48879.0/65535, rh: -6 + 125*48879.0/65535},
+		{name: "25 °C, 50 %RH", raw: drivertest.Words(26215, 29884), tempC: -45 + 175*26215.0/65535, rh: -6 + 125*29884.0/65535},
+		{name: "humidity cropped at 0", raw: drivertest.Words(26215, 0), tempC: -45 + 175*26215.0/65535, rh: 0},
+		{name: "humidity cropped at 100", raw: drivertest.Words(26215, 0xFFFF), tempC: -45 + 175*26215.0/65535, rh: 100},
+		{name: "bad CRC", raw: slices.Concat(beef, []byte{0xBE, 0xEF, 0x91}), err: sensirion.ErrCRC},
+		{name: "below -40 °C", raw: slices.Concat(drivertest.Words(100), beef), err: errRange},
+		{name: "above 125 °C", raw: slices.Concat(drivertest.Words(0xFFFF), beef), err: errRange},
 		{name: "short", raw: beef, err: errors.New("want 6")},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -107,8 +62,8 @@ func TestDecode(t *testing.T) {
 
 func TestPlayback(t *testing.T) {
 	const a = 0x44
-	open := []i2ctest.IO{{Addr: a, W: []byte{0x89}}, {Addr: a, R: cat(word(0x0F3C), word(0x5A21))}}
-	sense := []i2ctest.IO{{Addr: a, W: []byte{0xFD}}, {Addr: a, R: cat(beef, beef)}}
+	open := []i2ctest.IO{{Addr: a, W: []byte{0x89}}, {Addr: a, R: drivertest.Words(0x0F3C, 0x5A21)}}
+	sense := []i2ctest.IO{{Addr: a, W: []byte{0xFD}}, {Addr: a, R: slices.Concat(beef, beef)}}
 	for _, tc := range []struct {
 		name     string
 		ops      []i2ctest.IO
@@ -116,55 +71,34 @@ func TestPlayback(t *testing.T) {
 		openErr  string
 		senseErr string
 	}{
-		{name: "SHT40", ops: ops(open, sense), nack: -1},
+		{name: "SHT40", ops: slices.Concat(open, sense), nack: -1},
 		{name: "nothing at the address", nack: 0, openErr: "sht4x: read serial number"},
 		{name: "not an SHT4x: serial read not acknowledged", ops: open[:1], nack: 1, openErr: "sht4x: read serial number: command 0x89: read"},
-		{name: "serial CRC wrong", ops: ops(open[:1], []i2ctest.IO{{Addr: a, R: cat(word(0x0F3C), []byte{0x5A, 0x21, 0x00})}}), nack: -1,
+		{name: "serial CRC wrong", ops: slices.Concat(open[:1], []i2ctest.IO{{Addr: a, R: slices.Concat(drivertest.Words(0x0F3C), []byte{0x5A, 0x21, 0x00})}}), nack: -1,
 			openErr: "not an SHT4x?"},
-		{name: "measurement not acknowledged", ops: ops(open, sense[:1]), nack: 3, senseErr: "sht4x: measure: command 0xfd: read"},
-		{name: "measurement CRC wrong", ops: ops(open, sense[:1], []i2ctest.IO{{Addr: a, R: cat([]byte{0xBE, 0xEF, 0x00}, beef)}}), nack: -1,
+		{name: "measurement not acknowledged", ops: slices.Concat(open, sense[:1]), nack: 3, senseErr: "sht4x: measure: command 0xfd: read"},
+		{name: "measurement CRC wrong", ops: slices.Concat(open, sense[:1], []i2ctest.IO{{Addr: a, R: slices.Concat([]byte{0xBE, 0xEF, 0x00}, beef)}}), nack: -1,
 			senseErr: "CRC mismatch"},
-		{name: "implausible temperature", ops: ops(open, sense[:1], []i2ctest.IO{{Addr: a, R: cat(word(0xFFFF), beef)}}), nack: -1,
+		{name: "implausible temperature", ops: slices.Concat(open, sense[:1], []i2ctest.IO{{Addr: a, R: slices.Concat(drivertest.Words(0xFFFF), beef)}}), nack: -1,
 			senseErr: "outside the datasheet range"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			pb := &i2ctest.Playback{Ops: tc.ops, DontPanic: true}
-			t.Cleanup(func() {
-				if err := pb.Close(); err != nil {
-					t.Error(err)
-				}
-			})
-			var bus i2c.Bus = pb
-			if tc.nack >= 0 {
-				bus = &nackAt{Playback: pb, n: tc.nack}
-			}
+			bus := drivertest.Playback(t, tc.ops, tc.nack)
 			c := newClock()
-			d, err := New(bus, &Opts{Addr: a, Sleep: c.sleep})
-			if tc.openErr != "" {
-				if err == nil || !strings.Contains(err.Error(), tc.openErr) {
-					t.Fatalf("New error %v, want %q", err, tc.openErr)
-				}
+			d, err := New(bus, &Opts{Addr: a, Sleep: c.Sleep})
+			if drivertest.WantErr(t, "New", err, tc.openErr) {
 				return
-			}
-			if err != nil {
-				t.Fatal(err)
 			}
 			if d.Serial() != 0x0F3C5A21 || d.String() != "SHT4x serial 0f3c5a21 on playback address 0x44" {
 				t.Errorf("serial %08x, String %q", d.Serial(), d.String())
 			}
-			c.sleeps = nil
+			c.Sleeps = nil
 			m, err := d.Sense(context.Background())
-			if tc.senseErr != "" {
-				if err == nil || !strings.Contains(err.Error(), tc.senseErr) {
-					t.Fatalf("Sense error %v, want %q", err, tc.senseErr)
-				}
+			if drivertest.WantErr(t, "Sense", err, tc.senseErr) {
 				return
 			}
-			if err != nil {
-				t.Fatal(err)
-			}
-			if len(c.sleeps) != 1 || c.sleeps[0] < 8300*time.Microsecond {
-				t.Errorf("waited %v, the datasheet's maximum is 8.3 ms", c.sleeps)
+			if len(c.Sleeps) != 1 || c.Sleeps[0] < 8300*time.Microsecond {
+				t.Errorf("waited %v, the datasheet's maximum is 8.3 ms", c.Sleeps)
 			}
 			if got := m.Temperature.Celsius(); math.Abs(got-85.52) > 0.005 {
 				t.Errorf("temperature %v", got)
@@ -173,21 +107,29 @@ func TestPlayback(t *testing.T) {
 	}
 }
 
-func TestSimRoundTrip(t *testing.T) {
+// newSimDev opens the driver at 0x44 on a simulated chip with serial, its
+// world from seed, on a fake clock.
+func newSimDev(t *testing.T, seed uint64, serial uint32) (*drivertest.Clock, *Sim, *sim.Bus, *Dev) {
+	t.Helper()
 	c := newClock()
-	chip := NewSim(sim.NewWorld(21), 0x12345678)
-	chip.chip.Now = c.now
+	chip := NewSim(sim.NewWorld(seed), serial)
+	chip.chip.Now = c.Now
 	bus := sim.NewBus("sim-i2c1")
 	bus.Attach(0x44, chip)
-	d, err := New(bus, &Opts{Addr: 0x44, Sleep: c.sleep})
+	d, err := New(bus, &Opts{Addr: 0x44, Sleep: c.Sleep})
 	if err != nil {
 		t.Fatal(err)
 	}
+	return c, chip, bus, d
+}
+
+func TestSimRoundTrip(t *testing.T) {
+	c, chip, _, d := newSimDev(t, 21, 0x12345678)
 	if d.Serial() != 0x12345678 {
 		t.Fatalf("serial %08x", d.Serial())
 	}
 	for i := 0; i < 24; i++ {
-		c.t = c.t.Add(time.Hour)
+		c.Advance(time.Hour)
 		m, err := d.Sense(context.Background())
 		if err != nil {
 			t.Fatalf("hour %d: %v", i, err)
@@ -203,21 +145,13 @@ func TestSimRoundTrip(t *testing.T) {
 }
 
 func TestSimFaults(t *testing.T) {
-	c := newClock()
-	chip := NewSim(sim.NewWorld(1), 1)
-	chip.chip.Now = c.now
-	bus := sim.NewBus("sim")
-	bus.Attach(0x44, chip)
-	d, err := New(bus, &Opts{Addr: 0x44, Sleep: c.sleep})
-	if err != nil {
-		t.Fatal(err)
-	}
+	c, chip, bus, d := newSimDev(t, 1, 1)
 	d.s.Sleep = func(context.Context, time.Duration) error { return nil }
 	if _, err := d.Sense(context.Background()); !errors.Is(err, sim.ErrNACK) {
 		t.Fatalf("Sense without waiting: %v, want NACK", err)
 	}
-	d.s.Sleep = c.sleep
-	c.t = c.t.Add(time.Second)
+	d.s.Sleep = c.Sleep
+	c.Advance(time.Second)
 	bus.Fail(0x44, sim.ErrNACK)
 	if _, err := d.Sense(context.Background()); !errors.Is(err, sim.ErrNACK) {
 		t.Fatalf("Sense on a silent chip: %v", err)
@@ -248,8 +182,8 @@ func TestSenseHonoursContext(t *testing.T) {
 }
 
 func FuzzDecode(f *testing.F) {
-	f.Add(cat(beef, beef))
-	f.Add(cat(word(0), word(0)))
+	f.Add(slices.Concat(beef, beef))
+	f.Add(drivertest.Words(0, 0))
 	f.Add([]byte{0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF})
 	f.Add([]byte{0x01})
 	f.Fuzz(func(t *testing.T, raw []byte) {
@@ -267,7 +201,7 @@ func FuzzDecode(f *testing.F) {
 }
 
 func BenchmarkDecode(b *testing.B) {
-	raw := cat(beef, beef)
+	raw := slices.Concat(beef, beef)
 	for b.Loop() {
 		if _, err := decode(raw); err != nil {
 			b.Fatal(err)

@@ -5,69 +5,19 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"slices"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/cityedge/cityedge/drivers/internal/drivertest"
 	"github.com/cityedge/cityedge/drivers/sensirion"
 	"github.com/cityedge/cityedge/drivers/sim"
-	"periph.io/x/conn/v3/i2c"
 	"periph.io/x/conn/v3/i2c/i2ctest"
 )
 
-type clock struct {
-	t      time.Time
-	sleeps []time.Duration
-}
-
-func newClock() *clock { return &clock{t: time.Date(2024, 11, 20, 17, 45, 0, 0, time.UTC)} }
-
-func (c *clock) now() time.Time { return c.t }
-
-func (c *clock) sleep(ctx context.Context, d time.Duration) error {
-	if err := ctx.Err(); err != nil {
-		return err
-	}
-	c.sleeps = append(c.sleeps, d)
-	c.t = c.t.Add(d)
-	return nil
-}
-
-type nackAt struct {
-	*i2ctest.Playback
-	n, count int
-}
-
-func (b *nackAt) Tx(addr uint16, w, r []byte) error {
-	b.count++
-	if b.count-1 == b.n {
-		return fmt.Errorf("playback: address %#02x: %w", addr, sim.ErrNACK)
-	}
-	return b.Playback.Tx(addr, w, r)
-}
-
-func words(v ...uint16) []byte {
-	var b []byte
-	for _, w := range v {
-		b = sensirion.AppendWord(b, w)
-	}
-	return b
-}
-
-func cat(parts ...[]byte) []byte {
-	var out []byte
-	for _, p := range parts {
-		out = append(out, p...)
-	}
-	return out
-}
-
-func ops(parts ...[]i2ctest.IO) []i2ctest.IO {
-	var out []i2ctest.IO
-	for _, p := range parts {
-		out = append(out, p...)
-	}
-	return out
+func newClock() *drivertest.Clock {
+	return drivertest.NewClock(time.Date(2024, 11, 20, 17, 45, 0, 0, time.UTC))
 }
 
 // floats encodes values the way the sensor sends them: each float32 big
@@ -78,10 +28,10 @@ func floats(v ...float32) []byte {
 		b := math.Float32bits(f)
 		w = append(w, uint16(b>>16), uint16(b))
 	}
-	return words(w...)
+	return drivertest.Words(w...)
 }
 
-func asciiBytes(s string, n int) []byte { return words(ascii(s, n)...) }
+func asciiBytes(s string, n int) []byte { return drivertest.Words(ascii(s, n)...) }
 
 const a = 0x69
 
@@ -98,18 +48,18 @@ func openOps(interval uint32, write bool) []i2ctest.IO {
 		{Addr: a, W: []byte{0xD3, 0x04}},
 		{Addr: a, W: []byte{0xD0, 0x02}}, {Addr: a, R: asciiBytes("00080000", 4)},
 		{Addr: a, W: []byte{0xD0, 0x33}}, {Addr: a, R: asciiBytes("3E1B6A2F8C0D4411", 16)},
-		{Addr: a, W: []byte{0x80, 0x04}}, {Addr: a, R: words(uint16(interval>>16), uint16(interval))},
+		{Addr: a, W: []byte{0x80, 0x04}}, {Addr: a, R: drivertest.Words(uint16(interval>>16), uint16(interval))},
 	}
 	if write {
 		// Four days: 345600 s = 0x00054600.
-		o = append(o, i2ctest.IO{Addr: a, W: cat([]byte{0x80, 0x04}, words(0x0005, 0x4600))})
+		o = append(o, i2ctest.IO{Addr: a, W: slices.Concat([]byte{0x80, 0x04}, drivertest.Words(0x0005, 0x4600))})
 	}
 	return append(o, i2ctest.IO{Addr: a, W: startFloat})
 }
 
 var (
-	notReady = []i2ctest.IO{{Addr: a, W: []byte{0x02, 0x02}}, {Addr: a, R: words(0)}}
-	ready    = []i2ctest.IO{{Addr: a, W: []byte{0x02, 0x02}}, {Addr: a, R: words(1)}}
+	notReady = []i2ctest.IO{{Addr: a, W: []byte{0x02, 0x02}}, {Addr: a, R: drivertest.Words(0)}}
+	ready    = []i2ctest.IO{{Addr: a, W: []byte{0x02, 0x02}}, {Addr: a, R: drivertest.Words(1)}}
 	readVals = []i2ctest.IO{{Addr: a, W: []byte{0x03, 0x00}}, {Addr: a, R: street}}
 )
 
@@ -150,9 +100,9 @@ func TestDecode(t *testing.T) {
 }
 
 func TestPlayback(t *testing.T) {
-	never := ops(notReady)
+	never := slices.Concat(notReady)
 	for i := 0; i < int(readyTimeout/pollInterval); i++ {
-		never = ops(never, notReady)
+		never = slices.Concat(never, notReady)
 	}
 	for _, tc := range []struct {
 		name       string
@@ -164,68 +114,47 @@ func TestPlayback(t *testing.T) {
 		openSleeps []time.Duration
 		polls      int
 	}{
-		{name: "factory interval kept, data ready at once", interval: DefaultCleaningInterval, ops: ops(openOps(604800, false), ready, readVals), nack: -1,
+		{name: "factory interval kept, data ready at once", interval: DefaultCleaningInterval, ops: slices.Concat(openOps(604800, false), ready, readVals), nack: -1,
 			openSleeps: []time.Duration{resetWait, intervalRead, startStopWait}},
-		{name: "interval written when it differs, two polls", interval: 96 * time.Hour, ops: ops(openOps(604800, true), notReady, notReady, ready, readVals),
+		{name: "interval written when it differs, two polls", interval: 96 * time.Hour, ops: slices.Concat(openOps(604800, true), notReady, notReady, ready, readVals),
 			nack: -1, polls: 2, openSleeps: []time.Duration{resetWait, intervalRead, intervalWrite, startStopWait}},
 		{name: "nothing at the address", interval: DefaultCleaningInterval, nack: 0, openErr: "sps30: device reset"},
 		{name: "another Sensirion product", interval: DefaultCleaningInterval,
-			ops: ops(openOps(0, false)[:2], []i2ctest.IO{{Addr: a, R: asciiBytes("00090000", 4)}}), nack: -1,
+			ops: slices.Concat(openOps(0, false)[:2], []i2ctest.IO{{Addr: a, R: asciiBytes("00090000", 4)}}), nack: -1,
 			openErr: `product type "00090000" is not an SPS30 ("00080000")`},
 		{name: "product type garbled", interval: DefaultCleaningInterval,
-			ops: ops(openOps(0, false)[:2], []i2ctest.IO{{Addr: a, R: []byte{0x30, 0x30, 0x00, 0x30, 0x38, 0, 0x30, 0x30, 0, 0x30, 0x30, 0}}}), nack: -1,
+			ops: slices.Concat(openOps(0, false)[:2], []i2ctest.IO{{Addr: a, R: []byte{0x30, 0x30, 0x00, 0x30, 0x38, 0, 0x30, 0x30, 0, 0x30, 0x30, 0}}}), nack: -1,
 			openErr: "not an SPS30?"},
 		{name: "interval in fractions of a second", interval: 1500 * time.Millisecond, openErr: "whole seconds"},
 		{name: "start refused", interval: DefaultCleaningInterval, ops: openOps(604800, false)[:7], nack: 7, openErr: "sps30: start measurement"},
-		{name: "data never ready", interval: DefaultCleaningInterval, ops: ops(openOps(604800, false), never), nack: -1,
+		{name: "data never ready", interval: DefaultCleaningInterval, ops: slices.Concat(openOps(604800, false), never), nack: -1,
 			senseErr: "no new measurement within 3s"},
-		{name: "values not acknowledged", interval: DefaultCleaningInterval, ops: ops(openOps(604800, false), ready, readVals[:1]), nack: 11,
+		{name: "values not acknowledged", interval: DefaultCleaningInterval, ops: slices.Concat(openOps(604800, false), ready, readVals[:1]), nack: 11,
 			senseErr: "read measured values"},
 		{name: "implausible PM10", interval: DefaultCleaningInterval,
-			ops: ops(openOps(604800, false), ready, readVals[:1], []i2ctest.IO{{Addr: a, R: floats(1, 2, 3, 5000, 0, 0, 0, 0, 0, 0)}}), nack: -1,
+			ops: slices.Concat(openOps(604800, false), ready, readVals[:1], []i2ctest.IO{{Addr: a, R: floats(1, 2, 3, 5000, 0, 0, 0, 0, 0, 0)}}), nack: -1,
 			senseErr: "PM10 mass concentration 5000.0 µg/m³ outside the datasheet range"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			pb := &i2ctest.Playback{Ops: tc.ops, DontPanic: true}
-			t.Cleanup(func() {
-				if err := pb.Close(); err != nil {
-					t.Error(err)
-				}
-			})
-			var bus i2c.Bus = pb
-			if tc.nack >= 0 {
-				bus = &nackAt{Playback: pb, n: tc.nack}
-			}
+			bus := drivertest.Playback(t, tc.ops, tc.nack)
 			c := newClock()
-			d, err := New(bus, &Opts{Addr: a, CleaningInterval: tc.interval, Sleep: c.sleep})
-			if tc.openErr != "" {
-				if err == nil || !strings.Contains(err.Error(), tc.openErr) {
-					t.Fatalf("New error %v, want %q", err, tc.openErr)
-				}
+			d, err := New(bus, &Opts{Addr: a, CleaningInterval: tc.interval, Sleep: c.Sleep})
+			if drivertest.WantErr(t, "New", err, tc.openErr) {
 				return
-			}
-			if err != nil {
-				t.Fatal(err)
 			}
 			if d.Serial() != "3E1B6A2F8C0D4411" || d.String() != "SPS30 serial 3E1B6A2F8C0D4411 on playback address 0x69" {
 				t.Errorf("serial %q, String %q", d.Serial(), d.String())
 			}
-			if tc.openSleeps != nil && fmt.Sprint(c.sleeps) != fmt.Sprint(tc.openSleeps) {
-				t.Errorf("New waited %v, datasheet execution times %v", c.sleeps, tc.openSleeps)
+			if tc.openSleeps != nil && fmt.Sprint(c.Sleeps) != fmt.Sprint(tc.openSleeps) {
+				t.Errorf("New waited %v, datasheet execution times %v", c.Sleeps, tc.openSleeps)
 			}
-			c.sleeps = nil
+			c.Sleeps = nil
 			m, err := d.Sense(context.Background())
-			if tc.senseErr != "" {
-				if err == nil || !strings.Contains(err.Error(), tc.senseErr) {
-					t.Fatalf("Sense error %v, want %q", err, tc.senseErr)
-				}
+			if drivertest.WantErr(t, "Sense", err, tc.senseErr) {
 				return
 			}
-			if err != nil {
-				t.Fatal(err)
-			}
-			if len(c.sleeps) != tc.polls {
-				t.Errorf("polled %v, want %d waits", c.sleeps, tc.polls)
+			if len(c.Sleeps) != tc.polls {
+				t.Errorf("polled %v, want %d waits", c.Sleeps, tc.polls)
 			}
 			if m.MassPM2_5 != 16.25 || m.MassPM10 != 22.75 {
 				t.Errorf("measurement %+v", m)
@@ -235,32 +164,29 @@ func TestPlayback(t *testing.T) {
 }
 
 func TestHalt(t *testing.T) {
-	pb := &i2ctest.Playback{Ops: ops(openOps(604800, false), []i2ctest.IO{{Addr: a, W: []byte{0x01, 0x04}}}), DontPanic: true}
+	bus := drivertest.Playback(t, slices.Concat(openOps(604800, false), []i2ctest.IO{{Addr: a, W: []byte{0x01, 0x04}}}), -1)
 	c := newClock()
-	d, err := New(pb, &Opts{Addr: a, CleaningInterval: DefaultCleaningInterval, Sleep: c.sleep})
+	d, err := New(bus, &Opts{Addr: a, CleaningInterval: DefaultCleaningInterval, Sleep: c.Sleep})
 	if err != nil {
 		t.Fatal(err)
 	}
-	c.sleeps = nil
+	c.Sleeps = nil
 	if err := d.Halt(); err != nil {
 		t.Fatal(err)
 	}
-	if len(c.sleeps) != 1 || c.sleeps[0] != startStopWait {
-		t.Errorf("Halt waited %v, want %v", c.sleeps, startStopWait)
-	}
-	if err := pb.Close(); err != nil {
-		t.Error(err)
+	if len(c.Sleeps) != 1 || c.Sleeps[0] != startStopWait {
+		t.Errorf("Halt waited %v, want %v", c.Sleeps, startStopWait)
 	}
 }
 
-func newSimDev(t *testing.T, interval time.Duration) (*clock, *Sim, *sim.Bus, *Dev) {
+func newSimDev(t *testing.T, interval time.Duration) (*drivertest.Clock, *Sim, *sim.Bus, *Dev) {
 	t.Helper()
 	c := newClock()
 	chip := NewSim(sim.NewWorld(41), "SIM0000000000042")
-	chip.chip.Now = c.now
+	chip.chip.Now = c.Now
 	bus := sim.NewBus("sim-i2c1")
 	bus.Attach(a, chip)
-	d, err := New(bus, &Opts{Addr: a, CleaningInterval: interval, Sleep: c.sleep})
+	d, err := New(bus, &Opts{Addr: a, CleaningInterval: interval, Sleep: c.Sleep})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -272,7 +198,7 @@ func TestSimRoundTrip(t *testing.T) {
 	if !chip.Measuring() {
 		t.Fatal("not measuring after New")
 	}
-	start := c.t
+	start := c.Now()
 	for i := 0; i < 20; i++ {
 		m, err := d.Sense(context.Background())
 		if err != nil {
@@ -286,7 +212,7 @@ func TestSimRoundTrip(t *testing.T) {
 			}
 		}
 	}
-	if took := c.t.Sub(start); took < 19*measureInterval || took > 21*measureInterval {
+	if took := c.Now().Sub(start); took < 19*measureInterval || took > 21*measureInterval {
 		t.Errorf("20 readings took %v at one measurement per second", took)
 	}
 	if err := d.Halt(); err != nil {
@@ -305,14 +231,14 @@ func TestSimCleaningInterval(t *testing.T) {
 	// A new interval is written once; opening again (agent restart, sensor
 	// left measuring) finds it in place and spares the flash.
 	for i := 0; i < 3; i++ {
-		if _, err := New(bus, &Opts{Addr: a, CleaningInterval: 72 * time.Hour, Sleep: c.sleep}); err != nil {
+		if _, err := New(bus, &Opts{Addr: a, CleaningInterval: 72 * time.Hour, Sleep: c.Sleep}); err != nil {
 			t.Fatalf("open %d: %v", i, err)
 		}
 	}
 	if iv, writes := chip.CleaningInterval(); iv != 72*time.Hour || writes != 1 {
 		t.Errorf("interval %v after %d writes, want 72h after 1", iv, writes)
 	}
-	if _, err := New(bus, &Opts{Addr: a, CleaningInterval: 0, Sleep: c.sleep}); err != nil {
+	if _, err := New(bus, &Opts{Addr: a, CleaningInterval: 0, Sleep: c.Sleep}); err != nil {
 		t.Fatal(err)
 	}
 	if iv, _ := chip.CleaningInterval(); iv != 0 {
@@ -335,7 +261,7 @@ func TestSimFaults(t *testing.T) {
 	if err := chip.Tx([]byte{0x01, 0x04}, nil); err != nil {
 		t.Fatal(err)
 	}
-	c.t = c.t.Add(time.Second)
+	c.Advance(time.Second)
 	if _, err := d.Sense(context.Background()); !errors.Is(err, errNotReady) {
 		t.Fatalf("Sense with measurement stopped: %v, want %v", err, errNotReady)
 	}

@@ -7,6 +7,7 @@ import (
 	"github.com/cityedge/cityedge/drivers"
 	"github.com/cityedge/cityedge/drivers/sht3x"
 	"github.com/cityedge/cityedge/drivers/sim"
+	"periph.io/x/conn/v3"
 	"periph.io/x/conn/v3/physic"
 )
 
@@ -31,21 +32,26 @@ func openSHT3x(t Target, _ any) (drivers.Sensor, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", t.Where(), err)
 	}
-	return sht3xSensor{dev}, nil
+	return climateSensor{dev, func(ctx context.Context) (physic.Temperature, physic.RelativeHumidity, error) {
+		m, err := dev.Sense(ctx)
+		return m.Temperature, m.Humidity, err
+	}}, nil
 }
 
-type sht3xSensor struct{ dev *sht3x.Dev }
+// climateSensor adapts a chip that measures temperature and relative
+// humidity (the SHT3x and SHT4x families) to drivers.Sensor.
+type climateSensor struct {
+	conn.Resource
+	sense func(context.Context) (physic.Temperature, physic.RelativeHumidity, error)
+}
 
-func (s sht3xSensor) Read(ctx context.Context) ([]drivers.Value, error) {
-	m, err := s.dev.Sense(ctx)
+func (s climateSensor) Read(ctx context.Context) ([]drivers.Value, error) {
+	t, h, err := s.sense(ctx)
 	if err != nil {
 		return nil, err
 	}
 	return []drivers.Value{
-		drivers.Number(drivers.Temperature, drivers.UnitCelsius, m.Temperature.Celsius()),
-		drivers.Number(drivers.Humidity, drivers.UnitPercentRH, float64(m.Humidity)/float64(physic.PercentRH)),
+		drivers.Number(drivers.Temperature, drivers.UnitCelsius, t.Celsius()),
+		drivers.Number(drivers.Humidity, drivers.UnitPercentRH, float64(h)/float64(physic.PercentRH)),
 	}, nil
 }
-
-func (s sht3xSensor) Halt() error    { return s.dev.Halt() }
-func (s sht3xSensor) String() string { return s.dev.String() }

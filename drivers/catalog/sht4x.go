@@ -31,21 +31,8 @@ func openSHT4x(t Target, _ any) (drivers.Sensor, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", t.Where(), err)
 	}
-	return sht4xSensor{dev}, nil
+	return climateSensor{dev, func(ctx context.Context) (physic.Temperature, physic.RelativeHumidity, error) {
+		m, err := dev.Sense(ctx)
+		return m.Temperature, m.Humidity, err
+	}}, nil
 }
-
-type sht4xSensor struct{ dev *sht4x.Dev }
-
-func (s sht4xSensor) Read(ctx context.Context) ([]drivers.Value, error) {
-	m, err := s.dev.Sense(ctx)
-	if err != nil {
-		return nil, err
-	}
-	return []drivers.Value{
-		drivers.Number(drivers.Temperature, drivers.UnitCelsius, m.Temperature.Celsius()),
-		drivers.Number(drivers.Humidity, drivers.UnitPercentRH, float64(m.Humidity)/float64(physic.PercentRH)),
-	}, nil
-}
-
-func (s sht4xSensor) Halt() error    { return s.dev.Halt() }
-func (s sht4xSensor) String() string { return s.dev.String() }

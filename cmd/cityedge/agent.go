@@ -306,7 +306,8 @@ func (a *agent) reportDrops(ctx context.Context, every time.Duration) {
 		for _, k := range names {
 			vals = append(vals, drivers.Number("dropped/"+k, "", float64(st.Dropped[k])))
 		}
-		a.log.Warn("buffer full: oldest readings dropped", "dropped", st.DroppedTotal, "by_sensor", st.Dropped)
+		// The buffer logs drops itself, rate-limited; this is the detail.
+		a.log.Debug("reporting drop counters in the readings stream", "dropped", st.DroppedTotal, "by_sensor", st.Dropped)
 		if err := a.appendPrio(ctx, drivers.Reading{Sensor: agentSensor, Time: time.Now(), Values: vals}, 2); err != nil {
 			a.log.Error("report drops", "err", err)
 		}

@@ -115,7 +115,7 @@ const (
 	defaultConfigPath      = "/etc/cityedge/cityedge.toml"
 	defaultStateDir        = "/var/lib/cityedge"
 	defaultMaxBytes        = 256 << 20
-	minMaxBytes            = 64 << 10
+	minMaxBytes            = 1 << 20
 	maxMaxBytes            = 1 << 30
 	defaultCommit          = 250 * time.Millisecond
 	defaultBatchMax        = 100
@@ -305,7 +305,7 @@ func (c *Config) validate(fail func(key, format string, args ...any) error) erro
 	case a.LogLevel != "debug" && a.LogLevel != "info" && a.LogLevel != "warn" && a.LogLevel != "error":
 		return fail("agent.log_level", "%q: use \"debug\", \"info\", \"warn\" or \"error\"", a.LogLevel)
 	case b.MaxBytes < minMaxBytes || b.MaxBytes > maxMaxBytes:
-		return fail("buffer.max_bytes", "%d bytes is out of range: use 64KiB to 1GiB (32-bit gateways cannot map more)", b.MaxBytes)
+		return fail("buffer.max_bytes", "%d bytes is out of range: use 1MiB to 1GiB (32-bit gateways cannot map more)", b.MaxBytes)
 	case b.CommitInterval < 0 || b.CommitInterval.D() > 5*time.Second:
 		return fail("buffer.commit_interval", "%v is out of range: use 0s to 5s (it is the loss window on power cut)", b.CommitInterval.D())
 	case len(u.Brokers) == 0:

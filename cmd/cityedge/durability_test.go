@@ -2,6 +2,8 @@ package main
 
 import (
 	"context"
+	"fmt"
+	"log/slog"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
@@ -262,4 +264,80 @@ func TestOutageBacklog(t *testing.T) {
 		"(worst live lag %v); %d distinct, %d repeats, %d left",
 		backlog, drained.Round(time.Millisecond), backlog/drained.Seconds(), liveDuringBackfill,
 		worstLiveLag.Round(time.Millisecond), distinct, repeats, len(left))
+}
+
+// TestBoundDropsVisible: with the broker away and a small max_bytes, the
+// buffer drops the oldest readings, and the drop counter reaches the
+// receiver in the readings stream as <id>/cityedge/dropped, equal to what
+// the buffer counted.
+func TestBoundDropsVisible(t *testing.T) {
+	if testing.Short() {
+		t.Skip("fills a buffer")
+	}
+	b := testbroker.Start(t, testbroker.Options{})
+	dir := t.TempDir()
+	state := filepath.Join(dir, "state")
+	var cfg strings.Builder
+	fmt.Fprintf(&cfg, "[agent]\nid = \"gw-test\"\nstate_dir = %q\n[buffer]\nmax_bytes = \"1MiB\"\ncommit_interval = \"50ms\"\n"+
+		"[uplink]\nbrokers = [%q]\ntopic_prefix = \"cityedge/test/gw-test\"\nreconnect_spread = \"1s\"\nbatch_wait = \"200ms\"\n"+
+		"ca_file = %q\ncert_file = %q\nkey_file = %q\n", state, b.URL, b.PKI.CA.CertFile, b.PKI.Client.CertFile, b.PKI.Client.KeyFile)
+	for i := 0; i < 60; i++ {
+		fmt.Fprintf(&cfg, "[[sensors]]\nname = \"air-%d\"\ndriver = \"bme280\"\nbus = \"%d\"\naddress = %#x\ninterval = \"100ms\"\n", i, i/2, 0x76+i%2)
+	}
+	config := filepath.Join(dir, "cityedge.toml")
+	if err := os.WriteFile(config, []byte(cfg.String()), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	col := collect(t, b, "cityedge/test/gw-test")
+	b.Stop()
+	p := startAgent(t, config, "--simulate")
+	c, err := LoadConfig(config)
+	if err != nil {
+		t.Fatal(err)
+	}
+	quiet := slog.New(slog.DiscardHandler)
+	waitFor(t, "the buffer to drop readings", 60*time.Second, func() bool {
+		live, _ := queryAgent(context.Background(), c, quiet)
+		return live != nil && live.Dropped > 0
+	})
+	time.Sleep(6 * time.Second) // a drop report is taken every 5 s
+	b.Restart()
+	var reported float64
+	waitFor(t, "the drop counter in the readings stream", 30*time.Second, func() bool {
+		for _, r := range col.snapshot() {
+			if r.name == "gw-test/cityedge/dropped" {
+				reported = max(reported, r.v)
+			}
+		}
+		return reported > 0
+	})
+	p.stop(t)
+	q, err := buffer.Open(filepath.Join(state, bufferFile), buffer.Options{MaxBytes: 1 << 20})
+	if err != nil {
+		t.Fatal(err)
+	}
+	st := q.Stats()
+	q.Close()
+	if reported > float64(st.DroppedTotal) || reported == 0 {
+		t.Errorf("the stream reported %v dropped, the buffer counted %d", reported, st.DroppedTotal)
+	}
+	// Within one report the per-sensor counters add up to the total.
+	totals, sums := map[uint64]float64{}, map[uint64]float64{}
+	for _, r := range col.snapshot() {
+		switch {
+		case r.name == "gw-test/cityedge/dropped":
+			totals[r.seq] = r.v
+		case strings.HasPrefix(r.name, "gw-test/cityedge/dropped/"):
+			sums[r.seq] += r.v
+		}
+	}
+	for seq, total := range totals {
+		if sums[seq] != total {
+			t.Errorf("report seq %d: per-sensor drops add up to %v, total says %v", seq, sums[seq], total)
+		}
+	}
+	if fi, err := os.Stat(filepath.Join(state, bufferFile)); err != nil || fi.Size() > 1<<20+64<<10 {
+		t.Errorf("buffer file %v bytes, bound 1 MiB: %v", fi.Size(), err)
+	}
+	t.Logf("buffer dropped %d readings (by sensor %v); the readings stream reported %v", st.DroppedTotal, len(st.Dropped), reported)
 }

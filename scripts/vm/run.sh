@@ -10,6 +10,7 @@
 #
 # Environment:
 #   CITYEDGE_VM_TEST=0        skip (prints a SKIP: line, exits 0)
+#   CITYEDGE_REQUIRE_VM=1     fail instead of skipping when tools are missing and cannot be installed
 #   CITYEDGE_VM_CACHE=DIR     downloads, kernels, built modules
 #                             (default ${XDG_CACHE_HOME:-$HOME/.cache}/cityedge-vm)
 #   CITYEDGE_VM_REFRESH=1     look up the newest Debian kernel again
@@ -96,7 +97,14 @@ ensure_tools() {
 	missing=$(missing_tools | xargs)
 	[[ -z "$missing" ]] && return
 	if [[ $(id -u) != 0 ]] || ! command -v apt-get >/dev/null; then
-		die "missing Debian packages: $missing; install them with: sudo apt-get install --no-install-recommends $missing"
+		# A developer without root gets a clear skip, so that `make test`
+		# passes on a fresh machine; CI (root) installs, and
+		# CITYEDGE_REQUIRE_VM=1 turns the skip into a failure.
+		if [[ ${CITYEDGE_REQUIRE_VM:-0} == 1 ]]; then
+			die "missing Debian packages: $missing; install them with: sudo apt-get install --no-install-recommends $missing"
+		fi
+		echo "SKIP: emulated ARM gateway test: missing Debian packages $missing; install them with: sudo apt-get install --no-install-recommends $missing"
+		exit 0
 	fi
 	say "installing $missing"
 	apt-get update -qq >/dev/null || die "apt-get update failed; install by hand: apt-get install $missing"

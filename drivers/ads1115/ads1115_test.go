@@ -88,17 +88,18 @@ func TestNew(t *testing.T) {
 		ops    []i2ctest.IO
 		nackAt int
 		err    string
+		nacked bool // the error the case ends on comes from the NACK
 	}{
-		{"reads back with OS idle", []i2ctest.IO{write, read(0xC1, 0x83)}, -1, ""},
-		{"reads back the reset value", []i2ctest.IO{write, read(0x85, 0x83)}, -1, "config register reads 0x8583 after writing 0x4183"},
-		{"nothing there", nil, 0, "write config"},
-		{"stops answering", []i2ctest.IO{write}, 1, "read config"},
+		{"reads back with OS idle", []i2ctest.IO{write, read(0xC1, 0x83)}, -1, "", false},
+		{"reads back the reset value", []i2ctest.IO{write, read(0x85, 0x83)}, -1, "config register reads 0x8583 after writing 0x4183", false},
+		{"nothing there", nil, 0, "write config", true},
+		{"stops answering", []i2ctest.IO{write}, 1, "read config", true},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := New(drivertest.Playback(t, tc.ops, tc.nackAt), nil)
-			if drivertest.WantErr(t, "New", err, tc.err) && tc.nackAt >= 0 && !errors.Is(err, sim.ErrNACK) {
-				t.Errorf("New: %v does not wrap the bus error", err)
+			if drivertest.WantErr(t, "New", err, tc.err) {
+				wantNACK(t, "New", err, tc.nackAt, tc.nacked)
 			}
 		})
 	}
@@ -124,16 +125,17 @@ func TestSense(t *testing.T) {
 		want   physic.ElectricPotential
 		sleeps int
 		err    string
+		nacked bool // the error the case ends on comes from the NACK
 	}{
-		{"done after the period", 2, FSR4096mV, []i2ctest.IO{start, status(0xE3), conv(0x3E, 0x80)}, -1, 2 * physic.Volt, 1, ""},
-		{"one poll more", 2, FSR4096mV, []i2ctest.IO{start, status(0x63), status(0xE3), conv(0x0C, 0x80)}, -1, 400 * physic.MilliVolt, 2, ""},
-		{"never done", 2, FSR4096mV, never, -1, 0, 17, "conversion not done"},
-		{"saturated", 2, FSR4096mV, []i2ctest.IO{start, status(0xE3), conv(0x7F, 0xFF)}, -1, 0, 1, "AIN2: input at or above +4.096V"},
-		{"nack on start", 2, FSR4096mV, nil, 0, 0, 0, "start conversion of AIN2"},
-		{"nack on status", 2, FSR4096mV, []i2ctest.IO{start}, 1, 0, 1, "read status of AIN2"},
-		{"nack on read", 2, FSR4096mV, []i2ctest.IO{start, status(0xE3)}, 2, 0, 1, "read conversion of AIN2"},
-		{"no AIN4", 4, FSR4096mV, nil, -1, 0, 0, "AIN4: want 0 to 3"},
-		{"no gain 6", 0, Gain(6), nil, -1, 0, 0, "invalid gain"},
+		{"done after the period", 2, FSR4096mV, []i2ctest.IO{start, status(0xE3), conv(0x3E, 0x80)}, -1, 2 * physic.Volt, 1, "", false},
+		{"one poll more", 2, FSR4096mV, []i2ctest.IO{start, status(0x63), status(0xE3), conv(0x0C, 0x80)}, -1, 400 * physic.MilliVolt, 2, "", false},
+		{"never done", 2, FSR4096mV, never, -1, 0, 17, "conversion not done", false},
+		{"saturated", 2, FSR4096mV, []i2ctest.IO{start, status(0xE3), conv(0x7F, 0xFF)}, -1, 0, 1, "AIN2: input at or above +4.096V", false},
+		{"nack on start", 2, FSR4096mV, nil, 0, 0, 0, "start conversion of AIN2", true},
+		{"nack on status", 2, FSR4096mV, []i2ctest.IO{start}, 1, 0, 1, "read status of AIN2", true},
+		{"nack on read", 2, FSR4096mV, []i2ctest.IO{start, status(0xE3)}, 2, 0, 1, "read conversion of AIN2", true},
+		{"no AIN4", 4, FSR4096mV, nil, -1, 0, 0, "AIN4: want 0 to 3", false},
+		{"no gain 6", 0, Gain(6), nil, -1, 0, 0, "invalid gain", false},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -149,6 +151,7 @@ func TestSense(t *testing.T) {
 				}
 			}
 			if drivertest.WantErr(t, "Sense", err, tc.err) {
+				wantNACK(t, "Sense", err, tc.nackAt, tc.nacked)
 				return
 			}
 			if got != tc.want {
@@ -251,5 +254,21 @@ func BenchmarkSenseSim(b *testing.B) {
 		if _, err := d.Sense(context.Background(), 0, FSR4096mV); err != nil {
 			b.Fatal(err)
 		}
+	}
+}
+
+// wantNACK checks that the error a case ended on wraps sim.ErrNACK exactly
+// when the case says so (nacked), and that the case injects a NACK (nack >= 0)
+// exactly then: the playback's own "unexpected Tx" error reads much like a
+// refused transaction, so the message alone cannot tell a missing NACK from a
+// script that ran out, and nacked is kept apart from nack so that dropping the
+// injection alone fails the case.
+func wantNACK(t *testing.T, step string, err error, nack int, nacked bool) {
+	t.Helper()
+	if nacked != (nack >= 0) {
+		t.Errorf("%s: the case expects a NACK error %v but injects a NACK at transaction %d", step, nacked, nack)
+	}
+	if got := errors.Is(err, sim.ErrNACK); got != nacked {
+		t.Errorf("%s: %v: wraps sim.ErrNACK %v, want %v", step, err, got, nacked)
 	}
 }

@@ -60,19 +60,20 @@ func TestNew(t *testing.T) {
 		ops    []i2ctest.IO
 		nackAt int
 		err    string
+		nacked bool // the error the case ends on comes from the NACK
 	}{
-		{"default MTreg 69 = 010_00101", nil, []i2ctest.IO{op(0x01), op(0x42), op(0x65)}, -1, ""},
-		{"MTreg 31 = 000_11111", &Opts{Addr: 0x23, MTreg: 31}, []i2ctest.IO{op(0x01), op(0x40), op(0x7F)}, -1, ""},
-		{"MTreg 254 = 111_11110", &Opts{Addr: 0x23, MTreg: 254}, []i2ctest.IO{op(0x01), op(0x47), op(0x7E)}, -1, ""},
-		{"MTreg 30", &Opts{Addr: 0x23, MTreg: 30}, nil, -1, "MTreg 30 is outside 31..254"},
-		{"nothing there", nil, nil, 0, "power on"},
-		{"stops answering", nil, []i2ctest.IO{op(0x01)}, 1, "MTreg high bits"},
+		{"default MTreg 69 = 010_00101", nil, []i2ctest.IO{op(0x01), op(0x42), op(0x65)}, -1, "", false},
+		{"MTreg 31 = 000_11111", &Opts{Addr: 0x23, MTreg: 31}, []i2ctest.IO{op(0x01), op(0x40), op(0x7F)}, -1, "", false},
+		{"MTreg 254 = 111_11110", &Opts{Addr: 0x23, MTreg: 254}, []i2ctest.IO{op(0x01), op(0x47), op(0x7E)}, -1, "", false},
+		{"MTreg 30", &Opts{Addr: 0x23, MTreg: 30}, nil, -1, "MTreg 30 is outside 31..254", false},
+		{"nothing there", nil, nil, 0, "power on", true},
+		{"stops answering", nil, []i2ctest.IO{op(0x01)}, 1, "MTreg high bits", true},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := New(drivertest.Playback(t, tc.ops, tc.nackAt), tc.opts)
-			if drivertest.WantErr(t, "New", err, tc.err) && tc.nackAt >= 0 && !errors.Is(err, sim.ErrNACK) {
-				t.Errorf("New: %v does not wrap the bus error", err)
+			if drivertest.WantErr(t, "New", err, tc.err) {
+				wantNACK(t, "New", err, tc.nackAt, tc.nacked)
 			}
 		})
 	}
@@ -90,16 +91,17 @@ func TestSense(t *testing.T) {
 		want   Illuminance
 		sleeps []time.Duration
 		err    string
+		nacked bool // the error the case ends on comes from the NACK
 	}{
-		{"datasheet example", 69, []i2ctest.IO{on, start, read(0x83, 0x90)}, -1, 28066667 * MilliLux, []time.Duration{180 * time.Millisecond}, ""},
+		{"datasheet example", 69, []i2ctest.IO{on, start, read(0x83, 0x90)}, -1, 28066667 * MilliLux, []time.Duration{180 * time.Millisecond}, "", false},
 		{"short MTreg waits less", 31, []i2ctest.IO{on, start, read(0x83, 0x90)}, -1, 62470968 * MilliLux,
-			[]time.Duration{(180*time.Millisecond*31 + 68) / 69}, ""},
+			[]time.Duration{(180*time.Millisecond*31 + 68) / 69}, "", false},
 		{"long MTreg waits more", 254, []i2ctest.IO{on, start, read(0x00, 0x0A)}, -1, 2264 * MilliLux,
-			[]time.Duration{(180*time.Millisecond*254 + 68) / 69}, ""},
-		{"saturated", 69, []i2ctest.IO{on, start, read(0xFF, 0xFF)}, -1, 0, []time.Duration{180 * time.Millisecond}, "saturated"},
-		{"nack on power on", 69, nil, 0, 0, nil, "power on"},
-		{"nack on start", 69, []i2ctest.IO{on}, 1, 0, nil, "start measurement"},
-		{"nack on read", 69, []i2ctest.IO{on, start}, 2, 0, []time.Duration{180 * time.Millisecond}, "read measurement"},
+			[]time.Duration{(180*time.Millisecond*254 + 68) / 69}, "", false},
+		{"saturated", 69, []i2ctest.IO{on, start, read(0xFF, 0xFF)}, -1, 0, []time.Duration{180 * time.Millisecond}, "saturated", false},
+		{"nack on power on", 69, nil, 0, 0, nil, "power on", true},
+		{"nack on start", 69, []i2ctest.IO{on}, 1, 0, nil, "start measurement", true},
+		{"nack on read", 69, []i2ctest.IO{on, start}, 2, 0, []time.Duration{180 * time.Millisecond}, "read measurement", true},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -110,6 +112,7 @@ func TestSense(t *testing.T) {
 				t.Errorf("slept %v, want %v", c.Sleeps, tc.sleeps)
 			}
 			if drivertest.WantErr(t, "Sense", err, tc.err) {
+				wantNACK(t, "Sense", err, tc.nackAt, tc.nacked)
 				return
 			}
 			if got != tc.want {
@@ -226,5 +229,21 @@ func BenchmarkDecode(b *testing.B) {
 		if _, err := decode(raw, MTregDefault); err != nil {
 			b.Fatal(err)
 		}
+	}
+}
+
+// wantNACK checks that the error a case ended on wraps sim.ErrNACK exactly
+// when the case says so (nacked), and that the case injects a NACK (nack >= 0)
+// exactly then: the playback's own "unexpected Tx" error reads much like a
+// refused transaction, so the message alone cannot tell a missing NACK from a
+// script that ran out, and nacked is kept apart from nack so that dropping the
+// injection alone fails the case.
+func wantNACK(t *testing.T, step string, err error, nack int, nacked bool) {
+	t.Helper()
+	if nacked != (nack >= 0) {
+		t.Errorf("%s: the case expects a NACK error %v but injects a NACK at transaction %d", step, nacked, nack)
+	}
+	if got := errors.Is(err, sim.ErrNACK); got != nacked {
+		t.Errorf("%s: %v: wraps sim.ErrNACK %v, want %v", step, err, got, nacked)
 	}
 }

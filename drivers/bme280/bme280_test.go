@@ -226,7 +226,8 @@ func TestPlayback(t *testing.T) {
 		name     string
 		addr     uint16
 		ops      []i2ctest.IO
-		nack     int // transaction to NACK, -1 for none
+		nack     int  // transaction to NACK, -1 for none
+		nacked   bool // the error the case ends on comes from the NACK
 		sense    bool
 		chip     Chip
 		openErr  string
@@ -238,11 +239,11 @@ func TestPlayback(t *testing.T) {
 		{name: "NVM copy still running after reset", addr: 0x76, ops: slices.Concat(nvmBusy, bmeSense), nack: -1, sense: true, chip: BME280, humidity: true},
 		{name: "wrong chip id", addr: 0x76, ops: []i2ctest.IO{{Addr: 0x76, W: []byte{regID}, R: []byte{0x55}}}, nack: -1,
 			openErr: "chip id 0x55 is neither a BME280 (0x60) nor a BMP280 (0x58)"},
-		{name: "nothing at address", addr: 0x76, nack: 0, openErr: "read chip id"},
-		{name: "NACK on calibration", addr: 0x76, ops: bmeOpen[:3], nack: 3, openErr: "read calibration 0x88..0xA1"},
+		{name: "nothing at address", nacked: true, addr: 0x76, nack: 0, openErr: "read chip id"},
+		{name: "NACK on calibration", nacked: true, addr: 0x76, ops: bmeOpen[:3], nack: 3, openErr: "read calibration 0x88..0xA1"},
 		{name: "dead calibration NVM", addr: 0x76, ops: slices.Concat(bmeOpen[:3], []i2ctest.IO{{Addr: 0x76, W: []byte{regCalib1}, R: badCRCish}, bmeOpen[4]}),
 			nack: -1, openErr: "calibration data invalid"},
-		{name: "NACK on data read", addr: 0x76, ops: slices.Concat(bmeOpen, bmeSense[:1]), nack: len(bmeOpen) + 1, sense: true, chip: BME280,
+		{name: "NACK on data read", nacked: true, addr: 0x76, ops: slices.Concat(bmeOpen, bmeSense[:1]), nack: len(bmeOpen) + 1, sense: true, chip: BME280,
 			senseErr: "bme280: read data"},
 		{name: "chip reset during conversion", addr: 0x76, ops: slices.Concat(bmeOpen, bmeSense[:1], []i2ctest.IO{{Addr: 0x76, W: []byte{regData}, R: []byte{0x80, 0, 0, 0x80, 0, 0, 0x80, 0}}}),
 			nack: -1, sense: true, chip: BME280, senseErr: "no measurement"},
@@ -255,6 +256,7 @@ func TestPlayback(t *testing.T) {
 			o.Addr = tc.addr
 			d, err := New(drivertest.Playback(t, tc.ops, tc.nack), o)
 			if drivertest.WantErr(t, "New", err, tc.openErr) {
+				wantNACK(t, "New", err, tc.nack, tc.nacked)
 				return
 			}
 			if d.Chip() != tc.chip {
@@ -269,6 +271,7 @@ func TestPlayback(t *testing.T) {
 			c.Sleeps = nil
 			m, err := d.Sense(context.Background())
 			if drivertest.WantErr(t, "Sense", err, tc.senseErr) {
+				wantNACK(t, "Sense", err, tc.nack, tc.nacked)
 				return
 			}
 			wantWait := MeasureTime(X1, X1, X1)
@@ -489,5 +492,21 @@ func BenchmarkSenseSim(b *testing.B) {
 		if _, err := d.Sense(ctx); err != nil {
 			b.Fatal(err)
 		}
+	}
+}
+
+// wantNACK checks that the error a case ended on wraps sim.ErrNACK exactly
+// when the case says so (nacked), and that the case injects a NACK (nack >= 0)
+// exactly then: the playback's own "unexpected Tx" error reads much like a
+// refused transaction, so the message alone cannot tell a missing NACK from a
+// script that ran out, and nacked is kept apart from nack so that dropping the
+// injection alone fails the case.
+func wantNACK(t *testing.T, step string, err error, nack int, nacked bool) {
+	t.Helper()
+	if nacked != (nack >= 0) {
+		t.Errorf("%s: the case expects a NACK error %v but injects a NACK at transaction %d", step, nacked, nack)
+	}
+	if got := errors.Is(err, sim.ErrNACK); got != nacked {
+		t.Errorf("%s: %v: wraps sim.ErrNACK %v, want %v", step, err, got, nacked)
 	}
 }

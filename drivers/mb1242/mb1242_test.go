@@ -78,8 +78,8 @@ func TestSense(t *testing.T) {
 				t.Errorf("slept %v, want %v", c.Sleeps, tc.sleeps)
 			}
 			if drivertest.WantErr(t, "Sense", err, tc.err) {
-				if tc.errNACK && !errors.Is(err, sim.ErrNACK) {
-					t.Errorf("Sense: %v does not wrap the bus error", err)
+				if got := errors.Is(err, sim.ErrNACK); got != tc.errNACK || got != (tc.nackAt >= 0) {
+					t.Errorf("Sense: %v: wraps sim.ErrNACK %v, want %v (NACK injected at transaction %d)", err, got, tc.errNACK, tc.nackAt)
 				}
 				return
 			}

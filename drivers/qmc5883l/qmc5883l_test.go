@@ -31,22 +31,23 @@ func TestNew(t *testing.T) {
 		ops    []i2ctest.IO
 		nackAt int
 		want   string // error substring; "" = success
+		nacked bool   // the error the case ends on comes from the NACK
 	}{
-		{"defaults: 2G 10Hz OSR512 continuous", nil, initOps(0x01), -1, ""},
-		{"8G 200Hz OSR64", &Opts{Addr: 0x0D, Range: Range8G, Rate: Rate200Hz, Oversampling: OSR64}, initOps(0xDD), -1, ""},
-		{"2G 50Hz OSR256", &Opts{Addr: 0x0D, Range: Range2G, Rate: Rate50Hz, Oversampling: OSR256}, initOps(0x45), -1, ""},
-		{"wrong chip id", nil, []i2ctest.IO{{Addr: 0x0D, W: []byte{0x0D}, R: []byte{0x48}}}, -1, "chip id 0x48, want 0xff"},
-		{"nack on chip id", nil, nil, 0, "read chip id"},
-		{"nack on reset", nil, initOps(0x01)[:1], 1, "soft reset"},
-		{"nack on set/reset period", nil, initOps(0x01)[:2], 2, "set/reset period"},
-		{"nack on mode", nil, initOps(0x01)[:3], 3, "start continuous mode"},
-		{"invalid range", &Opts{Addr: 0x0D, Range: 2}, nil, -1, "invalid options"},
+		{"defaults: 2G 10Hz OSR512 continuous", nil, initOps(0x01), -1, "", false},
+		{"8G 200Hz OSR64", &Opts{Addr: 0x0D, Range: Range8G, Rate: Rate200Hz, Oversampling: OSR64}, initOps(0xDD), -1, "", false},
+		{"2G 50Hz OSR256", &Opts{Addr: 0x0D, Range: Range2G, Rate: Rate50Hz, Oversampling: OSR256}, initOps(0x45), -1, "", false},
+		{"wrong chip id", nil, []i2ctest.IO{{Addr: 0x0D, W: []byte{0x0D}, R: []byte{0x48}}}, -1, "chip id 0x48, want 0xff", false},
+		{"nack on chip id", nil, nil, 0, "read chip id", true},
+		{"nack on reset", nil, initOps(0x01)[:1], 1, "soft reset", true},
+		{"nack on set/reset period", nil, initOps(0x01)[:2], 2, "set/reset period", true},
+		{"nack on mode", nil, initOps(0x01)[:3], 3, "start continuous mode", true},
+		{"invalid range", &Opts{Addr: 0x0D, Range: 2}, nil, -1, "invalid options", false},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := New(drivertest.Playback(t, tc.ops, tc.nackAt), tc.opts)
-			if drivertest.WantErr(t, "New", err, tc.want) && tc.nackAt >= 0 && !errors.Is(err, sim.ErrNACK) {
-				t.Errorf("New: %v does not wrap the bus error", err)
+			if drivertest.WantErr(t, "New", err, tc.want) {
+				wantNACK(t, "New", err, tc.nackAt, tc.nacked)
 			}
 		})
 	}
@@ -73,26 +74,27 @@ func TestSense(t *testing.T) {
 		want   Field
 		sleeps int
 		err    string
+		nacked bool // the error the case ends on comes from the NACK
 	}{
 		// 12000 LSB/G: 2400 counts = 0.2 G = 20 µT, −600 = −5 µT, 5040 = 42 µT.
 		{"ready at once", Range2G, []i2ctest.IO{status(0x01), read(data(2400, -600, 5040, 0x00))}, -1,
-			Field{20000 * nT, -5000 * nT, 42000 * nT}, 0, ""},
+			Field{20000 * nT, -5000 * nT, 42000 * nT}, 0, "", false},
 		{"ready after two polls", Range2G, []i2ctest.IO{status(0x00), status(0x04), status(0x05), read(data(2400, -600, 5040, 0x04))}, -1,
-			Field{20000 * nT, -5000 * nT, 42000 * nT}, 2, ""},
+			Field{20000 * nT, -5000 * nT, 42000 * nT}, 2, "", false},
 		// 1 count = 8.33 nT at ±2 G, rounded half away from zero.
 		{"quantisation 2G", Range2G, []i2ctest.IO{status(0x01), read(data(1, -1, 3, 0))}, -1,
-			Field{8 * nT, -8 * nT, 25 * nT}, 0, ""},
+			Field{8 * nT, -8 * nT, 25 * nT}, 0, "", false},
 		// 3000 LSB/G: 3000 counts = 100 µT; 1 count = 33.3 nT.
 		{"8G", Range8G, []i2ctest.IO{status(0x01), read(data(3000, -1, 24000, 0))}, -1,
-			Field{100000 * nT, -33 * nT, 800000 * nT}, 0, ""},
+			Field{100000 * nT, -33 * nT, 800000 * nT}, 0, "", false},
 		{"full scale 2G", Range2G, []i2ctest.IO{status(0x01), read(data(24000, -24000, 0, 0))}, -1,
-			Field{200000 * nT, -200000 * nT, 0}, 0, ""},
-		{"overflow flag", Range2G, []i2ctest.IO{status(0x03), read(data(0, 0, 0, 0x02))}, -1, Field{}, 0, "beyond the measurement range ±2G"},
-		{"overflow flag cleared by the poll", Range2G, []i2ctest.IO{status(0x03), read(data(100, 0, 0, 0x00))}, -1, Field{}, 0, "beyond the measurement range ±2G"},
-		{"beyond range without flag", Range2G, []i2ctest.IO{status(0x01), read(data(0, 24001, 0, 0))}, -1, Field{}, 0, "axis Y reads 24001"},
-		{"never ready", Range2G, never, -1, Field{}, 15, "no data ready after 300ms"},
-		{"nack on status", Range2G, nil, 0, Field{}, 0, "read status"},
-		{"nack on data", Range2G, []i2ctest.IO{status(0x01)}, 1, Field{}, 0, "read data"},
+			Field{200000 * nT, -200000 * nT, 0}, 0, "", false},
+		{"overflow flag", Range2G, []i2ctest.IO{status(0x03), read(data(0, 0, 0, 0x02))}, -1, Field{}, 0, "beyond the measurement range ±2G", false},
+		{"overflow flag cleared by the poll", Range2G, []i2ctest.IO{status(0x03), read(data(100, 0, 0, 0x00))}, -1, Field{}, 0, "beyond the measurement range ±2G", false},
+		{"beyond range without flag", Range2G, []i2ctest.IO{status(0x01), read(data(0, 24001, 0, 0))}, -1, Field{}, 0, "axis Y reads 24001", false},
+		{"never ready", Range2G, never, -1, Field{}, 15, "no data ready after 300ms", false},
+		{"nack on status", Range2G, nil, 0, Field{}, 0, "read status", true},
+		{"nack on data", Range2G, []i2ctest.IO{status(0x01)}, 1, Field{}, 0, "read data", true},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -112,6 +114,7 @@ func TestSense(t *testing.T) {
 				t.Errorf("%d poll sleeps, want %d", sleeps, tc.sleeps)
 			}
 			if drivertest.WantErr(t, "Sense", err, tc.err) {
+				wantNACK(t, "Sense", err, tc.nackAt, tc.nacked)
 				return
 			}
 			if got != tc.want {
@@ -302,5 +305,21 @@ func BenchmarkSenseSim(b *testing.B) {
 		if _, err := d.Sense(context.Background()); err != nil {
 			b.Fatal(err)
 		}
+	}
+}
+
+// wantNACK checks that the error a case ended on wraps sim.ErrNACK exactly
+// when the case says so (nacked), and that the case injects a NACK (nack >= 0)
+// exactly then: the playback's own "unexpected Tx" error reads much like a
+// refused transaction, so the message alone cannot tell a missing NACK from a
+// script that ran out, and nacked is kept apart from nack so that dropping the
+// injection alone fails the case.
+func wantNACK(t *testing.T, step string, err error, nack int, nacked bool) {
+	t.Helper()
+	if nacked != (nack >= 0) {
+		t.Errorf("%s: the case expects a NACK error %v but injects a NACK at transaction %d", step, nacked, nack)
+	}
+	if got := errors.Is(err, sim.ErrNACK); got != nacked {
+		t.Errorf("%s: %v: wraps sim.ErrNACK %v, want %v", step, err, got, nacked)
 	}
 }

@@ -99,6 +99,7 @@ func TestPlayback(t *testing.T) {
 		opts       Opts
 		ops        []i2ctest.IO
 		nack       int
+		nacked     bool // the error the case ends on comes from the NACK
 		openErr    string
 		senseErr   string
 		openSleeps []time.Duration
@@ -108,13 +109,13 @@ func TestPlayback(t *testing.T) {
 			openSleeps: []time.Duration{stopWait, commandWait, commandWait, commandWait}},
 		{name: "no self-calibration, 520 m, data ready after two polls", opts: Opts{Addr: a, Altitude: 520},
 			ops: slices.Concat(openOps(0, 520), notReady, notReady, ready, readMeas), nack: -1, polls: 2},
-		{name: "nothing at the address", opts: DefaultOpts, nack: 0, openErr: "scd4x: stop_periodic_measurement"},
+		{name: "nothing at the address", nacked: true, opts: DefaultOpts, nack: 0, openErr: "scd4x: stop_periodic_measurement"},
 		{name: "serial CRC wrong", opts: DefaultOpts,
 			ops: slices.Concat(openOps(1, 0)[:2], []i2ctest.IO{{Addr: a, R: slices.Concat(exampleSerial[:8], []byte{0x00})}}), nack: -1, openErr: "not an SCD4x?"},
-		{name: "setting refused", opts: DefaultOpts, ops: openOps(1, 0)[:3], nack: 3, openErr: "set_automatic_self_calibration_enabled"},
-		{name: "altitude above the datasheet's range", opts: Opts{Addr: a, Altitude: 3001}, openErr: "altitude 3001 m"},
+		{name: "setting refused", nacked: true, opts: DefaultOpts, ops: openOps(1, 0)[:3], nack: 3, openErr: "set_automatic_self_calibration_enabled"},
+		{name: "altitude above the datasheet's range", opts: Opts{Addr: a, Altitude: 3001}, nack: -1, openErr: "altitude 3001 m"},
 		{name: "data never ready", opts: DefaultOpts, ops: slices.Concat(openOps(1, 0), never), nack: -1, senseErr: "no new measurement within 6s"},
-		{name: "read not acknowledged", opts: DefaultOpts, ops: slices.Concat(openOps(1, 0), ready, readMeas[:1]), nack: 9, senseErr: "read_measurement"},
+		{name: "read not acknowledged", nacked: true, opts: DefaultOpts, ops: slices.Concat(openOps(1, 0), ready, readMeas[:1]), nack: 9, senseErr: "read_measurement"},
 		{name: "implausible CO2", opts: DefaultOpts,
 			ops: slices.Concat(openOps(1, 0), ready, readMeas[:1], []i2ctest.IO{{Addr: a, R: slices.Concat(drivertest.Words(65535), exampleMeasurement[3:])}}), nack: -1,
 			senseErr: "CO2 65535 ppm outside the datasheet range"},
@@ -128,6 +129,7 @@ func TestPlayback(t *testing.T) {
 			o.Sleep = c.Sleep
 			d, err := New(bus, &o)
 			if drivertest.WantErr(t, "New", err, tc.openErr) {
+				wantNACK(t, "New", err, tc.nack, tc.nacked)
 				return
 			}
 			if d.Serial() != exampleSerialNumber {
@@ -139,6 +141,7 @@ func TestPlayback(t *testing.T) {
 			c.Sleeps = nil
 			m, err := d.Sense(context.Background())
 			if drivertest.WantErr(t, "Sense", err, tc.senseErr) {
+				wantNACK(t, "Sense", err, tc.nack, tc.nacked)
 				return
 			}
 			polls := 0
@@ -303,5 +306,21 @@ func BenchmarkDecode(b *testing.B) {
 		if _, err := decode(exampleMeasurement); err != nil {
 			b.Fatal(err)
 		}
+	}
+}
+
+// wantNACK checks that the error a case ended on wraps sim.ErrNACK exactly
+// when the case says so (nacked), and that the case injects a NACK (nack >= 0)
+// exactly then: the playback's own "unexpected Tx" error reads much like a
+// refused transaction, so the message alone cannot tell a missing NACK from a
+// script that ran out, and nacked is kept apart from nack so that dropping the
+// injection alone fails the case.
+func wantNACK(t *testing.T, step string, err error, nack int, nacked bool) {
+	t.Helper()
+	if nacked != (nack >= 0) {
+		t.Errorf("%s: the case expects a NACK error %v but injects a NACK at transaction %d", step, nacked, nack)
+	}
+	if got := errors.Is(err, sim.ErrNACK); got != nacked {
+		t.Errorf("%s: %v: wraps sim.ErrNACK %v, want %v", step, err, got, nacked)
 	}
 }

@@ -74,17 +74,18 @@ func TestPlayback(t *testing.T) {
 		name     string
 		ops      []i2ctest.IO
 		nack     int
+		nacked   bool // the error the case ends on comes from the NACK
 		openErr  string
 		senseErr string
 		str      string
 	}{
 		{name: "SHT31 with serial", ops: slices.Concat(open, sense), nack: -1, str: "SHT3x serial 12345678 on playback address 0x45"},
 		{name: "older SHT3x without serial command", ops: slices.Concat(open[:3], sense), nack: 3, str: "SHT3x on playback address 0x45"},
-		{name: "nothing at the address", nack: 0, openErr: "sht3x: read status"},
+		{name: "nothing at the address", nacked: true, nack: 0, openErr: "sht3x: read status"},
 		{name: "status CRC wrong: not an SHT3x", ops: []i2ctest.IO{open[0], {Addr: a, R: []byte{0x80, 0x10, 0x00}}}, nack: -1, openErr: "not an SHT3x"},
 		{name: "serial CRC wrong", ops: []i2ctest.IO{open[0], open[1], open[2], {Addr: a, R: []byte{0x12, 0x34, 0x00, 0x56, 0x78, 0x00}}}, nack: -1,
 			openErr: "serial number: word 0"},
-		{name: "measurement not acknowledged", ops: slices.Concat(open, sense[:1]), nack: len(open) + 1, senseErr: "sht3x: measure: command 0x2400: read"},
+		{name: "measurement not acknowledged", nacked: true, ops: slices.Concat(open, sense[:1]), nack: len(open) + 1, senseErr: "sht3x: measure: command 0x2400: read"},
 		{name: "measurement CRC wrong", ops: slices.Concat(open, sense[:1], []i2ctest.IO{{Addr: a, R: slices.Concat(beef, []byte{0xBE, 0xEF, 0x00})}}), nack: -1,
 			senseErr: "CRC mismatch"},
 		{name: "implausible temperature", ops: slices.Concat(open, sense[:1], []i2ctest.IO{{Addr: a, R: slices.Concat(drivertest.Words(0xFFFF), beef)}}), nack: -1,
@@ -94,6 +95,7 @@ func TestPlayback(t *testing.T) {
 			c := newClock()
 			d, err := New(drivertest.Playback(t, tc.ops, tc.nack), &Opts{Addr: a, Sleep: c.Sleep})
 			if drivertest.WantErr(t, "New", err, tc.openErr) {
+				wantNACK(t, "New", err, tc.nack, tc.nacked)
 				return
 			}
 			if tc.str != "" && d.String() != tc.str {
@@ -102,6 +104,7 @@ func TestPlayback(t *testing.T) {
 			c.Sleeps = nil
 			m, err := d.Sense(context.Background())
 			if drivertest.WantErr(t, "Sense", err, tc.senseErr) {
+				wantNACK(t, "Sense", err, tc.nack, tc.nacked)
 				return
 			}
 			if len(c.Sleeps) != 1 || c.Sleeps[0] < 15*time.Millisecond {
@@ -214,5 +217,21 @@ func BenchmarkDecode(b *testing.B) {
 		if _, err := decode(raw); err != nil {
 			b.Fatal(err)
 		}
+	}
+}
+
+// wantNACK checks that the error a case ended on wraps sim.ErrNACK exactly
+// when the case says so (nacked), and that the case injects a NACK (nack >= 0)
+// exactly then: the playback's own "unexpected Tx" error reads much like a
+// refused transaction, so the message alone cannot tell a missing NACK from a
+// script that ran out, and nacked is kept apart from nack so that dropping the
+// injection alone fails the case.
+func wantNACK(t *testing.T, step string, err error, nack int, nacked bool) {
+	t.Helper()
+	if nacked != (nack >= 0) {
+		t.Errorf("%s: the case expects a NACK error %v but injects a NACK at transaction %d", step, nacked, nack)
+	}
+	if got := errors.Is(err, sim.ErrNACK); got != nacked {
+		t.Errorf("%s: %v: wraps sim.ErrNACK %v, want %v", step, err, got, nacked)
 	}
 }

@@ -68,15 +68,16 @@ func TestPlayback(t *testing.T) {
 		name     string
 		ops      []i2ctest.IO
 		nack     int
+		nacked   bool // the error the case ends on comes from the NACK
 		openErr  string
 		senseErr string
 	}{
 		{name: "SHT40", ops: slices.Concat(open, sense), nack: -1},
-		{name: "nothing at the address", nack: 0, openErr: "sht4x: read serial number"},
-		{name: "not an SHT4x: serial read not acknowledged", ops: open[:1], nack: 1, openErr: "sht4x: read serial number: command 0x89: read"},
+		{name: "nothing at the address", nacked: true, nack: 0, openErr: "sht4x: read serial number"},
+		{name: "not an SHT4x: serial read not acknowledged", nacked: true, ops: open[:1], nack: 1, openErr: "sht4x: read serial number: command 0x89: read"},
 		{name: "serial CRC wrong", ops: slices.Concat(open[:1], []i2ctest.IO{{Addr: a, R: slices.Concat(drivertest.Words(0x0F3C), []byte{0x5A, 0x21, 0x00})}}), nack: -1,
 			openErr: "not an SHT4x?"},
-		{name: "measurement not acknowledged", ops: slices.Concat(open, sense[:1]), nack: 3, senseErr: "sht4x: measure: command 0xfd: read"},
+		{name: "measurement not acknowledged", nacked: true, ops: slices.Concat(open, sense[:1]), nack: 3, senseErr: "sht4x: measure: command 0xfd: read"},
 		{name: "measurement CRC wrong", ops: slices.Concat(open, sense[:1], []i2ctest.IO{{Addr: a, R: slices.Concat([]byte{0xBE, 0xEF, 0x00}, beef)}}), nack: -1,
 			senseErr: "CRC mismatch"},
 		{name: "implausible temperature", ops: slices.Concat(open, sense[:1], []i2ctest.IO{{Addr: a, R: slices.Concat(drivertest.Words(0xFFFF), beef)}}), nack: -1,
@@ -87,6 +88,7 @@ func TestPlayback(t *testing.T) {
 			c := newClock()
 			d, err := New(bus, &Opts{Addr: a, Sleep: c.Sleep})
 			if drivertest.WantErr(t, "New", err, tc.openErr) {
+				wantNACK(t, "New", err, tc.nack, tc.nacked)
 				return
 			}
 			if d.Serial() != 0x0F3C5A21 || d.String() != "SHT4x serial 0f3c5a21 on playback address 0x44" {
@@ -95,6 +97,7 @@ func TestPlayback(t *testing.T) {
 			c.Sleeps = nil
 			m, err := d.Sense(context.Background())
 			if drivertest.WantErr(t, "Sense", err, tc.senseErr) {
+				wantNACK(t, "Sense", err, tc.nack, tc.nacked)
 				return
 			}
 			if len(c.Sleeps) != 1 || c.Sleeps[0] < 8300*time.Microsecond {
@@ -206,5 +209,21 @@ func BenchmarkDecode(b *testing.B) {
 		if _, err := decode(raw); err != nil {
 			b.Fatal(err)
 		}
+	}
+}
+
+// wantNACK checks that the error a case ended on wraps sim.ErrNACK exactly
+// when the case says so (nacked), and that the case injects a NACK (nack >= 0)
+// exactly then: the playback's own "unexpected Tx" error reads much like a
+// refused transaction, so the message alone cannot tell a missing NACK from a
+// script that ran out, and nacked is kept apart from nack so that dropping the
+// injection alone fails the case.
+func wantNACK(t *testing.T, step string, err error, nack int, nacked bool) {
+	t.Helper()
+	if nacked != (nack >= 0) {
+		t.Errorf("%s: the case expects a NACK error %v but injects a NACK at transaction %d", step, nacked, nack)
+	}
+	if got := errors.Is(err, sim.ErrNACK); got != nacked {
+		t.Errorf("%s: %v: wraps sim.ErrNACK %v, want %v", step, err, got, nacked)
 	}
 }

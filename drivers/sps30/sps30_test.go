@@ -109,6 +109,7 @@ func TestPlayback(t *testing.T) {
 		interval   time.Duration
 		ops        []i2ctest.IO
 		nack       int
+		nacked     bool // the error the case ends on comes from the NACK
 		openErr    string
 		senseErr   string
 		openSleeps []time.Duration
@@ -118,18 +119,18 @@ func TestPlayback(t *testing.T) {
 			openSleeps: []time.Duration{resetWait, intervalRead, startStopWait}},
 		{name: "interval written when it differs, two polls", interval: 96 * time.Hour, ops: slices.Concat(openOps(604800, true), notReady, notReady, ready, readVals),
 			nack: -1, polls: 2, openSleeps: []time.Duration{resetWait, intervalRead, intervalWrite, startStopWait}},
-		{name: "nothing at the address", interval: DefaultCleaningInterval, nack: 0, openErr: "sps30: device reset"},
+		{name: "nothing at the address", nacked: true, interval: DefaultCleaningInterval, nack: 0, openErr: "sps30: device reset"},
 		{name: "another Sensirion product", interval: DefaultCleaningInterval,
 			ops: slices.Concat(openOps(0, false)[:2], []i2ctest.IO{{Addr: a, R: asciiBytes("00090000", 4)}}), nack: -1,
 			openErr: `product type "00090000" is not an SPS30 ("00080000")`},
 		{name: "product type garbled", interval: DefaultCleaningInterval,
 			ops: slices.Concat(openOps(0, false)[:2], []i2ctest.IO{{Addr: a, R: []byte{0x30, 0x30, 0x00, 0x30, 0x38, 0, 0x30, 0x30, 0, 0x30, 0x30, 0}}}), nack: -1,
 			openErr: "not an SPS30?"},
-		{name: "interval in fractions of a second", interval: 1500 * time.Millisecond, openErr: "whole seconds"},
-		{name: "start refused", interval: DefaultCleaningInterval, ops: openOps(604800, false)[:7], nack: 7, openErr: "sps30: start measurement"},
+		{name: "interval in fractions of a second", interval: 1500 * time.Millisecond, nack: -1, openErr: "whole seconds"},
+		{name: "start refused", nacked: true, interval: DefaultCleaningInterval, ops: openOps(604800, false)[:7], nack: 7, openErr: "sps30: start measurement"},
 		{name: "data never ready", interval: DefaultCleaningInterval, ops: slices.Concat(openOps(604800, false), never), nack: -1,
 			senseErr: "no new measurement within 3s"},
-		{name: "values not acknowledged", interval: DefaultCleaningInterval, ops: slices.Concat(openOps(604800, false), ready, readVals[:1]), nack: 11,
+		{name: "values not acknowledged", nacked: true, interval: DefaultCleaningInterval, ops: slices.Concat(openOps(604800, false), ready, readVals[:1]), nack: 11,
 			senseErr: "read measured values"},
 		{name: "implausible PM10", interval: DefaultCleaningInterval,
 			ops: slices.Concat(openOps(604800, false), ready, readVals[:1], []i2ctest.IO{{Addr: a, R: floats(1, 2, 3, 5000, 0, 0, 0, 0, 0, 0)}}), nack: -1,
@@ -140,6 +141,7 @@ func TestPlayback(t *testing.T) {
 			c := newClock()
 			d, err := New(bus, &Opts{Addr: a, CleaningInterval: tc.interval, Sleep: c.Sleep})
 			if drivertest.WantErr(t, "New", err, tc.openErr) {
+				wantNACK(t, "New", err, tc.nack, tc.nacked)
 				return
 			}
 			if d.Serial() != "3E1B6A2F8C0D4411" || d.String() != "SPS30 serial 3E1B6A2F8C0D4411 on playback address 0x69" {
@@ -151,6 +153,7 @@ func TestPlayback(t *testing.T) {
 			c.Sleeps = nil
 			m, err := d.Sense(context.Background())
 			if drivertest.WantErr(t, "Sense", err, tc.senseErr) {
+				wantNACK(t, "Sense", err, tc.nack, tc.nacked)
 				return
 			}
 			if len(c.Sleeps) != tc.polls {
@@ -318,5 +321,21 @@ func BenchmarkDecode(b *testing.B) {
 		if _, err := decode(street); err != nil {
 			b.Fatal(err)
 		}
+	}
+}
+
+// wantNACK checks that the error a case ended on wraps sim.ErrNACK exactly
+// when the case says so (nacked), and that the case injects a NACK (nack >= 0)
+// exactly then: the playback's own "unexpected Tx" error reads much like a
+// refused transaction, so the message alone cannot tell a missing NACK from a
+// script that ran out, and nacked is kept apart from nack so that dropping the
+// injection alone fails the case.
+func wantNACK(t *testing.T, step string, err error, nack int, nacked bool) {
+	t.Helper()
+	if nacked != (nack >= 0) {
+		t.Errorf("%s: the case expects a NACK error %v but injects a NACK at transaction %d", step, nacked, nack)
+	}
+	if got := errors.Is(err, sim.ErrNACK); got != nacked {
+		t.Errorf("%s: %v: wraps sim.ErrNACK %v, want %v", step, err, got, nacked)
 	}
 }

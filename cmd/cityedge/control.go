@@ -45,6 +45,7 @@ type bufferState struct {
 	FileBytes  int64                 `json:"file_bytes"`
 	OldestTime time.Time             `json:"oldest_time,omitzero"`
 	Salvage    *buffer.SalvageReport `json:"salvage,omitempty"`
+	Commits    uint64                `json:"commits"` // write transactions since start
 }
 
 type uplinkState struct {
@@ -66,7 +67,7 @@ func (a *agent) live() liveState {
 	u := a.up.State()
 	return liveState{statusMessage: m, PID: os.Getpid(),
 		BufferFile: filepath.Join(a.cfg.Agent.StateDir, bufferFile),
-		Buffer:     bufferState{FileBytes: q.FileBytes, OldestTime: q.OldestTime, Salvage: q.Salvage},
+		Buffer:     bufferState{FileBytes: q.FileBytes, OldestTime: q.OldestTime, Salvage: q.Salvage, Commits: q.Commits},
 		Uplink: uplinkState{Connected: u.Connected, Broker: u.Broker, Since: u.ConnectedSince, LastUpload: u.LastUpload,
 			LastError: u.LastError, Published: u.Published, Acked: u.Acked, InFlight: u.InFlight}}
 }

@@ -70,6 +70,8 @@ func benchDiskWrites(b *testing.B, commit string) {
 			b.Fatal("no readings taken")
 		}
 		b.ReportMetric(float64(written)/float64(readings), "disk-B/reading")
+		b.ReportMetric(float64(live.Buffer.Commits)/run.Seconds(), "commits/s")
+		b.ReportMetric(float64(written)/float64(max(live.Buffer.Commits, 1)), "disk-B/commit")
 		b.ReportMetric(float64(readings)/run.Seconds(), "readings/s")
 	}
 }

@@ -102,3 +102,16 @@ type Watcher interface {
 	Sensor
 	Watch(ctx context.Context, emit func([]Value)) error
 }
+
+// Sleep waits d, or until ctx is done. It is the default wait for a chip's
+// conversion time in every driver; tests inject a fake clock instead.
+func Sleep(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
+		return nil
+	}
+}

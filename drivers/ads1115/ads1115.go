@@ -24,6 +24,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/cityedge/cityedge/drivers"
 	"periph.io/x/conn/v3"
 	"periph.io/x/conn/v3/i2c"
 	"periph.io/x/conn/v3/physic"
@@ -147,7 +148,7 @@ func New(bus i2c.Bus, opts *Opts) (*Dev, error) {
 	if opts.Rate > SPS860 {
 		return nil, fmt.Errorf("ads1115: invalid rate %d", opts.Rate)
 	}
-	d := &Dev{c: i2c.Dev{Bus: bus, Addr: opts.Addr}, rate: opts.Rate, sleep: sleepCtx}
+	d := &Dev{c: i2c.Dev{Bus: bus, Addr: opts.Addr}, rate: opts.Rate, sleep: drivers.Sleep}
 	want := d.config(0, FSR6144mV) &^ cfgOS
 	if err := d.c.Tx([]byte{regConfig, byte(want >> 8), byte(want)}, nil); err != nil {
 		return nil, fmt.Errorf("ads1115: write config: %w", err)
@@ -243,14 +244,3 @@ func (d *Dev) Halt() error { return nil }
 
 // String implements conn.Resource.
 func (d *Dev) String() string { return fmt.Sprintf("ads1115(%s %#02x)", d.c.Bus, d.c.Addr) }
-
-func sleepCtx(ctx context.Context, d time.Duration) error {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-t.C:
-		return nil
-	}
-}

@@ -22,6 +22,7 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/cityedge/cityedge/drivers"
 	"periph.io/x/conn/v3"
 	"periph.io/x/conn/v3/i2c"
 )
@@ -89,7 +90,7 @@ func New(bus i2c.Bus, opts *Opts) (*Dev, error) {
 	if opts.MTreg < MTregMin || opts.MTreg > MTregMax {
 		return nil, fmt.Errorf("bh1750: MTreg %d is outside %d..%d", opts.MTreg, MTregMin, MTregMax)
 	}
-	d := &Dev{c: i2c.Dev{Bus: bus, Addr: opts.Addr}, mt: opts.MTreg, sleep: sleepCtx}
+	d := &Dev{c: i2c.Dev{Bus: bus, Addr: opts.Addr}, mt: opts.MTreg, sleep: drivers.Sleep}
 	if err := d.c.Tx([]byte{opPowerOn}, nil); err != nil {
 		return nil, fmt.Errorf("bh1750: power on: %w", err)
 	}
@@ -154,14 +155,3 @@ func (d *Dev) Halt() error {
 
 // String implements conn.Resource.
 func (d *Dev) String() string { return fmt.Sprintf("bh1750(%s %#02x)", d.c.Bus, d.c.Addr) }
-
-func sleepCtx(ctx context.Context, d time.Duration) error {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-t.C:
-		return nil
-	}
-}

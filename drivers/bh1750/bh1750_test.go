@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cityedge/cityedge/drivers"
 	"github.com/cityedge/cityedge/drivers/internal/drivertest"
 	"github.com/cityedge/cityedge/drivers/sim"
 	"periph.io/x/conn/v3/i2c"
@@ -124,7 +125,7 @@ func TestSense(t *testing.T) {
 
 func TestSenseHonoursContext(t *testing.T) {
 	ops := []i2ctest.IO{{Addr: 0x23, W: []byte{0x01}}, {Addr: 0x23, W: []byte{0x20}}}
-	d := &Dev{c: i2c.Dev{Bus: drivertest.Playback(t, ops, -1), Addr: 0x23}, mt: 69, sleep: sleepCtx}
+	d := &Dev{c: i2c.Dev{Bus: drivertest.Playback(t, ops, -1), Addr: 0x23}, mt: 69, sleep: drivers.Sleep}
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
 	if _, err := d.Sense(ctx); !errors.Is(err, context.Canceled) {

@@ -20,6 +20,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/cityedge/cityedge/drivers"
 	"periph.io/x/conn/v3"
 	"periph.io/x/conn/v3/i2c"
 	"periph.io/x/conn/v3/physic"
@@ -165,7 +166,7 @@ func New(bus i2c.Bus, opts *Opts) (*Dev, error) {
 	}
 	d := &Dev{d: i2c.Dev{Bus: bus, Addr: opts.Addr}, sleep: opts.Sleep}
 	if d.sleep == nil {
-		d.sleep = sleepCtx
+		d.sleep = drivers.Sleep
 	}
 	ctx := context.Background()
 
@@ -309,15 +310,4 @@ func MeasureTime(t, p, h Oversampling) time.Duration {
 		us += 2300*h.Factor() + 575
 	}
 	return time.Duration(us) * time.Microsecond
-}
-
-func sleepCtx(ctx context.Context, d time.Duration) error {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-t.C:
-		return nil
-	}
 }

@@ -24,6 +24,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/cityedge/cityedge/drivers"
 	"periph.io/x/conn/v3"
 	"periph.io/x/conn/v3/i2c"
 	"periph.io/x/conn/v3/physic"
@@ -66,7 +67,7 @@ func New(bus i2c.Bus, opts *Opts) (*Dev, error) {
 	if opts == nil {
 		opts = &DefaultOpts
 	}
-	d := &Dev{c: i2c.Dev{Bus: bus, Addr: opts.Addr}, sleep: sleepCtx, now: time.Now}
+	d := &Dev{c: i2c.Dev{Bus: bus, Addr: opts.Addr}, sleep: drivers.Sleep, now: time.Now}
 	if _, err := d.Sense(context.Background()); err != nil {
 		return nil, fmt.Errorf("%w (the I2CXL-MaxSonar has no identity register: this first reading is the only check)", err)
 	}
@@ -117,14 +118,3 @@ func (d *Dev) Halt() error { return nil }
 
 // String implements conn.Resource.
 func (d *Dev) String() string { return fmt.Sprintf("mb1242(%s %#02x)", d.c.Bus, d.c.Addr) }
-
-func sleepCtx(ctx context.Context, d time.Duration) error {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-t.C:
-		return nil
-	}
-}

@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cityedge/cityedge/drivers"
 	"github.com/cityedge/cityedge/drivers/internal/drivertest"
 	"github.com/cityedge/cityedge/drivers/sim"
 	"periph.io/x/conn/v3/i2c"
@@ -107,7 +108,7 @@ func TestNew(t *testing.T) {
 }
 
 func TestSenseHonoursContext(t *testing.T) {
-	d := &Dev{c: i2c.Dev{Bus: drivertest.Playback(t, []i2ctest.IO{{Addr: 0x70, W: []byte{0x51}}}, -1), Addr: 0x70}, now: time.Now, sleep: sleepCtx}
+	d := &Dev{c: i2c.Dev{Bus: drivertest.Playback(t, []i2ctest.IO{{Addr: 0x70, W: []byte{0x51}}}, -1), Addr: 0x70}, now: time.Now, sleep: drivers.Sleep}
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
 	if _, err := d.Sense(ctx); !errors.Is(err, context.Canceled) {

@@ -42,6 +42,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/cityedge/cityedge/drivers"
 	"periph.io/x/conn/v3"
 	"periph.io/x/conn/v3/i2c"
 	"periph.io/x/conn/v3/physic"
@@ -156,7 +157,7 @@ func New(bus i2c.Bus, opts *Opts) (*Dev, error) {
 	if opts.Range > Range8G || opts.Rate > Rate200Hz || opts.Oversampling > OSR64 {
 		return nil, fmt.Errorf("qmc5883l: invalid options %+v", *opts)
 	}
-	d := &Dev{c: i2c.Dev{Bus: bus, Addr: opts.Addr}, opts: *opts, sleep: sleepCtx}
+	d := &Dev{c: i2c.Dev{Bus: bus, Addr: opts.Addr}, opts: *opts, sleep: drivers.Sleep}
 	var id [1]byte
 	if err := d.c.Tx([]byte{regChipID}, id[:]); err != nil {
 		return nil, fmt.Errorf("qmc5883l: read chip id: %w", err)
@@ -266,14 +267,3 @@ func (d *Dev) Halt() error {
 
 // String implements conn.Resource.
 func (d *Dev) String() string { return fmt.Sprintf("qmc5883l(%s %#02x)", d.c.Bus, d.c.Addr) }
-
-func sleepCtx(ctx context.Context, d time.Duration) error {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-t.C:
-		return nil
-	}
-}

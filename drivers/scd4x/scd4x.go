@@ -95,10 +95,7 @@ const (
 	maxTemp = 60
 )
 
-var (
-	errRange    = errors.New("outside the datasheet range")
-	errNotReady = errors.New("no new measurement")
-)
+var errRange = errors.New("outside the datasheet range")
 
 // Dev is an open SCD4x in periodic measurement mode.
 type Dev struct {
@@ -163,25 +160,10 @@ func (d *Dev) Serial() uint64 { return d.serial }
 func (d *Dev) Sense(ctx context.Context) (Measurement, error) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	for waited := time.Duration(0); ; waited += pollInterval {
-		raw, err := d.s.Exec(ctx, sensirion.Cmd16(cmdDataReady), nil, commandWait, 1)
-		if err != nil {
-			return Measurement{}, fmt.Errorf("scd4x: get_data_ready_status: %w", err)
-		}
-		w, err := sensirion.Words(raw)
-		if err != nil {
-			return Measurement{}, fmt.Errorf("scd4x: data ready status: %w", err)
-		}
-		// Ready when any of the 11 least significant bits is set.
-		if w[0]&0x07FF != 0 {
-			break
-		}
-		if waited >= readyTimeout {
-			return Measurement{}, fmt.Errorf("scd4x: %w within %v: is periodic measurement running?", errNotReady, readyTimeout)
-		}
-		if err := d.sleep(ctx, pollInterval); err != nil {
-			return Measurement{}, fmt.Errorf("scd4x: wait for data: %w", err)
-		}
+	// Ready when any of the 11 least significant bits is set.
+	if err := d.s.WaitReady(ctx, sensirion.Cmd16(cmdDataReady), commandWait, pollInterval, readyTimeout,
+		func(w uint16) bool { return w&0x07FF != 0 }); err != nil {
+		return Measurement{}, fmt.Errorf("scd4x: get_data_ready_status: %w (is periodic measurement running?)", err)
 	}
 	raw, err := d.s.Exec(ctx, sensirion.Cmd16(cmdReadMeasure), nil, commandWait, 3)
 	if err != nil {
@@ -192,13 +174,6 @@ func (d *Dev) Sense(ctx context.Context) (Measurement, error) {
 		return Measurement{}, fmt.Errorf("scd4x: %w", err)
 	}
 	return m, nil
-}
-
-func (d *Dev) sleep(ctx context.Context, t time.Duration) error {
-	if d.s.Sleep != nil {
-		return d.s.Sleep(ctx, t)
-	}
-	return sensirion.Sleep(ctx, t)
 }
 
 // Halt stops periodic measurement and waits the command's 500 ms, after which

@@ -15,6 +15,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/cityedge/cityedge/drivers"
 	"periph.io/x/conn/v3/i2c"
 )
 
@@ -84,11 +85,7 @@ func (d *Dev) Exec(ctx context.Context, cmd []byte, args []uint16, wait time.Dur
 		return nil, fmt.Errorf("command %#x: %w", cmd, err)
 	}
 	if wait > 0 {
-		sleep := d.Sleep
-		if sleep == nil {
-			sleep = Sleep
-		}
-		if err := sleep(ctx, wait); err != nil {
+		if err := d.sleep(ctx, wait); err != nil {
 			return nil, fmt.Errorf("command %#x: %w", cmd, err)
 		}
 	}
@@ -102,16 +99,40 @@ func (d *Dev) Exec(ctx context.Context, cmd []byte, args []uint16, wait time.Dur
 	return raw, nil
 }
 
-// Sleep waits d, or until ctx is done.
-func Sleep(ctx context.Context, d time.Duration) error {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-t.C:
-		return nil
+// ErrNotReady means the sensor had no new measurement within the wait.
+var ErrNotReady = errors.New("no new measurement")
+
+// WaitReady polls the chip's data-ready command (cmd, executing in wait)
+// every `every` until ready accepts the status word, for at most timeout.
+// The SCD4x and SPS30 both make measurements on their own schedule and
+// report readiness this way; only the meaning of the word differs.
+func (d *Dev) WaitReady(ctx context.Context, cmd []byte, wait, every, timeout time.Duration, ready func(word uint16) bool) error {
+	for waited := time.Duration(0); ; waited += every {
+		raw, err := d.Exec(ctx, cmd, nil, wait, 1)
+		if err != nil {
+			return fmt.Errorf("data-ready status: %w", err)
+		}
+		w, err := Words(raw)
+		if err != nil {
+			return fmt.Errorf("data-ready status: %w", err)
+		}
+		if ready(w[0]) {
+			return nil
+		}
+		if waited >= timeout {
+			return fmt.Errorf("%w within %v", ErrNotReady, timeout)
+		}
+		if err := d.sleep(ctx, every); err != nil {
+			return fmt.Errorf("wait for data: %w", err)
+		}
 	}
+}
+
+func (d *Dev) sleep(ctx context.Context, t time.Duration) error {
+	if d.Sleep != nil {
+		return d.Sleep(ctx, t)
+	}
+	return drivers.Sleep(ctx, t)
 }
 
 // Cmd16 returns a 16-bit command as the two bytes sent, MSB first.

@@ -94,10 +94,7 @@ type Measurement struct {
 	TypicalSize                                                float32 // µm
 }
 
-var (
-	errRange    = errors.New("outside the datasheet range")
-	errNotReady = errors.New("no new measurement")
-)
+var errRange = errors.New("outside the datasheet range")
 
 // Dev is an open SPS30 in measurement mode.
 type Dev struct {
@@ -177,24 +174,9 @@ func (d *Dev) Serial() string { return d.serial }
 func (d *Dev) Sense(ctx context.Context) (Measurement, error) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	for waited := time.Duration(0); ; waited += pollInterval {
-		raw, err := d.s.Exec(ctx, sensirion.Cmd16(cmdDataReady), nil, 0, 1)
-		if err != nil {
-			return Measurement{}, fmt.Errorf("sps30: read data-ready flag: %w", err)
-		}
-		w, err := sensirion.Words(raw)
-		if err != nil {
-			return Measurement{}, fmt.Errorf("sps30: data-ready flag: %w", err)
-		}
-		if w[0] == 1 {
-			break
-		}
-		if waited >= readyTimeout {
-			return Measurement{}, fmt.Errorf("sps30: %w within %v: is measurement running?", errNotReady, readyTimeout)
-		}
-		if err := d.sleep(ctx, pollInterval); err != nil {
-			return Measurement{}, fmt.Errorf("sps30: wait for data: %w", err)
-		}
+	if err := d.s.WaitReady(ctx, sensirion.Cmd16(cmdDataReady), 0, pollInterval, readyTimeout,
+		func(w uint16) bool { return w == 1 }); err != nil {
+		return Measurement{}, fmt.Errorf("sps30: read data-ready flag: %w (is measurement running?)", err)
 	}
 	raw, err := d.s.Exec(ctx, sensirion.Cmd16(cmdReadValues), nil, 0, 20)
 	if err != nil {
@@ -205,13 +187,6 @@ func (d *Dev) Sense(ctx context.Context) (Measurement, error) {
 		return Measurement{}, fmt.Errorf("sps30: %w", err)
 	}
 	return m, nil
-}
-
-func (d *Dev) sleep(ctx context.Context, t time.Duration) error {
-	if d.s.Sleep != nil {
-		return d.s.Sleep(ctx, t)
-	}
-	return sensirion.Sleep(ctx, t)
 }
 
 // Halt stops measurement: the fan and laser switch off.

@@ -265,8 +265,8 @@ func TestSimFaults(t *testing.T) {
 		t.Fatal(err)
 	}
 	c.Advance(time.Second)
-	if _, err := d.Sense(context.Background()); !errors.Is(err, errNotReady) {
-		t.Fatalf("Sense with measurement stopped: %v, want %v", err, errNotReady)
+	if _, err := d.Sense(context.Background()); !errors.Is(err, sensirion.ErrNotReady) {
+		t.Fatalf("Sense with measurement stopped: %v, want %v", err, sensirion.ErrNotReady)
 	}
 	// The uint16 output format is not what the driver uses; the sim refuses it.
 	if err := chip.Tx([]byte{0x00, 0x10, 0x05, 0x00, 0xF6}, nil); !errors.Is(err, sim.ErrNACK) {

@@ -67,8 +67,8 @@ func (h *hostHardware) target(s SensorConfig) (catalog.Target, error) {
 	return t, nil
 }
 
-// forget closes a bus after its sensor failed, so that the next open starts
-// from a fresh file descriptor (a re-plugged USB adapter gets a new one).
+// close closes every bus opened, once, at exit. A sensor that fails is
+// re-opened on the bus it was on; the bus handle itself is kept.
 func (h *hostHardware) close() {
 	h.mu.Lock()
 	defer h.mu.Unlock()

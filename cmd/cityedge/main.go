@@ -120,7 +120,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 
 	switch {
 	case o.enroll:
-		return runEnroll(cfg, o.csr, stdout, stderr)
+		return runEnroll(cfg, o.csr, stderr)
 	case o.diagnose:
 		return runDiagnose(ctx, cfg, o, stdout)
 	}

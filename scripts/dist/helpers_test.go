@@ -66,14 +66,20 @@ func agent(t *testing.T) string {
 
 // buildAgent builds cmd/cityedge the way `make cross` does, for this machine.
 func buildAgent(dir string) (string, error) {
+	return buildAgentFrom(repoRoot, dir, nil)
+}
+
+// buildAgentFrom builds cmd/cityedge of the module at src into dir, with
+// extra environment (e.g. a fresh GOCACHE for a clean build).
+func buildAgentFrom(src, dir string, env []string) (string, error) {
 	out := filepath.Join(dir, "cityedge")
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, "go", "build", "-trimpath", "-buildvcs=false",
 		"-ldflags", "-s -w -X main.version="+testVersion+" -X main.commit=1a2b3c4 -X main.buildDate=2023-11-14T22:13:20Z",
 		"-o", out, "./cmd/cityedge")
-	cmd.Dir = repoRoot
-	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+	cmd.Dir = src
+	cmd.Env = append(append(os.Environ(), "CGO_ENABLED=0"), env...)
 	if b, err := cmd.CombinedOutput(); err != nil {
 		return "", fmt.Errorf("%v\n%s", err, b)
 	}

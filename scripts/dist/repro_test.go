@@ -12,14 +12,20 @@ import (
 	"time"
 )
 
-// TestReproducible packages one build twice, from inputs that differ in
-// everything but content (file times, permissions, checkout path), once in
-// process and once through scripts/dist.sh as `make dist` runs it. The two
-// outputs must be the same bytes.
+// TestReproducible builds the agent twice from source — two clean builds:
+// the second from a copy of the sources at another path with an empty build
+// cache — and packages each, from inputs that differ in everything but
+// content (file times, permissions, checkout path), once in process and once
+// through scripts/dist.sh as `make dist` runs it. The binaries, tarballs,
+// .debs and SHA256SUMS must be the same bytes.
 func TestReproducible(t *testing.T) {
 	need(t, "go", "golang", "GO")
 	tg := hostTarget(t)
 	bin := agent(t)
+	binB := cleanBuild(t)
+	if !bytes.Equal(mustRead(t, bin), mustRead(t, binB)) {
+		t.Fatalf("two clean builds of the same sources made different binaries: %s and %s", bin, binB)
+	}
 
 	// Build A: a copy of the sources with odd times and modes.
 	repoA := t.TempDir()
@@ -48,7 +54,7 @@ func TestReproducible(t *testing.T) {
 
 	// Build B: the repository itself, through dist.sh.
 	distB := t.TempDir()
-	copyFile(t, bin, filepath.Join(distB, "cityedge-linux-"+tg.name), 0o755)
+	copyFile(t, binB, filepath.Join(distB, "cityedge-linux-"+tg.name), 0o755)
 	runCmd(t, nil, []string{"VERSION=" + testVersion, "SOURCE_DATE_EPOCH=" + testEpoch, "DIST=" + distB, "TARGETS=" + tg.name},
 		filepath.Join(repoRoot, "scripts", "dist.sh"))
 
@@ -76,6 +82,32 @@ func TestReproducible(t *testing.T) {
 	if out, err := check.CombinedOutput(); err != nil {
 		t.Errorf("sha256sum -c: %v\n%s", err, out)
 	}
+}
+
+// cleanBuild copies the module's files (tracked and untracked, not ignored)
+// to a new directory and builds the agent there with an empty build cache,
+// so nothing of the first build is reused.
+func cleanBuild(t *testing.T) string {
+	t.Helper()
+	src := filepath.Join(t.TempDir(), "elsewhere", "cityedge")
+	ls := exec.Command("git", "ls-files", "-z", "--cached", "--others", "--exclude-standard")
+	ls.Dir = repoRoot
+	list, err := ls.Output()
+	if err != nil {
+		t.Fatalf("git ls-files: %v", err)
+	}
+	for _, p := range strings.Split(strings.TrimRight(string(list), "\x00"), "\x00") {
+		fi, err := os.Lstat(filepath.Join(repoRoot, p))
+		if err != nil || !fi.Mode().IsRegular() {
+			continue // deleted in the work tree, or a link
+		}
+		copyFile(t, filepath.Join(repoRoot, p), filepath.Join(src, p), fi.Mode().Perm())
+	}
+	bin, err := buildAgentFrom(src, t.TempDir(), []string{"GOCACHE=" + t.TempDir()})
+	if err != nil {
+		t.Fatalf("clean build: %v", err)
+	}
+	return bin
 }
 
 // outputs reads the packaging outputs of a dist directory (not the input

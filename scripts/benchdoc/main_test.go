@@ -1,0 +1,64 @@
+package main
+
+import (
+	"strings"
+	"testing"
+	"time"
+)
+
+const sample = `goos: linux
+goarch: amd64
+pkg: github.com/cityedge/cityedge/buffer
+cpu: Test CPU @ 2.0GHz
+BenchmarkAppend100-2   	    4000	    420000 ns/op	    238000 readings/s
+BenchmarkRawBolt100-2  	    5000	    345000 ns/op	    290000 readings/s
+2026/12/06 INFO noise
+PASS
+ok  	github.com/cityedge/cityedge/buffer	12.3s
+pkg: github.com/cityedge/cityedge/uplink
+BenchmarkRawPahoMTLS-2 	   10000	      2100 ns/op	   4700000 readings/s
+pkg: github.com/cityedge/cityedge/cmd/cityedge
+BenchmarkDrainMTLS-2   	   10000	      9000 ns/op	    600000 readings/s
+`
+
+func TestWrite(t *testing.T) {
+	r := parse(strings.NewReader(sample))
+	if len(r.results) != 4 {
+		t.Fatalf("parsed %d results, want 4", len(r.results))
+	}
+	var b strings.Builder
+	write(&b, []*run{r}, "make bench", time.Date(2026, 12, 6, 10, 0, 0, 0, time.UTC))
+	out := b.String()
+	for _, want := range []string{
+		"Written by `make bench` on 2026-12-06 10:00 UTC",
+		"Test CPU @ 2.0GHz",
+		"| **0.82** | ≥ 0.8 met |",
+		"| **0.13** | ≥ 0.5 **not met** |",
+		"| `BenchmarkAppend100` | 4000 | 420,000 ns/op, 238,000 readings/s |",
+		"### github.com/cityedge/cityedge/buffer (linux/amd64)",
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("output lacks %q:\n%s", want, out)
+		}
+	}
+}
+
+func TestParseLine(t *testing.T) {
+	cases := []struct {
+		line string
+		ok   bool
+		name string
+	}{
+		{"BenchmarkX-2 10 5 ns/op", true, "BenchmarkX"},
+		{"BenchmarkX 10 5 ns/op 2.5 MB/s", true, "BenchmarkX"},
+		{"BenchmarkX-2 --- FAIL", false, ""},
+		{"BenchmarkX-2 10 five ns/op", false, ""},
+		{"BenchmarkX-2", false, ""},
+	}
+	for _, c := range cases {
+		res := parseLine(c.line)
+		if (res != nil) != c.ok || (res != nil && res.name != c.name) {
+			t.Errorf("parseLine(%q) = %+v, want ok=%v name=%q", c.line, res, c.ok, c.name)
+		}
+	}
+}

@@ -62,14 +62,14 @@ func (s source) errorf(format string, args ...any) error {
 
 // readFile reads one of the three files after checking that it is a regular
 // file of sane size. For the private key (secret) it also insists on mode 0600
-// or stricter and on being owned by the running user, checked on the opened
-// file so that a rename between check and read cannot slip past. For the CA
-// bundle it refuses a world-writable file: whoever can write it decides whom
-// the gateway trusts.
-func readFile(src source, secret bool, euid int) ([]byte, stamp, error) {
+// or stricter and on being owned by the user the service runs as (owner),
+// checked on the opened file so that a rename between check and read cannot
+// slip past. For the CA bundle it refuses a world-writable file: whoever can
+// write it decides whom the gateway trusts.
+func readFile(src source, secret bool, u users) ([]byte, stamp, error) {
 	fi, err := os.Stat(src.path)
 	if err != nil {
-		return nil, stamp{}, openError(src, err)
+		return nil, stamp{}, openError(src, err, u)
 	}
 	// Checked before opening so that a FIFO or a device at that path cannot
 	// block the agent in open(2).
@@ -78,7 +78,7 @@ func readFile(src source, secret bool, euid int) ([]byte, stamp, error) {
 	}
 	f, err := os.Open(src.path)
 	if err != nil {
-		return nil, stamp{}, openError(src, err)
+		return nil, stamp{}, openError(src, err, u)
 	}
 	defer f.Close()
 	fi2, err := f.Stat()
@@ -96,9 +96,9 @@ func readFile(src source, secret bool, euid int) ([]byte, stamp, error) {
 		return nil, stamp{}, src.errorf("is writable by everyone (mode %04o), so anyone on the gateway could choose whom it trusts: chmod 644 %s", perm, src.path)
 	}
 	if secret {
-		if id, ok := fileID(fi2); ok && id.uid != euid {
+		if id, ok := fileID(fi2); ok && id.uid != u.owner {
 			return nil, stamp{}, src.errorf("private key is owned by %s, not by %s which runs the agent: chown %s %s",
-				userName(id.uid), userName(euid), userName(euid), src.path)
+				userName(id.uid), userName(u.owner), userName(u.owner), src.path)
 		}
 	}
 	if fi2.Size() > maxFileSize {
@@ -115,13 +115,23 @@ func readFile(src source, secret bool, euid int) ([]byte, stamp, error) {
 	return b, stampOf(fi2), nil
 }
 
-func openError(src source, err error) error {
+// users says who reads the files (euid) and who must own the private key
+// (owner: the user the service runs as). They differ when a technician runs
+// --diagnose as root or as themselves on a gateway whose service runs as
+// its own user; advice is then given for the service user, so that no
+// message suggests a change that would lock the service out.
+type users struct{ euid, owner int }
+
+func openError(src source, err error, u users) error {
 	switch {
 	case errors.Is(err, fs.ErrNotExist):
 		return src.errorf("does not exist; check %s in the configuration: %w", src.key, err)
+	case errors.Is(err, fs.ErrPermission) && u.euid != u.owner:
+		return src.errorf("cannot be read by %s; run as root or as %s, the user the service runs as: %w",
+			userName(u.euid), userName(u.owner), err)
 	case errors.Is(err, fs.ErrPermission):
-		u := userName(os.Geteuid())
-		return src.errorf("cannot be read by %s, the user running the agent; make %s its owner or give it read access: %w", u, u, err)
+		n := userName(u.euid)
+		return src.errorf("cannot be read by %s, the user running the agent; make %s its owner or give it read access: %w", n, n, err)
 	default:
 		return src.errorf("%w", err)
 	}

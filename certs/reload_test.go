@@ -5,6 +5,7 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"io/fs"
 	"log/slog"
 	"os"
 	"strings"
@@ -286,4 +287,168 @@ func TestWatchBadInterval(t *testing.T) {
 	if err := s.Watch(context.Background(), 0, nil); err == nil {
 		t.Error("Watch with a zero interval returned nil")
 	}
+}
+
+// TestOpenUnusableThenFixed: TLS material that is wrong at start does not
+// stop the agent: Open returns a store whose TLSConfig refuses with
+// ErrNoUsableSet, Status names the file and the fix, and the set is taken as
+// soon as the files are fixed, reported through Watch's changed.
+func TestOpenUnusableThenFixed(t *testing.T) {
+	cases := []struct {
+		name    string
+		breakIt func(t *testing.T, f *fixture)
+		fix     func(t *testing.T, f *fixture)
+		want    []string
+		root    bool
+	}{
+		{"missing key", func(t *testing.T, f *fixture) {
+			if err := os.Rename(f.opts.KeyFile, f.opts.KeyFile+".away"); err != nil {
+				t.Fatal(err)
+			}
+		}, func(t *testing.T, f *fixture) {
+			replace(t, f.opts.KeyFile+".away", f.opts.KeyFile)
+		}, []string{"uplink.key_file", "does not exist"}, false},
+		{"loose key permissions", func(t *testing.T, f *fixture) {
+			chmod(t, f.opts.KeyFile, 0o644)
+		}, func(t *testing.T, f *fixture) {
+			chmod(t, f.opts.KeyFile, 0o600)
+		}, []string{"uplink.key_file", "chmod 600"}, false},
+		{"mismatched key", func(t *testing.T, f *fixture) {
+			other := f.issue(t, "other", devpki.Leaf{})
+			replace(t, other.KeyFile, f.opts.KeyFile)
+		}, func(t *testing.T, f *fixture) {
+			next := f.issue(t, "next", devpki.Leaf{})
+			replace(t, next.CertFile, f.opts.CertFile)
+			replace(t, next.KeyFile, f.opts.KeyFile)
+		}, []string{"does not belong"}, false},
+		{"key of a foreign owner", func(t *testing.T, f *fixture) {
+			if err := os.Chown(f.opts.KeyFile, 4242, -1); err != nil {
+				t.Fatal(err)
+			}
+		}, func(t *testing.T, f *fixture) {
+			if err := os.Chown(f.opts.KeyFile, os.Geteuid(), -1); err != nil {
+				t.Fatal(err)
+			}
+		}, []string{"owned by 4242", "chown"}, true},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			if c.root && os.Geteuid() != 0 {
+				requireRoot(t)
+			}
+			f := newFixture(t)
+			c.breakIt(t, f)
+			var logs syncBuffer
+			f.opts.Logger = slog.New(slog.NewTextHandler(&logs, nil))
+			s, err := Open(f.opts)
+			if err != nil {
+				t.Fatalf("Open: %v (wrong TLS material must not stop the agent)", err)
+			}
+			if _, err := s.TLSConfig(); !errors.Is(err, ErrNoUsableSet) {
+				t.Fatalf("TLSConfig error %v, want ErrNoUsableSet", err)
+			}
+			st := s.Status()
+			if !st.Unusable || !st.Expired {
+				t.Errorf("Status %+v: want Unusable and Expired (the uplink waits)", st)
+			}
+			wantAll(t, st.Warning, c.want...)
+			wantAll(t, logs.String(), "uplink stays down")
+			if _, err := Load(f.opts); err == nil {
+				t.Error("Load accepted the broken set; only Open keeps going")
+			}
+
+			ctx, cancel := context.WithCancel(context.Background())
+			defer cancel()
+			changed := make(chan struct{}, 10)
+			done := make(chan error, 1)
+			go func() { done <- s.Watch(ctx, 5*time.Millisecond, func() { changed <- struct{}{} }) }()
+			c.fix(t, f)
+			select {
+			case <-changed:
+			case <-time.After(10 * time.Second):
+				t.Fatalf("Watch did not take the fixed set; status %+v", s.Status())
+			}
+			if _, err := s.TLSConfig(); err != nil {
+				t.Errorf("TLSConfig after the fix: %v", err)
+			}
+			if st := s.Status(); st.Unusable || st.Expired || st.ClientSubject == "" {
+				t.Errorf("Status after the fix %+v", st)
+			}
+			cancel()
+			<-done
+			noKeyMaterial(t, logs.String(), f.opts.KeyFile)
+		})
+	}
+}
+
+// TestReloadAfterUnusableOpen: SIGHUP's path (Reload) also takes a set that
+// was missing at start.
+func TestReloadAfterUnusableOpen(t *testing.T) {
+	f := newFixture(t)
+	chmod(t, f.opts.KeyFile, 0o640)
+	s, err := Open(f.opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Reload(); err == nil || !strings.Contains(err.Error(), "still no usable certificate set") {
+		t.Fatalf("Reload of a still broken set: %v", err)
+	}
+	chmod(t, f.opts.KeyFile, 0o600)
+	changed, err := s.Reload()
+	if err != nil || !changed {
+		t.Fatalf("Reload after the fix: changed=%v err=%v", changed, err)
+	}
+}
+
+// TestServiceUserJudgesKey: --diagnose run as root (or as a technician) on a
+// gateway whose service runs as its own user judges the key's owner against
+// that user, and never advises a chown to the technician.
+func TestServiceUserJudgesKey(t *testing.T) {
+	requireRoot(t)
+	const svc = 4242
+	f := newFixture(t)
+	if err := os.Chown(f.opts.KeyFile, svc, -1); err != nil {
+		t.Fatal(err)
+	}
+	uid := svc
+	f.opts.ServiceUID = &uid
+	if _, err := Load(f.opts); err != nil {
+		t.Fatalf("root judging a key owned by the service user: %v", err)
+	}
+	other := 4343
+	f.opts.ServiceUID = &other
+	_, err := Load(f.opts)
+	if err == nil {
+		t.Fatal("a key owned by someone else than the service user was accepted")
+	}
+	wantAll(t, err.Error(), "owned by 4242", "chown 4343 ")
+
+	// A technician who cannot read the key is told to run as root or as the
+	// service user, not to take the key over.
+	e := env{now: time.Now, euid: 4343}
+	f.opts.ServiceUID = &uid
+	chmod(t, f.opts.KeyFile, 0o600)
+	err = openError(source{keyKey, f.opts.KeyFile}, fs.ErrPermission, users{euid: e.euid, owner: uid})
+	wantAll(t, err.Error(), "run as root or as 4242")
+	if strings.Contains(err.Error(), "make 4343 its owner") {
+		t.Errorf("advice would lock the service out: %v", err)
+	}
+}
+
+func chmod(t *testing.T, path string, mode os.FileMode) {
+	t.Helper()
+	if err := os.Chmod(path, mode); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func requireRoot(t *testing.T) {
+	t.Helper()
+	if os.Geteuid() == 0 {
+		return
+	}
+	if os.Getenv("CITYEDGE_REQUIRE_ROOT") == "1" {
+		t.Fatal("needs root (CITYEDGE_REQUIRE_ROOT=1)")
+	}
+	t.Skip("SKIP: needs root to give a file to another user")
 }

@@ -44,7 +44,12 @@ type Options struct {
 	ALPN                      []string      // optional (uplink.alpn)
 	SystemRoots               bool          // also trust system roots (uplink.system_roots); default: the CA bundle only
 	WarnBefore                time.Duration // expiry warning threshold (0 → DefaultWarnBefore)
-	Logger                    *slog.Logger
+	// ServiceUID, when set, is the user the service runs as: the private key
+	// must be owned by it. Unset means the user running this process. A
+	// technician's --diagnose as root sets it to the owner of agent.state_dir
+	// so that the key is judged as the service would judge it.
+	ServiceUID *int
+	Logger     *slog.Logger
 }
 
 // Store holds the live, validated TLS material and swaps it when the files
@@ -60,6 +65,11 @@ type Store struct {
 	mu         sync.Mutex // guards the fields below
 	lastErr    error
 	lastReload time.Time
+
+	// openStamps are the files as Open judged them when no usable set could
+	// be read, so that Watch tries any change made since, even one made
+	// before Watch started.
+	openStamps [3]stamp
 }
 
 // env is what the store takes from the system, replaceable in tests: a
@@ -67,6 +77,15 @@ type Store struct {
 type env struct {
 	now  func() time.Time
 	euid int
+}
+
+// users is who reads the files and who must own the key.
+func (s *Store) users() users {
+	u := users{euid: s.env.euid, owner: s.env.euid}
+	if s.opts.ServiceUID != nil {
+		u.owner = *s.opts.ServiceUID
+	}
+	return u
 }
 
 // material is one validated set; it is never modified once published.
@@ -91,7 +110,16 @@ type Status struct {
 	LastReloadError string    `json:"last_reload_error,omitempty"`
 	LastReload      time.Time `json:"last_reload"` // when the live set was read
 	Expired         bool      `json:"expired"`     // the live set is expired or not yet valid: the uplink waits
+	// Unusable is set when no valid set was ever read (missing, unreadable,
+	// mismatched files, a key with loose permissions or a foreign owner):
+	// the uplink stays down, sampling goes on, and Warning says what to fix.
+	Unusable bool `json:"unusable,omitempty"`
 }
+
+// ErrNoUsableSet is wrapped by TLSConfig while no valid set has been read
+// since Open: the uplink waits, readings stay buffered, and the set is
+// picked up as soon as valid files appear (Watch or Reload).
+var ErrNoUsableSet = errors.New("no usable certificate set")
 
 // Load reads and validates the CA bundle, the client certificate and its key.
 // An expired or not yet valid certificate is not an error here, so that the
@@ -103,6 +131,27 @@ func Load(opts Options) (*Store, error) {
 }
 
 func load(opts Options, e env) (*Store, error) {
+	s, err := open(opts, e)
+	if err != nil {
+		return nil, err
+	}
+	if s.live.Load() == nil {
+		return nil, fmt.Errorf("certs: %w", s.lastErr)
+	}
+	return s, nil
+}
+
+// Open is Load for the running agent: TLS material that is wrong at start
+// (missing, unreadable, mismatched, a key with loose permissions or a
+// foreign owner) must stop the uplink, never sampling. Open fails only for
+// options that no file can fix (a configuration error); otherwise it returns
+// a Store whose TLSConfig wraps ErrNoUsableSet, with the reason and the fix
+// in Status and the log, until Watch or Reload finds a valid set.
+func Open(opts Options) (*Store, error) {
+	return open(opts, env{now: time.Now, euid: os.Geteuid()})
+}
+
+func open(opts Options, e env) (*Store, error) {
 	if err := opts.check(); err != nil {
 		return nil, fmt.Errorf("certs: %w", err)
 	}
@@ -116,9 +165,13 @@ func load(opts Options, e env) (*Store, error) {
 	}
 	s := &Store{opts: opts, log: log, env: e}
 	now := e.now()
+	s.openStamps = statAll([3]string{opts.CAFile, opts.CertFile, opts.KeyFile})
 	m, err := s.read(now)
 	if err != nil {
-		return nil, fmt.Errorf("certs: %w", err)
+		s.lastErr = err
+		s.lastReload = now
+		log.Error("TLS material unusable: the uplink stays down, readings are buffered until it is fixed", "err", err)
+		return s, nil
 	}
 	s.live.Store(m)
 	s.lastReload = now
@@ -154,7 +207,8 @@ func (o Options) check() error {
 func (s *Store) read(now time.Time) (*material, error) {
 	srcCA, srcCert, srcKey := source{keyCA, s.opts.CAFile}, source{keyCert, s.opts.CertFile}, source{keyKey, s.opts.KeyFile}
 
-	caPEM, stCA, err := readFile(srcCA, false, s.env.euid)
+	u := s.users()
+	caPEM, stCA, err := readFile(srcCA, false, u)
 	if err != nil {
 		return nil, err
 	}
@@ -162,7 +216,7 @@ func (s *Store) read(now time.Time) (*material, error) {
 	if err != nil {
 		return nil, srcCA.errorf("%w", err)
 	}
-	certPEM, stCert, err := readFile(srcCert, false, s.env.euid)
+	certPEM, stCert, err := readFile(srcCert, false, u)
 	if err != nil {
 		return nil, err
 	}
@@ -170,7 +224,7 @@ func (s *Store) read(now time.Time) (*material, error) {
 	if err != nil {
 		return nil, srcCert.errorf("%w", err)
 	}
-	keyPEM, stKey, err := readFile(srcKey, true, s.env.euid)
+	keyPEM, stKey, err := readFile(srcKey, true, u)
 	if err != nil {
 		return nil, err
 	}
@@ -339,6 +393,9 @@ func date(t time.Time) string { return t.UTC().Format(time.RFC3339) }
 // used now.
 func (s *Store) TLSConfig() (*tls.Config, error) {
 	m := s.live.Load()
+	if m == nil {
+		return nil, s.noSet()
+	}
 	if err := m.usableAt(s.env.now()); err != nil {
 		return nil, fmt.Errorf("certs: %w", err)
 	}
@@ -356,10 +413,20 @@ func (s *Store) TLSConfig() (*tls.Config, error) {
 // case the handshake fails and nothing is sent.
 func (s *Store) clientCertificate(*tls.CertificateRequestInfo) (*tls.Certificate, error) {
 	m := s.live.Load()
+	if m == nil {
+		return nil, s.noSet()
+	}
 	if err := m.usableAt(s.env.now()); err != nil {
 		return nil, fmt.Errorf("certs: %w", err)
 	}
 	return m.cert, nil
+}
+
+// noSet is TLSConfig's error while no valid set was ever read.
+func (s *Store) noSet() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return fmt.Errorf("certs: %w: %w", ErrNoUsableSet, s.lastErr)
 }
 
 // Reload reads the three files again and, if the new set is complete,
@@ -386,6 +453,9 @@ func (s *Store) reload() (clientChanged, caChanged bool, err error) {
 		s.mu.Lock()
 		s.lastErr = err
 		s.mu.Unlock()
+		if old == nil {
+			return false, false, fmt.Errorf("certs: still no usable certificate set, the uplink stays down: %w", err)
+		}
 		return false, false, fmt.Errorf("certs: new certificate set rejected, still using %s (serial %X): %w",
 			old.chain[0].Subject, old.chain[0].SerialNumber, err)
 	}
@@ -394,6 +464,9 @@ func (s *Store) reload() (clientChanged, caChanged bool, err error) {
 	s.lastErr = nil
 	s.lastReload = now
 	s.mu.Unlock()
+	if old == nil {
+		return true, true, nil
+	}
 	return !slices.EqualFunc(old.cert.Certificate, m.cert.Certificate, bytes.Equal),
 		!slices.EqualFunc(old.cas, m.cas, (*x509.Certificate).Equal), nil
 }
@@ -405,6 +478,9 @@ func (s *Store) Status() Status {
 	s.mu.Lock()
 	lastErr, lastReload := s.lastErr, s.lastReload
 	s.mu.Unlock()
+	if m == nil {
+		return Status{Unusable: true, Expired: true, Warning: lastErr.Error(), LastReloadError: lastErr.Error(), LastReload: lastReload}
+	}
 
 	leaf := m.chain[0]
 	ca, caSrc := m.issuer()

@@ -29,7 +29,14 @@ func (s *Store) Watch(ctx context.Context, every time.Duration, changed func()) 
 		return fmt.Errorf("certs: watch interval must be positive, got %v", every)
 	}
 	paths := [3]string{s.opts.CAFile, s.opts.CertFile, s.opts.KeyFile}
-	processed := s.live.Load().stamps
+	var processed [3]stamp
+	if m := s.live.Load(); m != nil {
+		processed = m.stamps
+	} else {
+		// No usable set yet: any change to the files since Open judged them
+		// (a new file, chmod 600, chown) is tried.
+		processed = s.openStamps
+	}
 	pending := processed
 	level := s.level()
 	t := time.NewTicker(every)
@@ -59,7 +66,11 @@ func (s *Store) Watch(ctx context.Context, every time.Duration, changed func()) 
 func (s *Store) reloadAndReport(changed func(), quiet bool) {
 	client, ca, err := s.reload()
 	if err != nil {
-		if !quiet {
+		switch {
+		case quiet:
+		case s.live.Load() == nil:
+			s.log.Error("TLS material changed but is still unusable; the uplink stays down", "err", err)
+		default:
 			s.log.Warn("new certificate set rejected; keeping the current one", "err", err)
 		}
 		return
@@ -88,7 +99,7 @@ const (
 func (s *Store) level() int {
 	st := s.Status()
 	switch {
-	case st.Expired:
+	case st.Expired || st.Unusable:
 		return levelUnusable
 	case st.Warning != "":
 		return levelWarn

@@ -192,6 +192,42 @@ func TestUnitSettings(t *testing.T) {
 	}
 }
 
+// TestUnitLetsAgentReadClock: the agent must see whether the kernel's clock
+// is synchronised (adjtimex read-only) under the shipped unit, and must never
+// be able to set it. ProtectClock=yes or a deny list that ends with @clock
+// (inside @privileged) denied would blind it: every boot's readings would be
+// held for clock.hold.
+func TestUnitLetsAgentReadClock(t *testing.T) {
+	u := parseUnit(t, unitFile)
+	if pc, ok := u["Service.ProtectClock"]; ok && pc[len(pc)-1] == "yes" {
+		t.Error("ProtectClock=yes denies even a read-only adjtimex: the agent could never see a synced clock")
+	}
+	// systemd applies SystemCallFilter= lines in order: the last line that
+	// names a call decides. Allow-lines after a ~deny line re-allow.
+	allowed := map[string]bool{"adjtimex": false, "clock_adjtime": false}
+	for _, line := range u["Service.SystemCallFilter"] {
+		deny := strings.HasPrefix(line, "~")
+		for _, f := range strings.Fields(strings.TrimPrefix(line, "~")) {
+			switch f {
+			case "@privileged", "@clock", "adjtimex", "clock_adjtime":
+				for call := range allowed {
+					if f == call || f[0] == '@' {
+						allowed[call] = !deny
+					}
+				}
+			}
+		}
+	}
+	for call, ok := range allowed {
+		if !ok {
+			t.Errorf("SystemCallFilter= leaves %s denied: the agent cannot read the clock's sync state", call)
+		}
+	}
+	if caps := one(t, u, "Service.CapabilityBoundingSet"); strings.Contains(caps, "CAP_SYS_TIME") || caps != "" {
+		t.Errorf("CapabilityBoundingSet=%s: must stay empty so the kernel refuses any clock write", caps)
+	}
+}
+
 func contains(list []string, s string) bool {
 	for _, v := range list {
 		for _, f := range strings.Fields(v) {

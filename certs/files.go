@@ -204,7 +204,11 @@ func parsePrivateKey(data []byte) (crypto.Signer, error) {
 			break
 		}
 		blocks++
-		if b.Type == "CERTIFICATE" {
+		// CERTIFICATE: some tools write certificate and key together.
+		// EC PARAMETERS: `openssl ecparam -genkey` writes the curve's name
+		// before the key (mosquitto accepts it); the key block names its
+		// curve itself, so the parameters add nothing.
+		if b.Type == "CERTIFICATE" || b.Type == "EC PARAMETERS" {
 			continue
 		}
 		if b.Type == "ENCRYPTED PRIVATE KEY" || strings.Contains(b.Headers["Proc-Type"], "ENCRYPTED") {
@@ -222,12 +226,13 @@ func parsePrivateKey(data []byte) (crypto.Signer, error) {
 		case "RSA PRIVATE KEY":
 			k, err = x509.ParsePKCS1PrivateKey(b.Bytes)
 		default:
-			return nil, fmt.Errorf("holds a %q PEM block (block %d); expected a PRIVATE KEY", b.Type, blocks)
+			return nil, fmt.Errorf("holds a %q PEM block (block %d); expected a PRIVATE KEY: %s", b.Type, blocks, convertHint)
 		}
 		if err != nil {
 			// The parser's own message describes ASN.1 internals, not what to
-			// do; what matters is that the block is damaged.
-			return nil, fmt.Errorf("private key (PEM block %q) cannot be parsed; the file is damaged or holds no key: replace it", b.Type)
+			// do; what matters is that the block is damaged or of a kind Go
+			// does not read (e.g. an explicit-parameters EC key).
+			return nil, fmt.Errorf("private key (PEM block %q) cannot be parsed; the file is damaged or holds a key form this agent does not read: %s", b.Type, convertHint)
 		}
 		if key != nil {
 			return nil, errors.New("holds more than one private key; keep only the key of the client certificate")
@@ -240,7 +245,7 @@ func parsePrivateKey(data []byte) (crypto.Signer, error) {
 		case ed25519.PrivateKey:
 			key = k
 		default:
-			return nil, fmt.Errorf("private key of type %T is not supported; use ECDSA P-256 (see enrollment)", k)
+			return nil, fmt.Errorf("private key of type %T is not supported; use ECDSA P-256 (see enrollment), or convert: %s", k, convertHint)
 		}
 	}
 	if n := bytes.Count(data, pemBegin); n != blocks {
@@ -254,6 +259,10 @@ func parsePrivateKey(data []byte) (crypto.Signer, error) {
 	}
 	return key, nil
 }
+
+// convertHint is the command that rewrites a readable key in the PKCS#8 PEM
+// form every part of the agent accepts.
+const convertHint = "convert it with: openssl pkey -in KEY -out KEY.pkcs8 && chmod 600 KEY.pkcs8 && mv KEY.pkcs8 KEY"
 
 // looksDER reports whether data starts like a DER SEQUENCE, the usual mistake
 // when a tool wrote binary instead of PEM.

@@ -1,6 +1,9 @@
 package certs
 
 import (
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/pem"
@@ -431,6 +434,55 @@ func TestStatusExpiry(t *testing.T) {
 				t.Errorf("unexpected warning %q", st.Warning)
 			}
 			wantAll(t, st.Warning, tc.warn...)
+		})
+	}
+}
+
+// TestParseKeyForms: the key forms an operator's recipe produces are read;
+// a refused form says which openssl command converts it.
+func TestParseKeyForms(t *testing.T) {
+	ec, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sec1, err := x509.MarshalECPrivateKey(ec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pkcs8, err := x509.MarshalPKCS8PrivateKey(ec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// `openssl ecparam -name prime256v1 -genkey` writes the curve's OID
+	// (1.2.840.10045.3.1.7) in an EC PARAMETERS block before the key.
+	params := []byte{0x06, 0x08, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x03, 0x01, 0x07}
+	pemOf := func(typ string, b []byte) []byte { return pem.EncodeToMemory(&pem.Block{Type: typ, Bytes: b}) }
+	cases := []struct {
+		name    string
+		data    []byte
+		wantErr string
+	}{
+		{"PKCS#8", pemOf("PRIVATE KEY", pkcs8), ""},
+		{"SEC 1", pemOf("EC PRIVATE KEY", sec1), ""},
+		{"openssl ecparam -genkey (EC PARAMETERS first)", append(pemOf("EC PARAMETERS", params), pemOf("EC PRIVATE KEY", sec1)...), ""},
+		{"unknown block", pemOf("DSA PRIVATE KEY", []byte{0x30, 0x00}), "openssl pkey -in KEY -out KEY.pkcs8"},
+		{"damaged key", pemOf("EC PRIVATE KEY", []byte{0x30, 0x03, 0x02, 0x01, 0x01}), "openssl pkey -in KEY -out KEY.pkcs8"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			k, err := parsePrivateKey(c.data)
+			if c.wantErr == "" {
+				if err != nil {
+					t.Fatalf("refused: %v", err)
+				}
+				if !ec.PublicKey.Equal(k.Public()) {
+					t.Fatal("parsed a different key")
+				}
+				return
+			}
+			if err == nil || !strings.Contains(err.Error(), c.wantErr) {
+				t.Fatalf("error %v, want it to contain %q", err, c.wantErr)
+			}
 		})
 	}
 }

@@ -12,6 +12,7 @@ import (
 
 	"github.com/cityedge/cityedge/drivers"
 	"github.com/cityedge/cityedge/drivers/ads1115"
+	"github.com/cityedge/cityedge/drivers/ads1115/ads1115sim"
 	"github.com/cityedge/cityedge/drivers/sim"
 	"periph.io/x/conn/v3/physic"
 )
@@ -233,7 +234,7 @@ func simADS1115(s SimSpec, opts any) sim.Chip {
 			}
 		}
 	}
-	return ads1115.NewSim(func(ain int, t time.Time) float64 {
+	return ads1115sim.NewSim(func(ain int, t time.Time) float64 {
 		c := byAIN[ain]
 		if c == nil {
 			return 0 // an unconnected input, pulled to ground

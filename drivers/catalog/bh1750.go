@@ -6,6 +6,7 @@ import (
 
 	"github.com/cityedge/cityedge/drivers"
 	"github.com/cityedge/cityedge/drivers/bh1750"
+	"github.com/cityedge/cityedge/drivers/bh1750/bh1750sim"
 	"github.com/cityedge/cityedge/drivers/sim"
 )
 
@@ -17,7 +18,7 @@ func init() {
 		Addrs:   []uint16{0x23, 0x5C},
 		Options: func() any { return &lightOpts{MTreg: bh1750.MTregDefault} },
 		Open:    openBH1750,
-		SimChip: func(s SimSpec, _ any) sim.Chip { return bh1750.NewSim(s.World) },
+		SimChip: func(s SimSpec, _ any) sim.Chip { return bh1750sim.NewSim(s.World) },
 	})
 }
 

@@ -6,6 +6,7 @@ import (
 
 	"github.com/cityedge/cityedge/drivers"
 	"github.com/cityedge/cityedge/drivers/mb1242"
+	"github.com/cityedge/cityedge/drivers/mb1242/mb1242sim"
 	"github.com/cityedge/cityedge/drivers/sim"
 	"periph.io/x/conn/v3/physic"
 )
@@ -18,7 +19,7 @@ func init() {
 		Addrs:   []uint16{0x70},
 		Options: func() any { return &rangerOpts{ThresholdM: 1.8} },
 		Open:    openMB1242,
-		SimChip: func(s SimSpec, _ any) sim.Chip { return mb1242.NewSim(simBay(s), s.Seed) },
+		SimChip: func(s SimSpec, _ any) sim.Chip { return mb1242sim.NewSim(simBay(s), s.Seed) },
 	})
 }
 

@@ -9,6 +9,7 @@ import (
 
 	"github.com/cityedge/cityedge/drivers"
 	"github.com/cityedge/cityedge/drivers/qmc5883l"
+	"github.com/cityedge/cityedge/drivers/qmc5883l/qmc5883lsim"
 	"github.com/cityedge/cityedge/drivers/sim"
 	"periph.io/x/conn/v3/physic"
 )
@@ -21,7 +22,7 @@ func init() {
 		Addrs:   []uint16{0x0D},
 		Options: func() any { return defaultQMCOpts() },
 		Open:    openQMC5883L,
-		SimChip: func(s SimSpec, _ any) sim.Chip { return qmc5883l.NewSim(simBay(s), s.Seed) },
+		SimChip: func(s SimSpec, _ any) sim.Chip { return qmc5883lsim.NewSim(simBay(s), s.Seed) },
 	})
 }
 

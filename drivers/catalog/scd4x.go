@@ -6,6 +6,7 @@ import (
 
 	"github.com/cityedge/cityedge/drivers"
 	"github.com/cityedge/cityedge/drivers/scd4x"
+	"github.com/cityedge/cityedge/drivers/scd4x/scd4xsim"
 	"github.com/cityedge/cityedge/drivers/sim"
 	"periph.io/x/conn/v3/physic"
 )
@@ -19,7 +20,7 @@ func init() {
 		Options: func() any { return &scd4xOptions{SelfCalibration: true} },
 		Open:    openSCD4x,
 		SimChip: func(s SimSpec, _ any) sim.Chip {
-			return scd4x.NewSim(s.World, s.Seed&0xFFFF_FFFF_FFFF)
+			return scd4xsim.NewSim(s.World, s.Seed&0xFFFF_FFFF_FFFF)
 		},
 	})
 }

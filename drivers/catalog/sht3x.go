@@ -6,6 +6,7 @@ import (
 
 	"github.com/cityedge/cityedge/drivers"
 	"github.com/cityedge/cityedge/drivers/sht3x"
+	"github.com/cityedge/cityedge/drivers/sht3x/sht3xsim"
 	"github.com/cityedge/cityedge/drivers/sim"
 	"periph.io/x/conn/v3"
 	"periph.io/x/conn/v3/physic"
@@ -22,7 +23,7 @@ func init() {
 		Options: func() any { return nil },
 		Open:    openSHT3x,
 		SimChip: func(s SimSpec, _ any) sim.Chip {
-			return sht3x.NewSim(s.World, uint32(s.Seed))
+			return sht3xsim.NewSim(s.World, uint32(s.Seed))
 		},
 	})
 }

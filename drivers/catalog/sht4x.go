@@ -6,6 +6,7 @@ import (
 
 	"github.com/cityedge/cityedge/drivers"
 	"github.com/cityedge/cityedge/drivers/sht4x"
+	"github.com/cityedge/cityedge/drivers/sht4x/sht4xsim"
 	"github.com/cityedge/cityedge/drivers/sim"
 	"periph.io/x/conn/v3/physic"
 )
@@ -21,7 +22,7 @@ func init() {
 		Options: func() any { return nil },
 		Open:    openSHT4x,
 		SimChip: func(s SimSpec, _ any) sim.Chip {
-			return sht4x.NewSim(s.World, uint32(s.Seed))
+			return sht4xsim.NewSim(s.World, uint32(s.Seed))
 		},
 	})
 }

@@ -9,6 +9,7 @@ import (
 	"github.com/cityedge/cityedge/drivers"
 	"github.com/cityedge/cityedge/drivers/sim"
 	"github.com/cityedge/cityedge/drivers/sps30"
+	"github.com/cityedge/cityedge/drivers/sps30/sps30sim"
 )
 
 func init() {
@@ -20,7 +21,7 @@ func init() {
 		Options: func() any { return &sps30Options{FanCleaningInterval: Duration(sps30.DefaultCleaningInterval)} },
 		Open:    openSPS30,
 		SimChip: func(s SimSpec, _ any) sim.Chip {
-			return sps30.NewSim(s.World, fmt.Sprintf("SIM%016X", s.Seed))
+			return sps30sim.NewSim(s.World, fmt.Sprintf("SIM%016X", s.Seed))
 		},
 	})
 }

@@ -42,7 +42,8 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/cityedge/cityedge/drivers"
+	"github.com/cityedge/cityedge/drivers/internal/wait"
+	"github.com/jonboulle/clockwork"
 	"periph.io/x/conn/v3"
 	"periph.io/x/conn/v3/i2c"
 	"periph.io/x/conn/v3/physic"
@@ -123,6 +124,9 @@ type Opts struct {
 	Range        Range
 	Rate         Rate
 	Oversampling Oversampling
+	// Clock measures the chip's conversion and wait times; nil is the real
+	// clock. Tests inject a fake one.
+	Clock clockwork.Clock
 }
 
 // DefaultOpts: ±2 G is four times the earth's field and gives 8.3 nT per
@@ -144,7 +148,7 @@ var ErrOverflow = errors.New("qmc5883l: field beyond the measurement range")
 type Dev struct {
 	c     i2c.Dev
 	opts  Opts
-	sleep func(ctx context.Context, d time.Duration) error
+	clock clockwork.Clock
 }
 
 var _ conn.Resource = &Dev{}
@@ -157,7 +161,7 @@ func New(bus i2c.Bus, opts *Opts) (*Dev, error) {
 	if opts.Range > Range8G || opts.Rate > Rate200Hz || opts.Oversampling > OSR64 {
 		return nil, fmt.Errorf("qmc5883l: invalid options %+v", *opts)
 	}
-	d := &Dev{c: i2c.Dev{Bus: bus, Addr: opts.Addr}, opts: *opts, sleep: drivers.Sleep}
+	d := &Dev{c: i2c.Dev{Bus: bus, Addr: opts.Addr}, opts: *opts, clock: wait.Clock(opts.Clock)}
 	var id [1]byte
 	if err := d.c.Tx([]byte{regChipID}, id[:]); err != nil {
 		return nil, fmt.Errorf("qmc5883l: read chip id: %w", err)
@@ -174,7 +178,7 @@ func New(bus i2c.Bus, opts *Opts) (*Dev, error) {
 	if err := d.c.Tx([]byte{regCtrl2, softReset}, nil); err != nil {
 		return nil, fmt.Errorf("qmc5883l: soft reset: %w", err)
 	}
-	if err := d.sleep(context.Background(), time.Millisecond); err != nil {
+	if err := wait.Sleep(context.Background(), d.clock, time.Millisecond); err != nil {
 		return nil, err
 	}
 	if err := d.c.Tx([]byte{regSetRst, setRstRec}, nil); err != nil {
@@ -208,7 +212,7 @@ func (d *Dev) Sense(ctx context.Context) (Field, error) {
 		if waited >= deadline {
 			return Field{}, fmt.Errorf("qmc5883l: no data ready after %s (status %#02x): chip not in continuous mode?", waited, status[0])
 		}
-		if err := d.sleep(ctx, poll); err != nil {
+		if err := wait.Sleep(ctx, d.clock, poll); err != nil {
 			return Field{}, err
 		}
 	}

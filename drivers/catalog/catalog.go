@@ -131,6 +131,18 @@ func Names() []string {
 	return out
 }
 
+// StateKeeper is a Sensor with learned state worth keeping across a restart
+// (the qmc5883l's empty-bay baseline). The agent saves State where it keeps
+// its own state and hands it back through Restore right after Open, before
+// the first Read. State fails while there is nothing learned yet; Restore
+// refuses damaged or foreign bytes with an error to log, leaving the sensor
+// to learn afresh.
+type StateKeeper interface {
+	drivers.Sensor
+	State() ([]byte, error)
+	Restore(state []byte) error
+}
+
 // Duration is a time.Duration written as a Go duration string in TOML
 // ("200ms", "10s").
 type Duration time.Duration

@@ -190,3 +190,18 @@ func (m *magnetometer) Read(ctx context.Context) ([]drivers.Value, error) {
 
 func (m *magnetometer) Halt() error    { return m.dev.Halt() }
 func (m *magnetometer) String() string { return m.dev.String() }
+
+// State implements StateKeeper: the bay detector's learned baseline and
+// decision (qmc5883l.Detector.MarshalBinary).
+func (m *magnetometer) State() ([]byte, error) {
+	m.det.mu.Lock()
+	defer m.det.mu.Unlock()
+	return m.det.det.MarshalBinary()
+}
+
+// Restore implements StateKeeper (qmc5883l.Detector.UnmarshalBinary).
+func (m *magnetometer) Restore(b []byte) error {
+	m.det.mu.Lock()
+	defer m.det.mu.Unlock()
+	return m.det.det.UnmarshalBinary(b)
+}

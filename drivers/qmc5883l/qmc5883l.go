@@ -31,8 +31,10 @@
 //     hysteresis band, it stays put, so a parked car is never learned away.
 //
 // A bay that holds a car when learning starts will read as occupied once the
-// car leaves; learn again (a new Detector, in the agent a restart) with the
-// bay empty.
+// car leaves; learn again (a new Detector) with the bay empty. To survive a
+// restart without learning again, save the detector's state
+// (MarshalBinary) and restore it into the new detector (UnmarshalBinary):
+// a car parked across the restart then leaves as one change to free.
 package qmc5883l
 
 import (

@@ -17,16 +17,15 @@ import (
 	"periph.io/x/conn/v3/physic"
 )
 
-func init() {
-	Register(Driver{
-		Name:    "ads1115",
-		Kind:    I2C,
-		Chips:   "TI ADS1115 16-bit ADC with per-channel linear maps (noise meters, gas cells, 0–10 V/4–20 mA transmitters)",
-		Addrs:   []uint16{0x48, 0x49, 0x4A, 0x4B},
-		Options: func() any { return &adcOpts{DataRate: 128} },
-		Open:    openADS1115,
-		SimChip: simADS1115,
-	})
+// ads1115Driver is the catalog entry of driver "ads1115".
+var ads1115Driver = Driver{
+	Name:    "ads1115",
+	Kind:    I2C,
+	Chips:   "TI ADS1115 16-bit ADC with per-channel linear maps (noise meters, gas cells, 0–10 V/4–20 mA transmitters)",
+	Addrs:   []uint16{0x48, 0x49, 0x4A, 0x4B},
+	Options: func() any { return &adcOpts{DataRate: 128} },
+	Open:    openADS1115,
+	SimChip: simADS1115,
 }
 
 // adcOpts are the options of an ads1115 sensor. Unlike every other driver

@@ -14,16 +14,15 @@ import (
 	"periph.io/x/conn/v3/physic"
 )
 
-func init() {
-	Register(Driver{
-		Name:    "qmc5883l",
-		Kind:    I2C,
-		Chips:   "QST QMC5883L magnetometer (in-ground vehicle detector)",
-		Addrs:   []uint16{0x0D},
-		Options: func() any { return defaultQMCOpts() },
-		Open:    openQMC5883L,
-		SimChip: func(s SimSpec, _ any) sim.Chip { return qmc5883lsim.NewSim(simBay(s), s.Seed) },
-	})
+// qmc5883lDriver is the catalog entry of driver "qmc5883l".
+var qmc5883lDriver = Driver{
+	Name:    "qmc5883l",
+	Kind:    I2C,
+	Chips:   "QST QMC5883L magnetometer (in-ground vehicle detector)",
+	Addrs:   []uint16{0x0D},
+	Options: func() any { return defaultQMCOpts() },
+	Open:    openQMC5883L,
+	SimChip: func(s SimSpec, _ any) sim.Chip { return qmc5883lsim.NewSim(simBay(s), s.Seed) },
 }
 
 // qmcOpts are the options of a qmc5883l sensor.

@@ -24,7 +24,8 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/cityedge/cityedge/drivers"
+	"github.com/cityedge/cityedge/drivers/internal/wait"
+	"github.com/jonboulle/clockwork"
 	"periph.io/x/conn/v3"
 	"periph.io/x/conn/v3/i2c"
 	"periph.io/x/conn/v3/physic"
@@ -125,6 +126,9 @@ type Opts struct {
 	// Rate trades noise for speed: slower rates average longer. 128 SPS
 	// (about 8 ms per channel) is the chip's default.
 	Rate Rate
+	// Clock measures the chip's conversion and wait times; nil is the real
+	// clock. Tests inject a fake one.
+	Clock clockwork.Clock
 }
 
 // DefaultOpts is ADDR tied to GND and the chip's default data rate.
@@ -134,7 +138,7 @@ var DefaultOpts = Opts{Addr: 0x48, Rate: SPS128}
 type Dev struct {
 	c     i2c.Dev
 	rate  Rate
-	sleep func(ctx context.Context, d time.Duration) error
+	clock clockwork.Clock
 }
 
 var _ conn.Resource = &Dev{}
@@ -148,7 +152,7 @@ func New(bus i2c.Bus, opts *Opts) (*Dev, error) {
 	if opts.Rate > SPS860 {
 		return nil, fmt.Errorf("ads1115: invalid rate %d", opts.Rate)
 	}
-	d := &Dev{c: i2c.Dev{Bus: bus, Addr: opts.Addr}, rate: opts.Rate, sleep: drivers.Sleep}
+	d := &Dev{c: i2c.Dev{Bus: bus, Addr: opts.Addr}, rate: opts.Rate, clock: wait.Clock(opts.Clock)}
 	want := d.config(0, FSR6144mV) &^ cfgOS
 	if err := d.c.Tx([]byte{regConfig, byte(want >> 8), byte(want)}, nil); err != nil {
 		return nil, fmt.Errorf("ads1115: write config: %w", err)
@@ -181,7 +185,7 @@ func (d *Dev) Sense(ctx context.Context, ain int, g Gain) (physic.ElectricPotent
 		return 0, fmt.Errorf("ads1115: start conversion of AIN%d: %w", ain, err)
 	}
 	period := d.rate.period()
-	if err := d.sleep(ctx, period); err != nil {
+	if err := wait.Sleep(ctx, d.clock, period); err != nil {
 		return 0, err
 	}
 	// Poll OS for up to two more periods (a chip that never finishes is
@@ -199,7 +203,7 @@ func (d *Dev) Sense(ctx context.Context, ain int, g Gain) (physic.ElectricPotent
 		if i == polls {
 			return 0, fmt.Errorf("ads1115: AIN%d: conversion not done after %s", ain, period+polls*poll)
 		}
-		if err := d.sleep(ctx, poll); err != nil {
+		if err := wait.Sleep(ctx, d.clock, poll); err != nil {
 			return 0, err
 		}
 	}

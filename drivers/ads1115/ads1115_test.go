@@ -2,12 +2,12 @@ package ads1115
 
 import (
 	"context"
-	"errors"
 	"math"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/cityedge/cityedge/drivers/ads1115/ads1115sim"
 	"github.com/cityedge/cityedge/drivers/internal/drivertest"
 	"github.com/cityedge/cityedge/drivers/sim"
 	"periph.io/x/conn/v3/i2c"
@@ -99,7 +99,7 @@ func TestNew(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := New(drivertest.Playback(t, tc.ops, tc.nackAt), nil)
 			if drivertest.WantErr(t, "New", err, tc.err) {
-				wantNACK(t, "New", err, tc.nackAt, tc.nacked)
+				drivertest.WantNACK(t, "New", err, tc.nackAt, tc.nacked)
 			}
 		})
 	}
@@ -140,7 +140,7 @@ func TestSense(t *testing.T) {
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			c := drivertest.NewClock(time.Unix(0, 0))
-			d := &Dev{c: i2c.Dev{Bus: drivertest.Playback(t, tc.ops, tc.nackAt), Addr: 0x48}, rate: SPS128, sleep: c.Sleep}
+			d := &Dev{c: i2c.Dev{Bus: drivertest.Playback(t, tc.ops, tc.nackAt), Addr: 0x48}, rate: SPS128, clock: c}
 			got, err := d.Sense(context.Background(), tc.ain, tc.g)
 			if len(c.Sleeps) != tc.sleeps {
 				t.Errorf("slept %v, want %d sleeps", c.Sleeps, tc.sleeps)
@@ -151,7 +151,7 @@ func TestSense(t *testing.T) {
 				}
 			}
 			if drivertest.WantErr(t, "Sense", err, tc.err) {
-				wantNACK(t, "Sense", err, tc.nackAt, tc.nacked)
+				drivertest.WantNACK(t, "Sense", err, tc.nackAt, tc.nacked)
 				return
 			}
 			if got != tc.want {
@@ -167,8 +167,8 @@ func TestSense(t *testing.T) {
 func TestSimRoundTrip(t *testing.T) {
 	volts := [4]float64{1.234567, 0.4, 2.0, 3.3}
 	c := drivertest.NewClock(time.Unix(0, 0))
-	chip := NewSim(func(ain int, _ time.Time) float64 { return volts[ain] })
-	chip.now = c.Now
+	chip := ads1115sim.NewSim(func(ain int, _ time.Time) float64 { return volts[ain] })
+	chip.SetClock(c)
 	bus := sim.NewBus("sim-i2c1")
 	bus.Attach(0x4A, chip)
 	for _, rate := range []Rate{SPS8, SPS128, SPS860} {
@@ -176,7 +176,7 @@ func TestSimRoundTrip(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		d.sleep = c.Sleep
+		d.clock = c
 		for g := FSR6144mV; g <= FSR256mV; g++ {
 			fs := float64(g.FullScale()) / 1e9
 			for ain, v := range volts {
@@ -199,7 +199,7 @@ func TestSimRoundTrip(t *testing.T) {
 }
 
 func TestSimRejectsUnknown(t *testing.T) {
-	chip := NewSim(nil)
+	chip := ads1115sim.NewSim(nil)
 	for _, tc := range []struct {
 		w    []byte
 		r    int
@@ -240,35 +240,20 @@ func BenchmarkDecode(b *testing.B) {
 
 // One single-shot conversion through the simulated bus, waits skipped.
 func BenchmarkSenseSim(b *testing.B) {
-	now := time.Unix(0, 0)
-	chip := NewSim(func(int, time.Time) float64 { return 1.2 })
-	chip.now = func() time.Time { return now }
+	c := drivertest.NewClock(time.Unix(0, 0))
+	chip := ads1115sim.NewSim(func(int, time.Time) float64 { return 1.2 })
+	chip.SetClock(c)
 	bus := sim.NewBus("sim-i2c1")
 	bus.Attach(0x48, chip)
 	d, err := New(bus, nil)
 	if err != nil {
 		b.Fatal(err)
 	}
-	d.sleep = func(_ context.Context, dt time.Duration) error { now = now.Add(dt); return nil }
+	d.clock = c
 	for b.Loop() {
+		c.Sleeps = c.Sleeps[:0]
 		if _, err := d.Sense(context.Background(), 0, FSR4096mV); err != nil {
 			b.Fatal(err)
 		}
-	}
-}
-
-// wantNACK checks that the error a case ended on wraps sim.ErrNACK exactly
-// when the case says so (nacked), and that the case injects a NACK (nack >= 0)
-// exactly then: the playback's own "unexpected Tx" error reads much like a
-// refused transaction, so the message alone cannot tell a missing NACK from a
-// script that ran out, and nacked is kept apart from nack so that dropping the
-// injection alone fails the case.
-func wantNACK(t *testing.T, step string, err error, nack int, nacked bool) {
-	t.Helper()
-	if nacked != (nack >= 0) {
-		t.Errorf("%s: the case expects a NACK error %v but injects a NACK at transaction %d", step, nacked, nack)
-	}
-	if got := errors.Is(err, sim.ErrNACK); got != nacked {
-		t.Errorf("%s: %v: wraps sim.ErrNACK %v, want %v", step, err, got, nacked)
 	}
 }

@@ -22,7 +22,8 @@ import (
 	"strconv"
 	"time"
 
-	"github.com/cityedge/cityedge/drivers"
+	"github.com/cityedge/cityedge/drivers/internal/wait"
+	"github.com/jonboulle/clockwork"
 	"periph.io/x/conn/v3"
 	"periph.io/x/conn/v3/i2c"
 )
@@ -66,6 +67,9 @@ type Opts struct {
 	// 1 lx resolution up to 54612 lx; 31 reaches 121557 lx (direct sun); 254
 	// resolves 0.23 lx for night-time readings, up to 14835 lx.
 	MTreg uint8
+	// Clock measures the chip's conversion and wait times; nil is the real
+	// clock. Tests inject a fake one.
+	Clock clockwork.Clock
 }
 
 // DefaultOpts is ADDR low and the chip's default sensitivity.
@@ -75,7 +79,7 @@ var DefaultOpts = Opts{Addr: 0x23, MTreg: MTregDefault}
 type Dev struct {
 	c     i2c.Dev
 	mt    uint8
-	sleep func(ctx context.Context, d time.Duration) error
+	clock clockwork.Clock
 }
 
 var _ conn.Resource = &Dev{}
@@ -90,7 +94,7 @@ func New(bus i2c.Bus, opts *Opts) (*Dev, error) {
 	if opts.MTreg < MTregMin || opts.MTreg > MTregMax {
 		return nil, fmt.Errorf("bh1750: MTreg %d is outside %d..%d", opts.MTreg, MTregMin, MTregMax)
 	}
-	d := &Dev{c: i2c.Dev{Bus: bus, Addr: opts.Addr}, mt: opts.MTreg, sleep: drivers.Sleep}
+	d := &Dev{c: i2c.Dev{Bus: bus, Addr: opts.Addr}, mt: opts.MTreg, clock: wait.Clock(opts.Clock)}
 	if err := d.c.Tx([]byte{opPowerOn}, nil); err != nil {
 		return nil, fmt.Errorf("bh1750: power on: %w", err)
 	}
@@ -116,7 +120,7 @@ func (d *Dev) Sense(ctx context.Context) (Illuminance, error) {
 	if err := d.c.Tx([]byte{opOneTimeH}, nil); err != nil {
 		return 0, fmt.Errorf("bh1750: start measurement: %w", err)
 	}
-	if err := d.sleep(ctx, d.measureTime()); err != nil {
+	if err := wait.Sleep(ctx, d.clock, d.measureTime()); err != nil {
 		return 0, err
 	}
 	var raw [2]byte

@@ -9,9 +9,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/cityedge/cityedge/drivers"
+	"github.com/cityedge/cityedge/drivers/bh1750/bh1750sim"
 	"github.com/cityedge/cityedge/drivers/internal/drivertest"
 	"github.com/cityedge/cityedge/drivers/sim"
+	"github.com/jonboulle/clockwork"
 	"periph.io/x/conn/v3/i2c"
 	"periph.io/x/conn/v3/i2c/i2ctest"
 )
@@ -74,7 +75,7 @@ func TestNew(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := New(drivertest.Playback(t, tc.ops, tc.nackAt), tc.opts)
 			if drivertest.WantErr(t, "New", err, tc.err) {
-				wantNACK(t, "New", err, tc.nackAt, tc.nacked)
+				drivertest.WantNACK(t, "New", err, tc.nackAt, tc.nacked)
 			}
 		})
 	}
@@ -107,13 +108,13 @@ func TestSense(t *testing.T) {
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			c := drivertest.NewClock(time.Unix(0, 0))
-			d := &Dev{c: i2c.Dev{Bus: drivertest.Playback(t, tc.ops, tc.nackAt), Addr: 0x23}, mt: tc.mt, sleep: c.Sleep}
+			d := &Dev{c: i2c.Dev{Bus: drivertest.Playback(t, tc.ops, tc.nackAt), Addr: 0x23}, mt: tc.mt, clock: c}
 			got, err := d.Sense(context.Background())
 			if !slices.Equal(c.Sleeps, tc.sleeps) {
 				t.Errorf("slept %v, want %v", c.Sleeps, tc.sleeps)
 			}
 			if drivertest.WantErr(t, "Sense", err, tc.err) {
-				wantNACK(t, "Sense", err, tc.nackAt, tc.nacked)
+				drivertest.WantNACK(t, "Sense", err, tc.nackAt, tc.nacked)
 				return
 			}
 			if got != tc.want {
@@ -125,7 +126,7 @@ func TestSense(t *testing.T) {
 
 func TestSenseHonoursContext(t *testing.T) {
 	ops := []i2ctest.IO{{Addr: 0x23, W: []byte{0x01}}, {Addr: 0x23, W: []byte{0x20}}}
-	d := &Dev{c: i2c.Dev{Bus: drivertest.Playback(t, ops, -1), Addr: 0x23}, mt: 69, sleep: drivers.Sleep}
+	d := &Dev{c: i2c.Dev{Bus: drivertest.Playback(t, ops, -1), Addr: 0x23}, mt: 69, clock: clockwork.NewRealClock()}
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
 	if _, err := d.Sense(ctx); !errors.Is(err, context.Canceled) {
@@ -138,20 +139,20 @@ func TestSenseHonoursContext(t *testing.T) {
 func TestSimRoundTrip(t *testing.T) {
 	for _, mt := range []uint8{31, 69, 254} {
 		c := drivertest.NewClock(time.Date(2025, 6, 21, 0, 0, 0, 0, time.UTC))
-		chip := NewSim(sim.NewWorld(11))
-		chip.now = c.Now
+		chip := bh1750sim.NewSim(sim.NewWorld(11))
+		chip.SetClock(c)
 		bus := sim.NewBus("sim-i2c1")
 		bus.Attach(0x5C, chip)
 		d, err := New(bus, &Opts{Addr: 0x5C, MTreg: mt})
 		if err != nil {
 			t.Fatal(err)
 		}
-		d.sleep = c.Sleep
+		d.clock = c
 		saturated := 0
 		for i := 0; i < 24*6; i++ {
 			c.Advance(10 * time.Minute)
 			got, err := d.Sense(context.Background())
-			truth := chip.lux
+			truth := chip.Lux()
 			limit := 65534 / 1.2 * 69 / float64(mt)
 			if truth > limit {
 				if err == nil || !strings.Contains(err.Error(), "saturated") {
@@ -176,8 +177,8 @@ func TestSimRoundTrip(t *testing.T) {
 
 func TestSimStateMachine(t *testing.T) {
 	c := drivertest.NewClock(time.Unix(0, 0))
-	chip := NewSim(nil)
-	chip.now = c.Now
+	chip := bh1750sim.NewSim(nil)
+	chip.SetClock(c)
 	step := func(w []byte, r []byte) error { return chip.Tx(w, r) }
 	if err := step([]byte{0x20}, nil); err == nil || !strings.Contains(err.Error(), "powered down") {
 		t.Errorf("measurement while powered down: %v", err)
@@ -230,21 +231,5 @@ func BenchmarkDecode(b *testing.B) {
 		if _, err := decode(raw, MTregDefault); err != nil {
 			b.Fatal(err)
 		}
-	}
-}
-
-// wantNACK checks that the error a case ended on wraps sim.ErrNACK exactly
-// when the case says so (nacked), and that the case injects a NACK (nack >= 0)
-// exactly then: the playback's own "unexpected Tx" error reads much like a
-// refused transaction, so the message alone cannot tell a missing NACK from a
-// script that ran out, and nacked is kept apart from nack so that dropping the
-// injection alone fails the case.
-func wantNACK(t *testing.T, step string, err error, nack int, nacked bool) {
-	t.Helper()
-	if nacked != (nack >= 0) {
-		t.Errorf("%s: the case expects a NACK error %v but injects a NACK at transaction %d", step, nacked, nack)
-	}
-	if got := errors.Is(err, sim.ErrNACK); got != nacked {
-		t.Errorf("%s: %v: wraps sim.ErrNACK %v, want %v", step, err, got, nacked)
 	}
 }

@@ -20,7 +20,8 @@ import (
 	"sync"
 	"time"
 
-	"github.com/cityedge/cityedge/drivers"
+	"github.com/cityedge/cityedge/drivers/internal/wait"
+	"github.com/jonboulle/clockwork"
 	"periph.io/x/conn/v3"
 	"periph.io/x/conn/v3/i2c"
 	"periph.io/x/conn/v3/physic"
@@ -104,9 +105,9 @@ type Opts struct {
 	// humidity compensation need it. Humidity is ignored on a BMP280.
 	Temperature, Pressure, Humidity Oversampling
 
-	// Sleep waits d or until ctx is done. Nil uses a timer; tests inject a
-	// fake clock here so no test sleeps for real.
-	Sleep func(ctx context.Context, d time.Duration) error
+	// Clock measures the chip's start-up and conversion times; nil is the
+	// real clock. Tests inject a fake one here so no test sleeps for real.
+	Clock clockwork.Clock
 }
 
 // DefaultOpts is the datasheet's "weather monitoring" setting (section
@@ -146,7 +147,7 @@ type Dev struct {
 	cal   calibration
 	ctrl  []byte // the one write that starts a forced conversion
 	wait  time.Duration
-	sleep func(ctx context.Context, d time.Duration) error
+	clock clockwork.Clock
 }
 
 var _ conn.Resource = &Dev{}
@@ -164,10 +165,7 @@ func New(bus i2c.Bus, opts *Opts) (*Dev, error) {
 	if opts.Pressure > X16 || opts.Humidity > X16 {
 		return nil, fmt.Errorf("bme280: oversampling must be Off..X16")
 	}
-	d := &Dev{d: i2c.Dev{Bus: bus, Addr: opts.Addr}, sleep: opts.Sleep}
-	if d.sleep == nil {
-		d.sleep = drivers.Sleep
-	}
+	d := &Dev{d: i2c.Dev{Bus: bus, Addr: opts.Addr}, clock: wait.Clock(opts.Clock)}
 	ctx := context.Background()
 
 	var id [1]byte
@@ -188,7 +186,7 @@ func New(bus i2c.Bus, opts *Opts) (*Dev, error) {
 	if err := d.d.Tx([]byte{regReset, resetWord}, nil); err != nil {
 		return nil, fmt.Errorf("bme280: soft reset: %w", err)
 	}
-	if err := d.sleep(ctx, tStartupMax); err != nil {
+	if err := wait.Sleep(ctx, d.clock, tStartupMax); err != nil {
 		return nil, err
 	}
 	if err := d.waitNVM(ctx); err != nil {
@@ -245,7 +243,7 @@ func (d *Dev) waitNVM(ctx context.Context) error {
 		if try == 4 {
 			return fmt.Errorf("bme280: calibration NVM still copying %v after reset", tStartupMax*5)
 		}
-		if err := d.sleep(ctx, tStartupMax); err != nil {
+		if err := wait.Sleep(ctx, d.clock, tStartupMax); err != nil {
 			return err
 		}
 	}
@@ -264,7 +262,7 @@ func (d *Dev) Sense(ctx context.Context) (Measurement, error) {
 	if err := d.d.Tx(d.ctrl, nil); err != nil {
 		return Measurement{}, fmt.Errorf("bme280: start conversion: %w", err)
 	}
-	if err := d.sleep(ctx, d.wait); err != nil {
+	if err := wait.Sleep(ctx, d.clock, d.wait); err != nil {
 		return Measurement{}, fmt.Errorf("bme280: wait for conversion: %w", err)
 	}
 	n := dataLenBMP

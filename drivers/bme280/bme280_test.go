@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cityedge/cityedge/drivers/bme280/bme280sim"
 	"github.com/cityedge/cityedge/drivers/internal/drivertest"
 	"github.com/cityedge/cityedge/drivers/sim"
 	"periph.io/x/conn/v3/i2c/i2ctest"
@@ -44,9 +45,12 @@ func newClock() *drivertest.Clock {
 
 func opts(c *drivertest.Clock) *Opts {
 	o := DefaultOpts
-	o.Sleep = c.Sleep
+	o.Clock = c
 	return &o
 }
+
+// The simulated chip's trimming registers, also the playback scripts'.
+var simCalib1, simCalib2 = bme280sim.Trimming()
 
 // openOps is what New sends to a chip that answers with id.
 func openOps(addr uint16, id byte) []i2ctest.IO {
@@ -256,7 +260,7 @@ func TestPlayback(t *testing.T) {
 			o.Addr = tc.addr
 			d, err := New(drivertest.Playback(t, tc.ops, tc.nack), o)
 			if drivertest.WantErr(t, "New", err, tc.openErr) {
-				wantNACK(t, "New", err, tc.nack, tc.nacked)
+				drivertest.WantNACK(t, "New", err, tc.nack, tc.nacked)
 				return
 			}
 			if d.Chip() != tc.chip {
@@ -271,7 +275,7 @@ func TestPlayback(t *testing.T) {
 			c.Sleeps = nil
 			m, err := d.Sense(context.Background())
 			if drivertest.WantErr(t, "Sense", err, tc.senseErr) {
-				wantNACK(t, "Sense", err, tc.nack, tc.nacked)
+				drivertest.WantNACK(t, "Sense", err, tc.nack, tc.nacked)
 				return
 			}
 			wantWait := MeasureTime(X1, X1, X1)
@@ -325,14 +329,14 @@ func TestString(t *testing.T) {
 
 // newSimDev opens the driver with o at 0x76 on a simulated chip of the given
 // kind, its world from seed, on a fake clock.
-func newSimDev(tb testing.TB, seed uint64, kind Chip, o Opts) (*drivertest.Clock, *Sim, *sim.Bus, *Dev) {
+func newSimDev(tb testing.TB, seed uint64, kind Chip, o Opts) (*drivertest.Clock, *bme280sim.Sim, *sim.Bus, *Dev) {
 	tb.Helper()
 	c := newClock()
-	chip := NewSim(sim.NewWorld(seed), kind)
-	chip.now = c.Now
+	chip := bme280sim.NewSim(sim.NewWorld(seed), bme280sim.Chip(kind))
+	chip.SetClock(c)
 	bus := sim.NewBus("sim-i2c1")
 	bus.Attach(0x76, chip)
-	o.Sleep = c.Sleep
+	o.Clock = c
 	d, err := New(bus, &o)
 	if err != nil {
 		tb.Fatal(err)
@@ -393,7 +397,7 @@ func TestSimRoundTrip(t *testing.T) {
 // measurement time, so the round trip above shows the driver really waits.
 func TestSimReadTooEarly(t *testing.T) {
 	_, _, _, d := newSimDev(t, 1, BME280, DefaultOpts)
-	d.sleep = func(context.Context, time.Duration) error { return nil } // a driver that does not wait
+	d.clock = drivertest.NewClock(time.Unix(0, 0)) // a clock the chip does not see: a driver that does not wait
 	if _, err := d.Sense(context.Background()); !errors.Is(err, errNoData) {
 		t.Fatalf("Sense without waiting: %v, want %v", err, errNoData)
 	}
@@ -421,14 +425,14 @@ func TestSimFaults(t *testing.T) {
 			t.Errorf("sim accepted write %#v", w)
 		}
 	}
-	bmp := NewSim(sim.NewWorld(1), BMP280)
+	bmp := bme280sim.NewSim(sim.NewWorld(1), bme280sim.BMP280)
 	if err := bmp.Tx([]byte{regCtrlHum, 1}, nil); err == nil {
 		t.Error("BMP280 sim accepted a ctrl_hum write")
 	}
 }
 
 func TestSenseHonoursContext(t *testing.T) {
-	chip := NewSim(sim.NewWorld(1), BME280)
+	chip := bme280sim.NewSim(sim.NewWorld(1), bme280sim.BME280)
 	bus := sim.NewBus("sim")
 	bus.Attach(0x76, chip)
 	d, err := New(bus, &Opts{Addr: 0x76, Temperature: X16, Pressure: X16, Humidity: X16})
@@ -492,21 +496,5 @@ func BenchmarkSenseSim(b *testing.B) {
 		if _, err := d.Sense(ctx); err != nil {
 			b.Fatal(err)
 		}
-	}
-}
-
-// wantNACK checks that the error a case ended on wraps sim.ErrNACK exactly
-// when the case says so (nacked), and that the case injects a NACK (nack >= 0)
-// exactly then: the playback's own "unexpected Tx" error reads much like a
-// refused transaction, so the message alone cannot tell a missing NACK from a
-// script that ran out, and nacked is kept apart from nack so that dropping the
-// injection alone fails the case.
-func wantNACK(t *testing.T, step string, err error, nack int, nacked bool) {
-	t.Helper()
-	if nacked != (nack >= 0) {
-		t.Errorf("%s: the case expects a NACK error %v but injects a NACK at transaction %d", step, nacked, nack)
-	}
-	if got := errors.Is(err, sim.ErrNACK); got != nacked {
-		t.Errorf("%s: %v: wraps sim.ErrNACK %v, want %v", step, err, got, nacked)
 	}
 }

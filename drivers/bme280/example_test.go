@@ -5,13 +5,14 @@ import (
 	"fmt"
 
 	"github.com/cityedge/cityedge/drivers/bme280"
+	"github.com/cityedge/cityedge/drivers/bme280/bme280sim"
 	"github.com/cityedge/cityedge/drivers/sim"
 )
 
 func Example() {
 	// On a gateway the bus comes from i2creg.Open("1") after host.Init().
 	bus := sim.NewBus("sim-i2c1")
-	bus.Attach(0x76, bme280.NewSim(sim.NewWorld(1), bme280.BME280))
+	bus.Attach(0x76, bme280sim.NewSim(sim.NewWorld(1), bme280sim.BME280))
 
 	dev, err := bme280.New(bus, &bme280.DefaultOpts)
 	if err != nil {

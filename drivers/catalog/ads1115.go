@@ -12,20 +12,20 @@ import (
 
 	"github.com/cityedge/cityedge/drivers"
 	"github.com/cityedge/cityedge/drivers/ads1115"
+	"github.com/cityedge/cityedge/drivers/ads1115/ads1115sim"
 	"github.com/cityedge/cityedge/drivers/sim"
 	"periph.io/x/conn/v3/physic"
 )
 
-func init() {
-	Register(Driver{
-		Name:    "ads1115",
-		Kind:    I2C,
-		Chips:   "TI ADS1115 16-bit ADC with per-channel linear maps (noise meters, gas cells, 0–10 V/4–20 mA transmitters)",
-		Addrs:   []uint16{0x48, 0x49, 0x4A, 0x4B},
-		Options: func() any { return &adcOpts{DataRate: 128} },
-		Open:    openADS1115,
-		SimChip: simADS1115,
-	})
+// ads1115Driver is the catalog entry of driver "ads1115".
+var ads1115Driver = Driver{
+	Name:    "ads1115",
+	Kind:    I2C,
+	Chips:   "TI ADS1115 16-bit ADC with per-channel linear maps (noise meters, gas cells, 0–10 V/4–20 mA transmitters)",
+	Addrs:   []uint16{0x48, 0x49, 0x4A, 0x4B},
+	Options: func() any { return &adcOpts{DataRate: 128} },
+	Open:    openADS1115,
+	SimChip: simADS1115,
 }
 
 // adcOpts are the options of an ads1115 sensor. Unlike every other driver
@@ -233,7 +233,7 @@ func simADS1115(s SimSpec, opts any) sim.Chip {
 			}
 		}
 	}
-	return ads1115.NewSim(func(ain int, t time.Time) float64 {
+	return ads1115sim.NewSim(func(ain int, t time.Time) float64 {
 		c := byAIN[ain]
 		if c == nil {
 			return 0 // an unconnected input, pulled to ground

@@ -8,7 +8,7 @@ import (
 	"time"
 
 	"github.com/cityedge/cityedge/drivers"
-	"github.com/cityedge/cityedge/drivers/ads1115"
+	"github.com/cityedge/cityedge/drivers/ads1115/ads1115sim"
 	"github.com/cityedge/cityedge/drivers/internal/drivertest"
 	"github.com/cityedge/cityedge/drivers/sim"
 )
@@ -147,7 +147,7 @@ func TestADS1115Faults(t *testing.T) {
 	}
 	// A noise meter whose output fell to 0 V (its live zero is 0.4 V).
 	bus := sim.NewBus("sim-i2c1")
-	bus.Attach(0x48, ads1115.NewSim(func(int, time.Time) float64 { return 0 }))
+	bus.Attach(0x48, ads1115sim.NewSim(func(int, time.Time) float64 { return 0 }))
 	s, err := d.Open(Target{Sensor: "a", Bus: bus, BusName: "1", Addr: 0x48}, opts)
 	if err != nil {
 		t.Fatal(err)
@@ -156,7 +156,7 @@ func TestADS1115Faults(t *testing.T) {
 		t.Errorf("Read of a dead transmitter: %+v, %v", vals, err)
 	}
 	// A 5 V signal into the ±4.096 V range saturates: an error, not 4.096 V.
-	bus.Attach(0x48, ads1115.NewSim(func(int, time.Time) float64 { return 5 }))
+	bus.Attach(0x48, ads1115sim.NewSim(func(int, time.Time) float64 { return 5 }))
 	if vals, err := s.Read(context.Background()); err == nil || !strings.Contains(err.Error(), "full scale") {
 		t.Errorf("Read of a saturated input: %+v, %v", vals, err)
 	}

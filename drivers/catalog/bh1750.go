@@ -6,19 +6,19 @@ import (
 
 	"github.com/cityedge/cityedge/drivers"
 	"github.com/cityedge/cityedge/drivers/bh1750"
+	"github.com/cityedge/cityedge/drivers/bh1750/bh1750sim"
 	"github.com/cityedge/cityedge/drivers/sim"
 )
 
-func init() {
-	Register(Driver{
-		Name:    "bh1750",
-		Kind:    I2C,
-		Chips:   "ROHM BH1750FVI ambient light sensor",
-		Addrs:   []uint16{0x23, 0x5C},
-		Options: func() any { return &lightOpts{MTreg: bh1750.MTregDefault} },
-		Open:    openBH1750,
-		SimChip: func(s SimSpec, _ any) sim.Chip { return bh1750.NewSim(s.World) },
-	})
+// bh1750Driver is the catalog entry of driver "bh1750".
+var bh1750Driver = Driver{
+	Name:    "bh1750",
+	Kind:    I2C,
+	Chips:   "ROHM BH1750FVI ambient light sensor",
+	Addrs:   []uint16{0x23, 0x5C},
+	Options: func() any { return &lightOpts{MTreg: bh1750.MTregDefault} },
+	Open:    openBH1750,
+	SimChip: func(s SimSpec, _ any) sim.Chip { return bh1750sim.NewSim(s.World) },
 }
 
 // lightOpts are the options of a bh1750 sensor.

@@ -6,20 +6,20 @@ import (
 
 	"github.com/cityedge/cityedge/drivers"
 	"github.com/cityedge/cityedge/drivers/bme280"
+	"github.com/cityedge/cityedge/drivers/bme280/bme280sim"
 	"github.com/cityedge/cityedge/drivers/sim"
 	"periph.io/x/conn/v3/physic"
 )
 
-func init() {
-	Register(Driver{
-		Name:    "bme280",
-		Kind:    I2C,
-		Chips:   "Bosch BME280/BMP280",
-		Addrs:   []uint16{0x76, 0x77},
-		Options: func() any { return &bme280Options{Temperature: 1, Pressure: 1, Humidity: 1} },
-		Open:    openBME280,
-		SimChip: func(s SimSpec, _ any) sim.Chip { return bme280.NewSim(s.World, bme280.BME280) },
-	})
+// bme280Driver is the catalog entry of driver "bme280".
+var bme280Driver = Driver{
+	Name:    "bme280",
+	Kind:    I2C,
+	Chips:   "Bosch BME280/BMP280",
+	Addrs:   []uint16{0x76, 0x77},
+	Options: func() any { return &bme280Options{Temperature: 1, Pressure: 1, Humidity: 1} },
+	Open:    openBME280,
+	SimChip: func(s SimSpec, _ any) sim.Chip { return bme280sim.NewSim(s.World, bme280sim.BME280) },
 }
 
 // bme280Options are the [[sensors]] keys of driver "bme280".

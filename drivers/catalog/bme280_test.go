@@ -7,7 +7,7 @@ import (
 	"testing"
 
 	"github.com/cityedge/cityedge/drivers"
-	"github.com/cityedge/cityedge/drivers/bme280"
+	"github.com/cityedge/cityedge/drivers/bme280/bme280sim"
 	"github.com/cityedge/cityedge/drivers/internal/drivertest"
 	"github.com/cityedge/cityedge/drivers/sim"
 )
@@ -83,12 +83,12 @@ func TestBME280OpenAndRead(t *testing.T) {
 	}{
 		{name: "BME280 from the catalog's own simulation", chip: d.SimChip(SimSpec{Sensor: "air-1", Addr: 0x76, World: world}, nil),
 			opts: bme280Options{Temperature: 1, Pressure: 1, Humidity: 1}, want: []string{drivers.Temperature, drivers.Humidity, drivers.Pressure}},
-		{name: "BMP280 accepted, no humidity", chip: bme280.NewSim(world, bme280.BMP280),
+		{name: "BMP280 accepted, no humidity", chip: bme280sim.NewSim(world, bme280sim.BMP280),
 			opts: bme280Options{Temperature: 1, Pressure: 1, Humidity: 1}, want: []string{drivers.Temperature, drivers.Pressure}},
-		{name: "BMP280 refused with require_humidity", chip: bme280.NewSim(world, bme280.BMP280),
+		{name: "BMP280 refused with require_humidity", chip: bme280sim.NewSim(world, bme280sim.BMP280),
 			opts:    bme280Options{Temperature: 1, Pressure: 1, Humidity: 1, RequireHumidity: true},
 			openErr: "bus 1 address 0x76: the chip is a BMP280 (no humidity), config says bme280 with require_humidity = true"},
-		{name: "pressure off", chip: bme280.NewSim(world, bme280.BME280),
+		{name: "pressure off", chip: bme280sim.NewSim(world, bme280sim.BME280),
 			opts: bme280Options{Temperature: 2, Pressure: 0, Humidity: 4}, want: []string{drivers.Temperature, drivers.Humidity}},
 		{name: "nothing at the address", opts: bme280Options{Temperature: 1, Pressure: 1, Humidity: 1},
 			openErr: "bus 1 address 0x76: bme280: read chip id"},
@@ -126,7 +126,7 @@ func TestBME280OpenAndRead(t *testing.T) {
 func TestBME280OpenRejectsBadOptions(t *testing.T) {
 	d := lookup(t, "bme280")
 	bus := sim.NewBus("sim-i2c1")
-	bus.Attach(0x76, bme280.NewSim(sim.NewWorld(1), bme280.BME280))
+	bus.Attach(0x76, bme280sim.NewSim(sim.NewWorld(1), bme280sim.BME280))
 	_, err := d.Open(Target{Bus: bus, BusName: "1", Addr: 0x76}, &bme280Options{Temperature: 5})
 	if err == nil || !strings.Contains(err.Error(), "oversampling_temperature = 5") {
 		t.Fatalf("Open with bad options: %v", err)

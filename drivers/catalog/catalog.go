@@ -4,15 +4,15 @@
 // takes, how to open it as a drivers.Sensor, and how to simulate it for
 // `cityedge --simulate` at the register or line level so the real driver runs.
 //
-// One file per driver registers its entry from init; the chip packages
-// themselves know nothing of configuration or of each other.
+// The catalog is a plain list, all (one entry per driver, each in the file
+// named after it); the chip packages themselves know nothing of
+// configuration or of each other. drivers/README.md says how to add one.
 package catalog
 
 import (
 	"context"
 	"fmt"
 	"sort"
-	"sync"
 	"time"
 
 	"github.com/cityedge/cityedge/drivers"
@@ -95,40 +95,50 @@ type Driver struct {
 	SimPin func(ctx context.Context, s SimSpec, opts any) gpio.PinIn
 }
 
-var (
-	mu       sync.RWMutex
-	registry = map[string]Driver{}
-)
-
-// Register adds d to the catalog; it panics on a duplicate name, which is a
-// programming error found by any test.
-func Register(d Driver) {
-	mu.Lock()
-	defer mu.Unlock()
-	if _, dup := registry[d.Name]; dup {
-		panic("catalog: driver registered twice: " + d.Name)
-	}
-	registry[d.Name] = d
+// all is the catalog: every driver the agent knows, one entry each.
+var all = []Driver{
+	ads1115Driver,
+	bh1750Driver,
+	bme280Driver,
+	gpiopresenceDriver,
+	mb1242Driver,
+	qmc5883lDriver,
+	scd4xDriver,
+	sht3xDriver,
+	sht4xDriver,
+	sps30Driver,
 }
 
-// Lookup returns the driver registered as name.
+// Lookup returns the driver named name.
 func Lookup(name string) (Driver, bool) {
-	mu.RLock()
-	defer mu.RUnlock()
-	d, ok := registry[name]
-	return d, ok
+	for _, d := range all {
+		if d.Name == name {
+			return d, true
+		}
+	}
+	return Driver{}, false
 }
 
-// Names returns the registered driver names, sorted.
+// Names returns the driver names, sorted.
 func Names() []string {
-	mu.RLock()
-	defer mu.RUnlock()
-	out := make([]string, 0, len(registry))
-	for n := range registry {
-		out = append(out, n)
+	out := make([]string, 0, len(all))
+	for _, d := range all {
+		out = append(out, d.Name)
 	}
 	sort.Strings(out)
 	return out
+}
+
+// StateKeeper is a Sensor with learned state worth keeping across a restart
+// (the qmc5883l's empty-bay baseline). The agent saves State where it keeps
+// its own state and hands it back through Restore right after Open, before
+// the first Read. State fails while there is nothing learned yet; Restore
+// refuses damaged or foreign bytes with an error to log, leaving the sensor
+// to learn afresh.
+type StateKeeper interface {
+	drivers.Sensor
+	State() ([]byte, error)
+	Restore(state []byte) error
 }
 
 // Duration is a time.Duration written as a Go duration string in TOML

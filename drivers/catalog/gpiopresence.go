@@ -12,15 +12,14 @@ import (
 	"periph.io/x/conn/v3/gpio"
 )
 
-func init() {
-	Register(Driver{
-		Name:    "gpio-presence",
-		Kind:    GPIO,
-		Chips:   "digital vehicle detector (inductive-loop relay, IR break-beam, reed contact)",
-		Options: func() any { return &presenceOpts{Active: "low", Debounce: Duration(gpiopresence.DefaultOpts.Debounce)} },
-		Open:    openGPIOPresence,
-		SimPin:  simGPIOPresence,
-	})
+// gpiopresenceDriver is the catalog entry of driver "gpio-presence".
+var gpiopresenceDriver = Driver{
+	Name:    "gpio-presence",
+	Kind:    GPIO,
+	Chips:   "digital vehicle detector (inductive-loop relay, IR break-beam, reed contact)",
+	Options: func() any { return &presenceOpts{Active: "low", Debounce: Duration(gpiopresence.DefaultOpts.Debounce)} },
+	Open:    openGPIOPresence,
+	SimPin:  simGPIOPresence,
 }
 
 // presenceOpts are the options of a gpio-presence sensor.

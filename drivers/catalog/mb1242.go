@@ -6,20 +6,20 @@ import (
 
 	"github.com/cityedge/cityedge/drivers"
 	"github.com/cityedge/cityedge/drivers/mb1242"
+	"github.com/cityedge/cityedge/drivers/mb1242/mb1242sim"
 	"github.com/cityedge/cityedge/drivers/sim"
 	"periph.io/x/conn/v3/physic"
 )
 
-func init() {
-	Register(Driver{
-		Name:    "mb1242",
-		Kind:    I2C,
-		Chips:   "MaxBotix I2CXL-MaxSonar-EZ (MB1242 and family) overhead ultrasonic ranger",
-		Addrs:   []uint16{0x70},
-		Options: func() any { return &rangerOpts{ThresholdM: 1.8} },
-		Open:    openMB1242,
-		SimChip: func(s SimSpec, _ any) sim.Chip { return mb1242.NewSim(simBay(s), s.Seed) },
-	})
+// mb1242Driver is the catalog entry of driver "mb1242".
+var mb1242Driver = Driver{
+	Name:    "mb1242",
+	Kind:    I2C,
+	Chips:   "MaxBotix I2CXL-MaxSonar-EZ (MB1242 and family) overhead ultrasonic ranger",
+	Addrs:   []uint16{0x70},
+	Options: func() any { return &rangerOpts{ThresholdM: 1.8} },
+	Open:    openMB1242,
+	SimChip: func(s SimSpec, _ any) sim.Chip { return mb1242sim.NewSim(simBay(s), s.Seed) },
 }
 
 // rangerOpts are the options of an mb1242 sensor.

@@ -9,20 +9,20 @@ import (
 
 	"github.com/cityedge/cityedge/drivers"
 	"github.com/cityedge/cityedge/drivers/qmc5883l"
+	"github.com/cityedge/cityedge/drivers/qmc5883l/qmc5883lsim"
 	"github.com/cityedge/cityedge/drivers/sim"
 	"periph.io/x/conn/v3/physic"
 )
 
-func init() {
-	Register(Driver{
-		Name:    "qmc5883l",
-		Kind:    I2C,
-		Chips:   "QST QMC5883L magnetometer (in-ground vehicle detector)",
-		Addrs:   []uint16{0x0D},
-		Options: func() any { return defaultQMCOpts() },
-		Open:    openQMC5883L,
-		SimChip: func(s SimSpec, _ any) sim.Chip { return qmc5883l.NewSim(simBay(s), s.Seed) },
-	})
+// qmc5883lDriver is the catalog entry of driver "qmc5883l".
+var qmc5883lDriver = Driver{
+	Name:    "qmc5883l",
+	Kind:    I2C,
+	Chips:   "QST QMC5883L magnetometer (in-ground vehicle detector)",
+	Addrs:   []uint16{0x0D},
+	Options: func() any { return defaultQMCOpts() },
+	Open:    openQMC5883L,
+	SimChip: func(s SimSpec, _ any) sim.Chip { return qmc5883lsim.NewSim(simBay(s), s.Seed) },
 }
 
 // qmcOpts are the options of a qmc5883l sensor.
@@ -189,3 +189,18 @@ func (m *magnetometer) Read(ctx context.Context) ([]drivers.Value, error) {
 
 func (m *magnetometer) Halt() error    { return m.dev.Halt() }
 func (m *magnetometer) String() string { return m.dev.String() }
+
+// State implements StateKeeper: the bay detector's learned baseline and
+// decision (qmc5883l.Detector.MarshalBinary).
+func (m *magnetometer) State() ([]byte, error) {
+	m.det.mu.Lock()
+	defer m.det.mu.Unlock()
+	return m.det.det.MarshalBinary()
+}
+
+// Restore implements StateKeeper (qmc5883l.Detector.UnmarshalBinary).
+func (m *magnetometer) Restore(b []byte) error {
+	m.det.mu.Lock()
+	defer m.det.mu.Unlock()
+	return m.det.det.UnmarshalBinary(b)
+}

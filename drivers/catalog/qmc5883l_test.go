@@ -128,3 +128,48 @@ func TestQMC5883LWrongChip(t *testing.T) {
 		t.Errorf("Open with nothing on the bus: %v", err)
 	}
 }
+
+// The magnetometer keeps its detector's state for the agent: nothing while
+// learning, the learned baseline after, restored into a sensor that has
+// never learned; damaged bytes are refused.
+func TestQMC5883LStateKeeper(t *testing.T) {
+	d := lookup(t, "qmc5883l")
+	opts, err := decodeOpts(t, d, "learn_samples = 1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	open := func(name string) StateKeeper {
+		bus := sim.NewBus("sim-i2c1")
+		bus.Attach(0x0D, d.SimChip(SimSpec{Sensor: name, Addr: 0x0D, Bay: sim.NewBay(1, time.Hour), Seed: 1}, opts))
+		s, err := d.Open(Target{Sensor: name, Bus: bus, BusName: "1", Addr: 0x0D}, opts)
+		if err != nil {
+			t.Fatal(err)
+		}
+		k, ok := s.(StateKeeper)
+		if !ok {
+			t.Fatalf("%T is not a StateKeeper", s)
+		}
+		return k
+	}
+	first := open("bay-state-1")
+	if _, err := first.State(); err == nil {
+		t.Error("State before learning: no error")
+	}
+	if _, err := first.Read(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	state, err := first.State()
+	if err != nil {
+		t.Fatal(err)
+	}
+	second := open("bay-state-2")
+	if err := second.Restore([]byte("garbage")); err == nil {
+		t.Error("Restore accepted garbage")
+	}
+	if err := second.Restore(state); err != nil {
+		t.Fatal(err)
+	}
+	if again, err := second.State(); err != nil || string(again) != string(state) {
+		t.Errorf("restored state reads back as %x, %v; want %x", again, err, state)
+	}
+}

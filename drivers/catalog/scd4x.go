@@ -6,22 +6,22 @@ import (
 
 	"github.com/cityedge/cityedge/drivers"
 	"github.com/cityedge/cityedge/drivers/scd4x"
+	"github.com/cityedge/cityedge/drivers/scd4x/scd4xsim"
 	"github.com/cityedge/cityedge/drivers/sim"
 	"periph.io/x/conn/v3/physic"
 )
 
-func init() {
-	Register(Driver{
-		Name:    "scd4x",
-		Kind:    I2C,
-		Chips:   "Sensirion SCD40/SCD41",
-		Addrs:   []uint16{0x62},
-		Options: func() any { return &scd4xOptions{SelfCalibration: true} },
-		Open:    openSCD4x,
-		SimChip: func(s SimSpec, _ any) sim.Chip {
-			return scd4x.NewSim(s.World, s.Seed&0xFFFF_FFFF_FFFF)
-		},
-	})
+// scd4xDriver is the catalog entry of driver "scd4x".
+var scd4xDriver = Driver{
+	Name:    "scd4x",
+	Kind:    I2C,
+	Chips:   "Sensirion SCD40/SCD41",
+	Addrs:   []uint16{0x62},
+	Options: func() any { return &scd4xOptions{SelfCalibration: true} },
+	Open:    openSCD4x,
+	SimChip: func(s SimSpec, _ any) sim.Chip {
+		return scd4xsim.NewSim(s.World, s.Seed&0xFFFF_FFFF_FFFF)
+	},
 }
 
 // scd4xOptions are the [[sensors]] keys of driver "scd4x".

@@ -5,7 +5,7 @@ import (
 	"testing"
 
 	"github.com/cityedge/cityedge/drivers"
-	"github.com/cityedge/cityedge/drivers/scd4x"
+	"github.com/cityedge/cityedge/drivers/scd4x/scd4xsim"
 	"github.com/cityedge/cityedge/drivers/sim"
 )
 
@@ -40,7 +40,7 @@ func TestSCD4xOptions(t *testing.T) {
 func TestSCD4xOpenRead(t *testing.T) {
 	t.Parallel()
 	d := lookup(t, "scd4x")
-	chip := d.SimChip(SimSpec{Sensor: "co2-1", Addr: 0x62, World: sim.NewWorld(8), Seed: 77}, nil).(*scd4x.Sim)
+	chip := d.SimChip(SimSpec{Sensor: "co2-1", Addr: 0x62, World: sim.NewWorld(8), Seed: 77}, nil).(*scd4xsim.Sim)
 	vals, err := envOpenRead(t, "scd4x", chip, 0x62, &scd4xOptions{SelfCalibration: false, AltitudeM: 35})
 	if err != nil {
 		t.Fatal(err)

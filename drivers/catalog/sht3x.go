@@ -6,25 +6,25 @@ import (
 
 	"github.com/cityedge/cityedge/drivers"
 	"github.com/cityedge/cityedge/drivers/sht3x"
+	"github.com/cityedge/cityedge/drivers/sht3x/sht3xsim"
 	"github.com/cityedge/cityedge/drivers/sim"
 	"periph.io/x/conn/v3"
 	"periph.io/x/conn/v3/physic"
 )
 
-func init() {
-	Register(Driver{
-		Name:  "sht3x",
-		Kind:  I2C,
-		Chips: "Sensirion SHT30/SHT31/SHT35",
-		Addrs: []uint16{0x44, 0x45},
-		// No options: single shot, high repeatability, as the datasheet
-		// recommends for sampling every few seconds or slower.
-		Options: func() any { return nil },
-		Open:    openSHT3x,
-		SimChip: func(s SimSpec, _ any) sim.Chip {
-			return sht3x.NewSim(s.World, uint32(s.Seed))
-		},
-	})
+// sht3xDriver is the catalog entry of driver "sht3x".
+var sht3xDriver = Driver{
+	Name:  "sht3x",
+	Kind:  I2C,
+	Chips: "Sensirion SHT30/SHT31/SHT35",
+	Addrs: []uint16{0x44, 0x45},
+	// No options: single shot, high repeatability, as the datasheet
+	// recommends for sampling every few seconds or slower.
+	Options: func() any { return nil },
+	Open:    openSHT3x,
+	SimChip: func(s SimSpec, _ any) sim.Chip {
+		return sht3xsim.NewSim(s.World, uint32(s.Seed))
+	},
 }
 
 func openSHT3x(t Target, _ any) (drivers.Sensor, error) {

@@ -5,7 +5,7 @@ import (
 	"testing"
 
 	"github.com/cityedge/cityedge/drivers"
-	"github.com/cityedge/cityedge/drivers/sht3x"
+	"github.com/cityedge/cityedge/drivers/sht3x/sht3xsim"
 	"github.com/cityedge/cityedge/drivers/sim"
 )
 
@@ -35,7 +35,7 @@ func TestSHT3xOpenRead(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "bus 1 address 0x44: sht3x: read status") {
 		t.Fatalf("Open with nothing at the address: %v", err)
 	}
-	_, err = envOpenRead(t, "sht3x", sht3x.NewSim(world, 7), 0x44, nil)
+	_, err = envOpenRead(t, "sht3x", sht3xsim.NewSim(world, 7), 0x44, nil)
 	if err != nil {
 		t.Fatalf("second chip: %v", err)
 	}

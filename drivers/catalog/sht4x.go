@@ -6,24 +6,24 @@ import (
 
 	"github.com/cityedge/cityedge/drivers"
 	"github.com/cityedge/cityedge/drivers/sht4x"
+	"github.com/cityedge/cityedge/drivers/sht4x/sht4xsim"
 	"github.com/cityedge/cityedge/drivers/sim"
 	"periph.io/x/conn/v3/physic"
 )
 
-func init() {
-	Register(Driver{
-		Name:  "sht4x",
-		Kind:  I2C,
-		Chips: "Sensirion SHT40/SHT41/SHT43/SHT45",
-		Addrs: []uint16{0x44, 0x45, 0x46},
-		// No options: the high-precision measurement is the only one worth
-		// having at street sampling rates; the heater is not used.
-		Options: func() any { return nil },
-		Open:    openSHT4x,
-		SimChip: func(s SimSpec, _ any) sim.Chip {
-			return sht4x.NewSim(s.World, uint32(s.Seed))
-		},
-	})
+// sht4xDriver is the catalog entry of driver "sht4x".
+var sht4xDriver = Driver{
+	Name:  "sht4x",
+	Kind:  I2C,
+	Chips: "Sensirion SHT40/SHT41/SHT43/SHT45",
+	Addrs: []uint16{0x44, 0x45, 0x46},
+	// No options: the high-precision measurement is the only one worth
+	// having at street sampling rates; the heater is not used.
+	Options: func() any { return nil },
+	Open:    openSHT4x,
+	SimChip: func(s SimSpec, _ any) sim.Chip {
+		return sht4xsim.NewSim(s.World, uint32(s.Seed))
+	},
 }
 
 func openSHT4x(t Target, _ any) (drivers.Sensor, error) {

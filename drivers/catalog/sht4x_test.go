@@ -5,7 +5,7 @@ import (
 	"testing"
 
 	"github.com/cityedge/cityedge/drivers"
-	"github.com/cityedge/cityedge/drivers/sht3x"
+	"github.com/cityedge/cityedge/drivers/sht3x/sht3xsim"
 	"github.com/cityedge/cityedge/drivers/sim"
 )
 
@@ -32,7 +32,7 @@ func TestSHT4xOpenRead(t *testing.T) {
 	})
 	// An SHT3x where an SHT4x is configured does not know the one-byte
 	// serial number command.
-	_, err = envOpenRead(t, "sht4x", sht3x.NewSim(world, 1), 0x44, nil)
+	_, err = envOpenRead(t, "sht4x", sht3xsim.NewSim(world, 1), 0x44, nil)
 	if err == nil || !strings.Contains(err.Error(), "bus 1 address 0x44: sht4x: read serial number") {
 		t.Fatalf("Open on an SHT3x: %v", err)
 	}

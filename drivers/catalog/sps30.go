@@ -9,20 +9,20 @@ import (
 	"github.com/cityedge/cityedge/drivers"
 	"github.com/cityedge/cityedge/drivers/sim"
 	"github.com/cityedge/cityedge/drivers/sps30"
+	"github.com/cityedge/cityedge/drivers/sps30/sps30sim"
 )
 
-func init() {
-	Register(Driver{
-		Name:    "sps30",
-		Kind:    I2C,
-		Chips:   "Sensirion SPS30",
-		Addrs:   []uint16{0x69},
-		Options: func() any { return &sps30Options{FanCleaningInterval: Duration(sps30.DefaultCleaningInterval)} },
-		Open:    openSPS30,
-		SimChip: func(s SimSpec, _ any) sim.Chip {
-			return sps30.NewSim(s.World, fmt.Sprintf("SIM%016X", s.Seed))
-		},
-	})
+// sps30Driver is the catalog entry of driver "sps30".
+var sps30Driver = Driver{
+	Name:    "sps30",
+	Kind:    I2C,
+	Chips:   "Sensirion SPS30",
+	Addrs:   []uint16{0x69},
+	Options: func() any { return &sps30Options{FanCleaningInterval: Duration(sps30.DefaultCleaningInterval)} },
+	Open:    openSPS30,
+	SimChip: func(s SimSpec, _ any) sim.Chip {
+		return sps30sim.NewSim(s.World, fmt.Sprintf("SIM%016X", s.Seed))
+	},
 }
 
 // sps30Options are the [[sensors]] keys of driver "sps30".

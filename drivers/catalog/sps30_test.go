@@ -7,7 +7,7 @@ import (
 
 	"github.com/cityedge/cityedge/drivers"
 	"github.com/cityedge/cityedge/drivers/sim"
-	"github.com/cityedge/cityedge/drivers/sps30"
+	"github.com/cityedge/cityedge/drivers/sps30/sps30sim"
 )
 
 func TestSPS30Options(t *testing.T) {
@@ -42,7 +42,7 @@ func TestSPS30Options(t *testing.T) {
 func TestSPS30OpenRead(t *testing.T) {
 	t.Parallel()
 	d := lookup(t, "sps30")
-	chip := d.SimChip(SimSpec{Sensor: "pm-1", Addr: 0x69, World: sim.NewWorld(4), Seed: 0xABCDEF}, nil).(*sps30.Sim)
+	chip := d.SimChip(SimSpec{Sensor: "pm-1", Addr: 0x69, World: sim.NewWorld(4), Seed: 0xABCDEF}, nil).(*sps30sim.Sim)
 	vals, err := envOpenRead(t, "sps30", chip, 0x69, &sps30Options{FanCleaningInterval: Duration(96 * time.Hour)})
 	if err != nil {
 		t.Fatal(err)

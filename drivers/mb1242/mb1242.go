@@ -24,7 +24,8 @@ import (
 	"sync"
 	"time"
 
-	"github.com/cityedge/cityedge/drivers"
+	"github.com/cityedge/cityedge/drivers/internal/wait"
+	"github.com/jonboulle/clockwork"
 	"periph.io/x/conn/v3"
 	"periph.io/x/conn/v3/i2c"
 	"periph.io/x/conn/v3/physic"
@@ -43,6 +44,9 @@ const (
 // Opts configures the sensor.
 type Opts struct {
 	Addr uint16
+	// Clock measures the chip's conversion and wait times; nil is the real
+	// clock. Tests inject a fake one.
+	Clock clockwork.Clock
 }
 
 // DefaultOpts is the factory address (224 in the datasheet's 8-bit
@@ -52,8 +56,7 @@ var DefaultOpts = Opts{Addr: 0x70}
 // Dev is an opened ranger.
 type Dev struct {
 	c     i2c.Dev
-	sleep func(ctx context.Context, d time.Duration) error
-	now   func() time.Time
+	clock clockwork.Clock
 
 	mu      sync.Mutex
 	lastCmd time.Time // when the last range command went out
@@ -67,7 +70,7 @@ func New(bus i2c.Bus, opts *Opts) (*Dev, error) {
 	if opts == nil {
 		opts = &DefaultOpts
 	}
-	d := &Dev{c: i2c.Dev{Bus: bus, Addr: opts.Addr}, sleep: drivers.Sleep, now: time.Now}
+	d := &Dev{c: i2c.Dev{Bus: bus, Addr: opts.Addr}, clock: wait.Clock(opts.Clock)}
 	if _, err := d.Sense(context.Background()); err != nil {
 		return nil, fmt.Errorf("%w (the I2CXL-MaxSonar has no identity register: this first reading is the only check)", err)
 	}
@@ -80,8 +83,8 @@ func (d *Dev) Sense(ctx context.Context) (physic.Distance, error) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	if !d.lastCmd.IsZero() {
-		if wait := rangeWait - d.now().Sub(d.lastCmd); wait > 0 {
-			if err := d.sleep(ctx, wait); err != nil {
+		if left := rangeWait - d.clock.Now().Sub(d.lastCmd); left > 0 {
+			if err := wait.Sleep(ctx, d.clock, left); err != nil {
 				return 0, err
 			}
 		}
@@ -89,8 +92,8 @@ func (d *Dev) Sense(ctx context.Context) (physic.Distance, error) {
 	if err := d.c.Tx([]byte{cmdRange}, nil); err != nil {
 		return 0, fmt.Errorf("mb1242: range command: %w", err)
 	}
-	d.lastCmd = d.now()
-	if err := d.sleep(ctx, rangeWait); err != nil {
+	d.lastCmd = d.clock.Now()
+	if err := wait.Sleep(ctx, d.clock, rangeWait); err != nil {
 		return 0, err
 	}
 	var raw [2]byte

@@ -8,9 +8,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/cityedge/cityedge/drivers"
 	"github.com/cityedge/cityedge/drivers/internal/drivertest"
+	"github.com/cityedge/cityedge/drivers/mb1242/mb1242sim"
 	"github.com/cityedge/cityedge/drivers/sim"
+	"github.com/jonboulle/clockwork"
 	"periph.io/x/conn/v3/i2c"
 	"periph.io/x/conn/v3/i2c/i2ctest"
 	"periph.io/x/conn/v3/physic"
@@ -70,7 +71,7 @@ func TestSense(t *testing.T) {
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			c := drivertest.NewClock(time.Date(2025, 3, 3, 8, 0, 0, 0, time.UTC))
-			d := &Dev{c: i2c.Dev{Bus: drivertest.Playback(t, tc.ops, tc.nackAt), Addr: 0x70}, now: c.Now, sleep: c.Sleep}
+			d := &Dev{c: i2c.Dev{Bus: drivertest.Playback(t, tc.ops, tc.nackAt), Addr: 0x70}, clock: c}
 			if tc.since > 0 {
 				d.lastCmd = c.Now().Add(-tc.since)
 			}
@@ -108,7 +109,7 @@ func TestNew(t *testing.T) {
 }
 
 func TestSenseHonoursContext(t *testing.T) {
-	d := &Dev{c: i2c.Dev{Bus: drivertest.Playback(t, []i2ctest.IO{{Addr: 0x70, W: []byte{0x51}}}, -1), Addr: 0x70}, now: time.Now, sleep: drivers.Sleep}
+	d := &Dev{c: i2c.Dev{Bus: drivertest.Playback(t, []i2ctest.IO{{Addr: 0x70, W: []byte{0x51}}}, -1), Addr: 0x70}, clock: clockwork.NewRealClock()}
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
 	if _, err := d.Sense(ctx); !errors.Is(err, context.Canceled) {
@@ -121,11 +122,11 @@ func TestSenseHonoursContext(t *testing.T) {
 func TestSimRoundTrip(t *testing.T) {
 	c := drivertest.NewClock(time.Date(2025, 3, 3, 8, 0, 0, 0, time.UTC))
 	bay := sim.NewBay(5, 3*time.Minute)
-	chip := NewSim(bay, 5)
-	chip.now = c.Now
+	chip := mb1242sim.NewSim(bay, 5)
+	chip.SetClock(c)
 	bus := sim.NewBus("sim-i2c1")
 	bus.Attach(0x70, chip)
-	d := &Dev{c: i2c.Dev{Bus: bus, Addr: 0x70}, now: c.Now, sleep: c.Sleep}
+	d := &Dev{c: i2c.Dev{Bus: bus, Addr: 0x70}, clock: c}
 	changes, prev := 0, false
 	for i := 0; i < 4*3600; i++ {
 		c.Advance(time.Second)
@@ -150,12 +151,11 @@ func TestSimRoundTrip(t *testing.T) {
 // The simulated sensor ignores the bus while it ranges, as the real one.
 func TestSimBusyWhileRanging(t *testing.T) {
 	c := drivertest.NewClock(time.Unix(0, 0))
-	chip := NewSim(nil, 1)
-	chip.now = c.Now
+	chip := mb1242sim.NewSim(nil, 1)
+	chip.SetClock(c)
 	bus := sim.NewBus("sim-i2c1")
 	bus.Attach(0x70, chip)
-	d := &Dev{c: i2c.Dev{Bus: bus, Addr: 0x70}, now: c.Now,
-		sleep: func(context.Context, time.Duration) error { return nil }} // reads too early
+	d := &Dev{c: i2c.Dev{Bus: bus, Addr: 0x70}, clock: drivertest.NewClock(time.Unix(0, 0))} // a clock the chip does not see: reads too early
 	if _, err := d.Sense(context.Background()); !errors.Is(err, sim.ErrNACK) || !strings.Contains(err.Error(), "read range") {
 		t.Errorf("read right after the command: %v, want a NACK", err)
 	}

@@ -1,6 +1,7 @@
 package qmc5883l
 
 import (
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"math"
@@ -53,8 +54,9 @@ func (o DetectorOpts) Validate() error {
 }
 
 // Detector decides occupancy from a stream of fields. It is pure: its state
-// changes only through Update, and time comes in with each sample. It is not
-// safe for concurrent use.
+// changes only through Update (and UnmarshalBinary, which restores what
+// MarshalBinary saved), and time comes in with each sample. It is not safe
+// for concurrent use.
 type Detector struct {
 	opts           DetectorOpts
 	enter, release float64 // nT
@@ -141,4 +143,68 @@ func (d *Detector) Baseline() (Field, bool) {
 
 func dist(a, b [3]float64) float64 {
 	return math.Sqrt((a[0]-b[0])*(a[0]-b[0]) + (a[1]-b[1])*(a[1]-b[1]) + (a[2]-b[2])*(a[2]-b[2]))
+}
+
+// The detector's state as MarshalBinary writes it: a version byte, a flags
+// byte (bit 0: occupied), the baseline's three axes as float64 nT, and the
+// time of the last sample in Unix nanoseconds, all big-endian.
+const (
+	stateVersion = 1
+	stateLen     = 1 + 1 + 3*8 + 8
+	// stateLimit bounds a plausible baseline axis: the chip's widest range
+	// is ±8 G (800 µT).
+	stateLimit = 800 * float64(physic.MicroTesla)
+)
+
+// ErrState reports saved detector state that cannot be restored: from
+// another version, damaged, or not a detector's state at all.
+var ErrState = errors.New("qmc5883l: detector state")
+
+// MarshalBinary returns what the detector has learned (its baseline, the
+// occupied decision and the time of the last sample) so that a restart can
+// go on from it instead of learning again, perhaps with a car standing in
+// the bay. It fails while the baseline is still being learned: there is
+// nothing to keep yet.
+func (d *Detector) MarshalBinary() ([]byte, error) {
+	if d.learned < d.opts.LearnSamples {
+		return nil, fmt.Errorf("%w: baseline not learned yet", ErrState)
+	}
+	b := make([]byte, 0, stateLen)
+	b = append(b, stateVersion, 0)
+	if d.occupied {
+		b[1] = 1
+	}
+	for _, v := range d.baseline {
+		b = binary.BigEndian.AppendUint64(b, math.Float64bits(v))
+	}
+	return binary.BigEndian.AppendUint64(b, uint64(d.last.UnixNano())), nil
+}
+
+// UnmarshalBinary restores state that MarshalBinary returned: the detector
+// then reports from its first sample on, with the restored baseline and
+// decision. State that is damaged, from another version or implausible is
+// refused with an error wrapping ErrState and leaves the detector as it
+// was (learning afresh), so a caller can log it and go on.
+func (d *Detector) UnmarshalBinary(b []byte) error {
+	if len(b) != stateLen {
+		return fmt.Errorf("%w: %d bytes, want %d", ErrState, len(b), stateLen)
+	}
+	if b[0] != stateVersion {
+		return fmt.Errorf("%w: version %d, want %d", ErrState, b[0], stateVersion)
+	}
+	if b[1]&^1 != 0 {
+		return fmt.Errorf("%w: unknown flags %#02x", ErrState, b[1])
+	}
+	var base [3]float64
+	for i := range base {
+		v := math.Float64frombits(binary.BigEndian.Uint64(b[2+8*i:]))
+		if !(math.Abs(v) <= stateLimit) { // also refuses NaN
+			return fmt.Errorf("%w: baseline axis %c %g nT is beyond ±%g nT", ErrState, "XYZ"[i], v, stateLimit)
+		}
+		base[i] = v
+	}
+	d.baseline, d.occupied = base, b[1]&1 != 0
+	d.last = time.Unix(0, int64(binary.BigEndian.Uint64(b[26:])))
+	d.learned, d.sum = d.opts.LearnSamples, [3]float64{}
+	return nil
 }

@@ -1,7 +1,9 @@
 package qmc5883l
 
 import (
+	"errors"
 	"math"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -169,4 +171,124 @@ func BenchmarkDetectorUpdate(b *testing.B) {
 		now = now.Add(time.Second)
 		d.Update(now, f)
 	}
+}
+
+// A restart with a car parked: the state saved before it, restored into a
+// new detector, makes the car's leaving exactly one change to free. Without
+// it the new detector would learn the car as the empty bay and call the bay
+// occupied once the car has gone.
+func TestDetectorStateSurvivesRestart(t *testing.T) {
+	opts := DetectorOpts{Threshold: 20 * physic.MicroTesla, ReleaseRatio: 0.5, LearnSamples: 3, DriftTau: 10 * time.Minute}
+	empty, car := uT(21, 1, 43), uT(21, 1, 73)
+	now := time.Date(2025, 3, 1, 8, 0, 0, 0, time.UTC)
+	feed := func(d *Detector, fields ...Field) (changes []bool) {
+		prev, known := false, false
+		for _, f := range fields {
+			now = now.Add(time.Second)
+			occ, ready := d.Update(now, f)
+			if ready && (!known || occ != prev) {
+				changes = append(changes, occ)
+			}
+			prev, known = occ, ready
+		}
+		return changes
+	}
+	before, err := NewDetector(opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := feed(before, empty, empty, empty, car, car); !slices.Equal(got, []bool{false, true}) {
+		t.Fatalf("before the restart: changes %v, want [false true]", got)
+	}
+	state, err := before.MarshalBinary()
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	after, err := NewDetector(opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := after.UnmarshalBinary(state); err != nil {
+		t.Fatal(err)
+	}
+	if got := feed(after, car, car, empty, empty, empty); !slices.Equal(got, []bool{true, false}) {
+		t.Errorf("restored: changes %v, want [true false]: still occupied, then exactly one change to free", got)
+	}
+
+	// What the state prevents: a detector that learns with the car there.
+	fresh, err := NewDetector(opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := feed(fresh, car, car, car, empty, empty); !slices.Equal(got, []bool{false, true}) {
+		t.Errorf("not restored: changes %v, want [false true] (the car learned as the empty bay)", got)
+	}
+}
+
+func TestDetectorStateRefused(t *testing.T) {
+	d, err := NewDetector(DetectorOpts{Threshold: 20 * physic.MicroTesla, ReleaseRatio: 0.5, LearnSamples: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := d.MarshalBinary(); !errors.Is(err, ErrState) {
+		t.Errorf("MarshalBinary while learning: %v, want ErrState", err)
+	}
+	d.Update(time.Unix(100, 0), uT(21, 1, 43))
+	good, err := d.MarshalBinary()
+	if err != nil {
+		t.Fatal(err)
+	}
+	mod := func(f func(b []byte) []byte) []byte { return f(append([]byte(nil), good...)) }
+	nan := math.Float64bits(math.NaN())
+	for _, tc := range []struct {
+		name  string
+		state []byte
+		want  string
+	}{
+		{"empty", nil, "0 bytes"},
+		{"truncated", good[:20], "20 bytes"},
+		{"longer", append(append([]byte(nil), good...), 0), "35 bytes"},
+		{"other version", mod(func(b []byte) []byte { b[0] = 2; return b }), "version 2"},
+		{"unknown flags", mod(func(b []byte) []byte { b[1] = 0x82; return b }), "flags"},
+		{"NaN axis", mod(func(b []byte) []byte {
+			for i := range 8 {
+				b[2+i] = byte(nan >> (56 - 8*i))
+			}
+			return b
+		}), "axis X"},
+		{"beyond the range", mod(func(b []byte) []byte { b[10] = 0x7F; return b }), "axis Y"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			fresh, err := NewDetector(DetectorOpts{Threshold: 20 * physic.MicroTesla, ReleaseRatio: 0.5, LearnSamples: 2})
+			if err != nil {
+				t.Fatal(err)
+			}
+			err = fresh.UnmarshalBinary(tc.state)
+			if !errors.Is(err, ErrState) || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("UnmarshalBinary: %v, want ErrState naming %q", err, tc.want)
+			}
+			if _, ready := fresh.Update(time.Unix(200, 0), uT(0, 0, 0)); ready {
+				t.Error("a refused state left the detector as if restored")
+			}
+		})
+	}
+}
+
+func FuzzDetectorState(f *testing.F) {
+	d, _ := NewDetector(DetectorOpts{Threshold: 20 * physic.MicroTesla, ReleaseRatio: 0.5, LearnSamples: 1})
+	d.Update(time.Unix(100, 0), uT(21, 1, 43))
+	good, _ := d.MarshalBinary()
+	f.Add(good)
+	f.Add([]byte{1})
+	f.Fuzz(func(t *testing.T, b []byte) {
+		d, _ := NewDetector(DefaultDetectorOpts)
+		if err := d.UnmarshalBinary(b); err != nil {
+			return
+		}
+		again, err := d.MarshalBinary()
+		if err != nil || !slices.Equal(again, b) {
+			t.Fatalf("restored %x, saved again %x, %v", b, again, err)
+		}
+	})
 }

@@ -31,8 +31,10 @@
 //     hysteresis band, it stays put, so a parked car is never learned away.
 //
 // A bay that holds a car when learning starts will read as occupied once the
-// car leaves; learn again (a new Detector, in the agent a restart) with the
-// bay empty.
+// car leaves; learn again (a new Detector) with the bay empty. To survive a
+// restart without learning again, save the detector's state
+// (MarshalBinary) and restore it into the new detector (UnmarshalBinary):
+// a car parked across the restart then leaves as one change to free.
 package qmc5883l
 
 import (
@@ -42,7 +44,8 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/cityedge/cityedge/drivers"
+	"github.com/cityedge/cityedge/drivers/internal/wait"
+	"github.com/jonboulle/clockwork"
 	"periph.io/x/conn/v3"
 	"periph.io/x/conn/v3/i2c"
 	"periph.io/x/conn/v3/physic"
@@ -123,6 +126,9 @@ type Opts struct {
 	Range        Range
 	Rate         Rate
 	Oversampling Oversampling
+	// Clock measures the chip's conversion and wait times; nil is the real
+	// clock. Tests inject a fake one.
+	Clock clockwork.Clock
 }
 
 // DefaultOpts: ±2 G is four times the earth's field and gives 8.3 nT per
@@ -144,7 +150,7 @@ var ErrOverflow = errors.New("qmc5883l: field beyond the measurement range")
 type Dev struct {
 	c     i2c.Dev
 	opts  Opts
-	sleep func(ctx context.Context, d time.Duration) error
+	clock clockwork.Clock
 }
 
 var _ conn.Resource = &Dev{}
@@ -157,7 +163,7 @@ func New(bus i2c.Bus, opts *Opts) (*Dev, error) {
 	if opts.Range > Range8G || opts.Rate > Rate200Hz || opts.Oversampling > OSR64 {
 		return nil, fmt.Errorf("qmc5883l: invalid options %+v", *opts)
 	}
-	d := &Dev{c: i2c.Dev{Bus: bus, Addr: opts.Addr}, opts: *opts, sleep: drivers.Sleep}
+	d := &Dev{c: i2c.Dev{Bus: bus, Addr: opts.Addr}, opts: *opts, clock: wait.Clock(opts.Clock)}
 	var id [1]byte
 	if err := d.c.Tx([]byte{regChipID}, id[:]); err != nil {
 		return nil, fmt.Errorf("qmc5883l: read chip id: %w", err)
@@ -174,7 +180,7 @@ func New(bus i2c.Bus, opts *Opts) (*Dev, error) {
 	if err := d.c.Tx([]byte{regCtrl2, softReset}, nil); err != nil {
 		return nil, fmt.Errorf("qmc5883l: soft reset: %w", err)
 	}
-	if err := d.sleep(context.Background(), time.Millisecond); err != nil {
+	if err := wait.Sleep(context.Background(), d.clock, time.Millisecond); err != nil {
 		return nil, err
 	}
 	if err := d.c.Tx([]byte{regSetRst, setRstRec}, nil); err != nil {
@@ -208,7 +214,7 @@ func (d *Dev) Sense(ctx context.Context) (Field, error) {
 		if waited >= deadline {
 			return Field{}, fmt.Errorf("qmc5883l: no data ready after %s (status %#02x): chip not in continuous mode?", waited, status[0])
 		}
-		if err := d.sleep(ctx, poll); err != nil {
+		if err := wait.Sleep(ctx, d.clock, poll); err != nil {
 			return Field{}, err
 		}
 	}

@@ -8,9 +8,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/cityedge/cityedge/drivers"
 	"github.com/cityedge/cityedge/drivers/internal/drivertest"
+	"github.com/cityedge/cityedge/drivers/qmc5883l/qmc5883lsim"
 	"github.com/cityedge/cityedge/drivers/sim"
+	"github.com/jonboulle/clockwork"
 	"periph.io/x/conn/v3/i2c"
 	"periph.io/x/conn/v3/i2c/i2ctest"
 	"periph.io/x/conn/v3/physic"
@@ -48,7 +49,7 @@ func TestNew(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := New(drivertest.Playback(t, tc.ops, tc.nackAt), tc.opts)
 			if drivertest.WantErr(t, "New", err, tc.want) {
-				wantNACK(t, "New", err, tc.nackAt, tc.nacked)
+				drivertest.WantNACK(t, "New", err, tc.nackAt, tc.nacked)
 			}
 		})
 	}
@@ -99,23 +100,21 @@ func TestSense(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			sleeps := 0
+			c := drivertest.NewClock(time.Unix(0, 0))
 			opts := DefaultOpts
 			opts.Range = tc.rng
-			d := &Dev{c: i2c.Dev{Bus: drivertest.Playback(t, tc.ops, tc.nackAt), Addr: 0x0D}, opts: opts,
-				sleep: func(_ context.Context, dt time.Duration) error {
-					if dt != 20*time.Millisecond {
-						t.Errorf("poll sleep %s, want a fifth of the 100 ms sample period", dt)
-					}
-					sleeps++
-					return nil
-				}}
+			d := &Dev{c: i2c.Dev{Bus: drivertest.Playback(t, tc.ops, tc.nackAt), Addr: 0x0D}, opts: opts, clock: c}
 			got, err := d.Sense(context.Background())
-			if sleeps != tc.sleeps {
-				t.Errorf("%d poll sleeps, want %d", sleeps, tc.sleeps)
+			if len(c.Sleeps) != tc.sleeps {
+				t.Errorf("%d poll sleeps, want %d", len(c.Sleeps), tc.sleeps)
+			}
+			for _, dt := range c.Sleeps {
+				if dt != 20*time.Millisecond {
+					t.Errorf("poll sleep %s, want a fifth of the 100 ms sample period", dt)
+				}
 			}
 			if drivertest.WantErr(t, "Sense", err, tc.err) {
-				wantNACK(t, "Sense", err, tc.nackAt, tc.nacked)
+				drivertest.WantNACK(t, "Sense", err, tc.nackAt, tc.nacked)
 				return
 			}
 			if got != tc.want {
@@ -127,7 +126,7 @@ func TestSense(t *testing.T) {
 
 func TestSenseHonoursContext(t *testing.T) {
 	ops := []i2ctest.IO{{Addr: 0x0D, W: []byte{0x06}, R: []byte{0x00}}}
-	d := &Dev{c: i2c.Dev{Bus: drivertest.Playback(t, ops, -1), Addr: 0x0D}, opts: DefaultOpts, sleep: drivers.Sleep}
+	d := &Dev{c: i2c.Dev{Bus: drivertest.Playback(t, ops, -1), Addr: 0x0D}, opts: DefaultOpts, clock: clockwork.NewRealClock()}
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
 	if _, err := d.Sense(ctx); !errors.Is(err, context.Canceled) {
@@ -152,8 +151,8 @@ func TestSimRoundTrip(t *testing.T) {
 	if first := bay.NextChange(start); first.Sub(start) < 20*time.Second {
 		t.Fatalf("seed gives a car within %s: the detector learns for 10 s; pick another seed", first.Sub(start))
 	}
-	chip := NewSim(bay, 3)
-	chip.now = c.Now
+	chip := qmc5883lsim.NewSim(bay, 3)
+	chip.SetClock(c)
 	bus := sim.NewBus("sim-i2c1")
 	bus.Attach(0x0D, chip)
 
@@ -161,7 +160,7 @@ func TestSimRoundTrip(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	d.sleep = c.Sleep
+	d.clock = c
 	det, err := NewDetector(DefaultDetectorOpts)
 	if err != nil {
 		t.Fatal(err)
@@ -176,8 +175,8 @@ func TestSimRoundTrip(t *testing.T) {
 			t.Fatalf("sample %d: %v", i, err)
 		}
 		for axis, got := range []physic.MagneticFluxDensity{f.X, f.Y, f.Z} {
-			if diff := math.Abs(float64(got) - chip.truth[axis]*1000); diff > halfCount+0.5 {
-				t.Fatalf("sample %d axis %d: decoded %s, simulated %.1f nT", i, axis, got, chip.truth[axis]*1000)
+			if diff := math.Abs(float64(got) - chip.Truth()[axis]*1000); diff > halfCount+0.5 {
+				t.Fatalf("sample %d axis %d: decoded %s, simulated %.1f nT", i, axis, got, chip.Truth()[axis]*1000)
 			}
 		}
 		occ, ready := det.Update(c.Now(), f)
@@ -215,9 +214,9 @@ func TestSimOverflow(t *testing.T) {
 		for !bay.Occupied(c.Now()) {
 			c.Advance(100 * time.Millisecond)
 		}
-		chip := NewSim(bay, 1)
-		chip.now = c.Now
-		chip.car, chip.hadCar = [3]float64{0, 0, 300}, true
+		chip := qmc5883lsim.NewSim(bay, 1)
+		chip.SetClock(c)
+		chip.SetCar([3]float64{0, 0, 300})
 		bus := sim.NewBus("sim-i2c1")
 		bus.Attach(0x0D, chip)
 		opts := DefaultOpts
@@ -226,7 +225,7 @@ func TestSimOverflow(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		d.sleep = c.Sleep
+		d.clock = c
 		f, err := d.Sense(context.Background())
 		if got := errors.Is(err, ErrOverflow); got != tc.wantErr {
 			t.Errorf("range %s: Sense() = %s, %v; want overflow %v", tc.rng, f, err, tc.wantErr)
@@ -235,7 +234,7 @@ func TestSimOverflow(t *testing.T) {
 }
 
 func TestSimRejectsUnknown(t *testing.T) {
-	chip := NewSim(nil, 1)
+	chip := qmc5883lsim.NewSim(nil, 1)
 	cases := []struct {
 		w, r []byte
 		want string
@@ -291,36 +290,22 @@ func BenchmarkDecode(b *testing.B) {
 // One Sense through the simulated bus (status poll and burst read), the
 // waits skipped: the driver's own cost per reading.
 func BenchmarkSenseSim(b *testing.B) {
-	now := time.Unix(0, 0)
-	chip := NewSim(nil, 1)
-	chip.now = func() time.Time { return now }
+	c := drivertest.NewClock(time.Unix(0, 0))
+	chip := qmc5883lsim.NewSim(nil, 1)
+	chip.SetClock(c)
 	bus := sim.NewBus("sim-i2c1")
 	bus.Attach(0x0D, chip)
-	d, err := New(bus, nil)
+	opts := DefaultOpts
+	opts.Clock = c
+	d, err := New(bus, &opts)
 	if err != nil {
 		b.Fatal(err)
 	}
-	d.sleep = func(_ context.Context, dt time.Duration) error { now = now.Add(dt); return nil }
 	for b.Loop() {
-		now = now.Add(time.Second)
+		c.Advance(time.Second)
+		c.Sleeps = c.Sleeps[:0]
 		if _, err := d.Sense(context.Background()); err != nil {
 			b.Fatal(err)
 		}
-	}
-}
-
-// wantNACK checks that the error a case ended on wraps sim.ErrNACK exactly
-// when the case says so (nacked), and that the case injects a NACK (nack >= 0)
-// exactly then: the playback's own "unexpected Tx" error reads much like a
-// refused transaction, so the message alone cannot tell a missing NACK from a
-// script that ran out, and nacked is kept apart from nack so that dropping the
-// injection alone fails the case.
-func wantNACK(t *testing.T, step string, err error, nack int, nacked bool) {
-	t.Helper()
-	if nacked != (nack >= 0) {
-		t.Errorf("%s: the case expects a NACK error %v but injects a NACK at transaction %d", step, nacked, nack)
-	}
-	if got := errors.Is(err, sim.ErrNACK); got != nacked {
-		t.Errorf("%s: %v: wraps sim.ErrNACK %v, want %v", step, err, got, nacked)
 	}
 }

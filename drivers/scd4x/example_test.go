@@ -5,13 +5,14 @@ import (
 	"fmt"
 
 	"github.com/cityedge/cityedge/drivers/scd4x"
+	"github.com/cityedge/cityedge/drivers/scd4x/scd4xsim"
 	"github.com/cityedge/cityedge/drivers/sim"
 )
 
 func Example() {
 	// On a gateway the bus comes from i2creg.Open("1") after host.Init().
 	bus := sim.NewBus("sim-i2c1")
-	bus.Attach(0x62, scd4x.NewSim(sim.NewWorld(1), 0x0123456789AB))
+	bus.Attach(0x62, scd4xsim.NewSim(sim.NewWorld(1), 0x0123456789AB))
 
 	opts := scd4x.DefaultOpts
 	opts.Altitude = 35 // metres above sea level

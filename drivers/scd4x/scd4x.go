@@ -24,6 +24,7 @@ import (
 	"time"
 
 	"github.com/cityedge/cityedge/drivers/sensirion"
+	"github.com/jonboulle/clockwork"
 	"periph.io/x/conn/v3"
 	"periph.io/x/conn/v3/i2c"
 	"periph.io/x/conn/v3/physic"
@@ -73,9 +74,9 @@ type Opts struct {
 	// (0..MaxAltitude), for the sensor's pressure compensation.
 	Altitude uint16
 
-	// Sleep waits d or until ctx is done. Nil uses a timer; tests inject a
-	// fake clock.
-	Sleep func(ctx context.Context, d time.Duration) error
+	// Clock measures the chip's execution times; nil is the real clock.
+	// Tests inject a fake one.
+	Clock clockwork.Clock
 }
 
 // DefaultOpts are the sensor's own defaults.
@@ -117,7 +118,7 @@ func New(bus i2c.Bus, opts *Opts) (*Dev, error) {
 	if opts.Altitude > MaxAltitude {
 		return nil, fmt.Errorf("scd4x: altitude %d m above the datasheet's %d m", opts.Altitude, MaxAltitude)
 	}
-	d := &Dev{s: sensirion.Dev{I2C: i2c.Dev{Bus: bus, Addr: opts.Addr}, Sleep: opts.Sleep}, opts: *opts}
+	d := &Dev{s: sensirion.Dev{I2C: i2c.Dev{Bus: bus, Addr: opts.Addr}, Clock: opts.Clock}, opts: *opts}
 	ctx := context.Background()
 
 	// The settings commands are accepted only in idle mode; a sensor left

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/cityedge/cityedge/drivers/internal/drivertest"
+	"github.com/cityedge/cityedge/drivers/scd4x/scd4xsim"
 	"github.com/cityedge/cityedge/drivers/sensirion"
 	"github.com/cityedge/cityedge/drivers/sim"
 	"periph.io/x/conn/v3/i2c/i2ctest"
@@ -126,10 +127,10 @@ func TestPlayback(t *testing.T) {
 			bus := drivertest.Playback(t, tc.ops, tc.nack)
 			c := newClock()
 			o := tc.opts
-			o.Sleep = c.Sleep
+			o.Clock = c
 			d, err := New(bus, &o)
 			if drivertest.WantErr(t, "New", err, tc.openErr) {
-				wantNACK(t, "New", err, tc.nack, tc.nacked)
+				drivertest.WantNACK(t, "New", err, tc.nack, tc.nacked)
 				return
 			}
 			if d.Serial() != exampleSerialNumber {
@@ -141,7 +142,7 @@ func TestPlayback(t *testing.T) {
 			c.Sleeps = nil
 			m, err := d.Sense(context.Background())
 			if drivertest.WantErr(t, "Sense", err, tc.senseErr) {
-				wantNACK(t, "Sense", err, tc.nack, tc.nacked)
+				drivertest.WantNACK(t, "Sense", err, tc.nack, tc.nacked)
 				return
 			}
 			polls := 0
@@ -164,7 +165,7 @@ func TestHalt(t *testing.T) {
 	bus := drivertest.Playback(t, slices.Concat(openOps(1, 0), []i2ctest.IO{{Addr: a, W: []byte{0x3F, 0x86}}}), -1)
 	c := newClock()
 	o := DefaultOpts
-	o.Sleep = c.Sleep
+	o.Clock = c
 	d, err := New(bus, &o)
 	if err != nil {
 		t.Fatal(err)
@@ -178,14 +179,14 @@ func TestHalt(t *testing.T) {
 	}
 }
 
-func newSimDev(t *testing.T, o Opts) (*drivertest.Clock, *Sim, *sim.Bus, *Dev) {
+func newSimDev(t *testing.T, o Opts) (*drivertest.Clock, *scd4xsim.Sim, *sim.Bus, *Dev) {
 	t.Helper()
 	c := newClock()
-	chip := NewSim(sim.NewWorld(31), exampleSerialNumber)
-	chip.chip.Now = c.Now
+	chip := scd4xsim.NewSim(sim.NewWorld(31), exampleSerialNumber)
+	chip.SetClock(c)
 	bus := sim.NewBus("sim-i2c1")
 	bus.Attach(a, chip)
-	o.Sleep = c.Sleep
+	o.Clock = c
 	d, err := New(bus, &o)
 	if err != nil {
 		t.Fatal(err)
@@ -236,7 +237,7 @@ func TestSimRestartAndReplug(t *testing.T) {
 	// The agent restarts without Halt: the sensor is still measuring, and
 	// a new Dev must stop it before it takes settings.
 	o := DefaultOpts
-	o.Sleep = c.Sleep
+	o.Clock = c
 	d2, err := New(bus, &o)
 	if err != nil {
 		t.Fatalf("New on a measuring sensor: %v", err)
@@ -249,8 +250,8 @@ func TestSimRestartAndReplug(t *testing.T) {
 	if _, err := d2.Sense(context.Background()); !errors.Is(err, sim.ErrNACK) {
 		t.Fatalf("Sense with the sensor gone: %v", err)
 	}
-	fresh := NewSim(sim.NewWorld(2), 1)
-	fresh.chip.Now = c.Now
+	fresh := scd4xsim.NewSim(sim.NewWorld(2), 1)
+	fresh.SetClock(c)
 	bus.Attach(a, fresh)
 	d3, err := New(bus, &o)
 	if err != nil {
@@ -306,21 +307,5 @@ func BenchmarkDecode(b *testing.B) {
 		if _, err := decode(exampleMeasurement); err != nil {
 			b.Fatal(err)
 		}
-	}
-}
-
-// wantNACK checks that the error a case ended on wraps sim.ErrNACK exactly
-// when the case says so (nacked), and that the case injects a NACK (nack >= 0)
-// exactly then: the playback's own "unexpected Tx" error reads much like a
-// refused transaction, so the message alone cannot tell a missing NACK from a
-// script that ran out, and nacked is kept apart from nack so that dropping the
-// injection alone fails the case.
-func wantNACK(t *testing.T, step string, err error, nack int, nacked bool) {
-	t.Helper()
-	if nacked != (nack >= 0) {
-		t.Errorf("%s: the case expects a NACK error %v but injects a NACK at transaction %d", step, nacked, nack)
-	}
-	if got := errors.Is(err, sim.ErrNACK); got != nacked {
-		t.Errorf("%s: %v: wraps sim.ErrNACK %v, want %v", step, err, got, nacked)
 	}
 }

@@ -4,8 +4,8 @@
 // 4.12, table 20, identical in the SHT4x, SCD4x and SPS30 datasheets), and a
 // command is a write, a wait for its execution time, then a read.
 //
-// It also holds SimChip, the I2C side shared by the simulated chips, so each
-// simulation only answers its commands.
+// The I2C side the simulated chips share lives apart, in
+// drivers/sensirion/sensirionsim, so no driver links simulation code.
 package sensirion
 
 import (
@@ -15,7 +15,8 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/cityedge/cityedge/drivers"
+	"github.com/cityedge/cityedge/drivers/internal/wait"
+	"github.com/jonboulle/clockwork"
 	"periph.io/x/conn/v3/i2c"
 )
 
@@ -66,9 +67,9 @@ func Words(raw []byte) ([]uint16, error) {
 // Dev talks to one Sensirion chip.
 type Dev struct {
 	I2C i2c.Dev
-	// Sleep waits d or until ctx is done; nil uses a timer. Tests inject a
-	// fake clock.
-	Sleep func(ctx context.Context, d time.Duration) error
+	// Clock measures the execution times; nil is the real clock. Tests
+	// inject a fake one.
+	Clock clockwork.Clock
 }
 
 // Exec runs one command: it writes cmd (one or two bytes) followed by args,
@@ -129,10 +130,7 @@ func (d *Dev) WaitReady(ctx context.Context, cmd []byte, wait, every, timeout ti
 }
 
 func (d *Dev) sleep(ctx context.Context, t time.Duration) error {
-	if d.Sleep != nil {
-		return d.Sleep(ctx, t)
-	}
-	return drivers.Sleep(ctx, t)
+	return wait.Sleep(ctx, d.Clock, t)
 }
 
 // Cmd16 returns a 16-bit command as the two bytes sent, MSB first.

@@ -1,4 +1,4 @@
-package sensirion
+package sensirion_test
 
 import (
 	"bytes"
@@ -8,7 +8,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/cityedge/cityedge/drivers/sim"
+	"github.com/cityedge/cityedge/drivers/internal/drivertest"
+	"github.com/cityedge/cityedge/drivers/sensirion"
 	"periph.io/x/conn/v3/i2c"
 	"periph.io/x/conn/v3/i2c/i2ctest"
 )
@@ -22,8 +23,8 @@ func TestCRC8(t *testing.T) {
 		{[]byte{0x00, 0x00}, 0x81},
 		{[]byte{}, 0xFF}, // the init value
 	} {
-		if got := CRC8(tc.in); got != tc.want {
-			t.Errorf("CRC8(%#v) = %#02x, want %#02x", tc.in, got, tc.want)
+		if got := sensirion.CRC8(tc.in); got != tc.want {
+			t.Errorf("sensirion.CRC8(%#v) = %#02x, want %#02x", tc.in, got, tc.want)
 		}
 	}
 }
@@ -36,13 +37,13 @@ func TestWords(t *testing.T) {
 		err  error
 	}{
 		{"datasheet example", []byte{0xBE, 0xEF, 0x92}, []uint16{0xBEEF}, nil},
-		{"two words", AppendWord(AppendWord(nil, 0x6667), 0x0000), []uint16{0x6667, 0}, nil},
-		{"bad CRC in second word", []byte{0xBE, 0xEF, 0x92, 0x12, 0x34, 0x00}, nil, ErrCRC},
+		{"two words", sensirion.AppendWord(sensirion.AppendWord(nil, 0x6667), 0x0000), []uint16{0x6667, 0}, nil},
+		{"bad CRC in second word", []byte{0xBE, 0xEF, 0x92, 0x12, 0x34, 0x00}, nil, sensirion.ErrCRC},
 		{"torn word", []byte{0xBE, 0xEF}, nil, nil},
 		{"empty", nil, []uint16{}, nil},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			got, err := Words(tc.raw)
+			got, err := sensirion.Words(tc.raw)
 			switch {
 			case tc.err != nil:
 				if !errors.Is(err, tc.err) {
@@ -54,11 +55,11 @@ func TestWords(t *testing.T) {
 				}
 			default:
 				if err != nil || len(got) != len(tc.want) {
-					t.Fatalf("Words = %v, %v; want %v", got, err, tc.want)
+					t.Fatalf("sensirion.Words = %v, %v; want %v", got, err, tc.want)
 				}
 				for i := range got {
 					if got[i] != tc.want[i] {
-						t.Fatalf("Words = %v, want %v", got, tc.want)
+						t.Fatalf("sensirion.Words = %v, want %v", got, tc.want)
 					}
 				}
 			}
@@ -67,8 +68,6 @@ func TestWords(t *testing.T) {
 }
 
 func TestExec(t *testing.T) {
-	var slept []time.Duration
-	sleep := func(_ context.Context, d time.Duration) error { slept = append(slept, d); return nil }
 	for _, tc := range []struct {
 		name   string
 		ops    []i2ctest.IO
@@ -79,17 +78,17 @@ func TestExec(t *testing.T) {
 		want   []byte
 		errStr string
 	}{
-		{name: "write with argument, SCD4x set_sensor_altitude 0x2427 (0 m)", cmd: Cmd16(0x2427), args: []uint16{0}, wait: time.Millisecond,
+		{name: "write with argument, SCD4x set_sensor_altitude 0x2427 (0 m)", cmd: sensirion.Cmd16(0x2427), args: []uint16{0}, wait: time.Millisecond,
 			ops: []i2ctest.IO{{Addr: 0x62, W: []byte{0x24, 0x27, 0x00, 0x00, 0x81}}}},
 		{name: "read two words, one-byte command", cmd: []byte{0x89}, wait: 10 * time.Millisecond, words: 2,
 			ops:  []i2ctest.IO{{Addr: 0x62, W: []byte{0x89}}, {Addr: 0x62, R: []byte{0xBE, 0xEF, 0x92, 0x00, 0x00, 0x81}}},
 			want: []byte{0xBE, 0xEF, 0x92, 0x00, 0x00, 0x81}},
-		{name: "read failure", cmd: Cmd16(0xE4B8), words: 1, ops: []i2ctest.IO{{Addr: 0x62, W: []byte{0xE4, 0xB8}}}, errStr: "command 0xe4b8: read"},
+		{name: "read failure", cmd: sensirion.Cmd16(0xE4B8), words: 1, ops: []i2ctest.IO{{Addr: 0x62, W: []byte{0xE4, 0xB8}}}, errStr: "command 0xe4b8: read"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			slept = nil
+			clock := drivertest.NewClock(time.Unix(0, 0))
 			pb := &i2ctest.Playback{Ops: tc.ops, DontPanic: true}
-			d := Dev{I2C: i2c.Dev{Bus: pb, Addr: 0x62}, Sleep: sleep}
+			d := sensirion.Dev{I2C: i2c.Dev{Bus: pb, Addr: 0x62}, Clock: clock}
 			got, err := d.Exec(context.Background(), tc.cmd, tc.args, tc.wait, tc.words)
 			if tc.errStr != "" {
 				if err == nil || !strings.Contains(err.Error(), tc.errStr) {
@@ -103,8 +102,8 @@ func TestExec(t *testing.T) {
 			if !bytes.Equal(got, tc.want) {
 				t.Errorf("read %#v, want %#v", got, tc.want)
 			}
-			if tc.wait > 0 && (len(slept) != 1 || slept[0] != tc.wait) {
-				t.Errorf("waited %v, want %v", slept, tc.wait)
+			if tc.wait > 0 && (len(clock.Sleeps) != 1 || clock.Sleeps[0] != tc.wait) {
+				t.Errorf("waited %v, want %v", clock.Sleeps, tc.wait)
 			}
 			if err := pb.Close(); err != nil {
 				t.Error(err)
@@ -115,71 +114,11 @@ func TestExec(t *testing.T) {
 
 func TestExecHonoursContext(t *testing.T) {
 	pb := &i2ctest.Playback{Ops: []i2ctest.IO{{Addr: 0x44, W: []byte{0xFD}}}, DontPanic: true}
-	d := Dev{I2C: i2c.Dev{Bus: pb, Addr: 0x44}}
+	d := sensirion.Dev{I2C: i2c.Dev{Bus: pb, Addr: 0x44}}
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
 	if _, err := d.Exec(ctx, []byte{0xFD}, nil, time.Hour, 2); !errors.Is(err, context.Canceled) {
 		t.Fatalf("Exec with a cancelled context: %v", err)
-	}
-}
-
-func TestSimChip(t *testing.T) {
-	now := time.Unix(0, 0)
-	chip := &SimChip{Name: "test sim", CmdLen: 2, Now: func() time.Time { return now },
-		Handle: func(cmd uint16, args []uint16, _ time.Time) ([]uint16, time.Duration, error) {
-			switch cmd {
-			case 0x3682:
-				return []uint16{0xBEEF, 0x1234, 0x5678}, time.Millisecond, nil
-			case 0x2427:
-				if len(args) != 1 {
-					return nil, 0, errors.New("wants one argument")
-				}
-				return nil, time.Millisecond, nil
-			}
-			return nil, 0, errors.New("unknown command")
-		}}
-	read := func(n int) ([]byte, error) {
-		r := make([]byte, n)
-		return r, chip.Tx(nil, r)
-	}
-	if err := chip.Tx(nil, nil); err != nil {
-		t.Errorf("address probe: %v", err)
-	}
-	if _, err := read(3); !errors.Is(err, sim.ErrNACK) {
-		t.Errorf("read with nothing pending: %v, want NACK", err)
-	}
-	if err := chip.Tx(Cmd16(0x3682), nil); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := read(9); !errors.Is(err, sim.ErrNACK) {
-		t.Errorf("read before the execution time: %v, want NACK", err)
-	}
-	if err := chip.Tx(Cmd16(0x3682), nil); !errors.Is(err, sim.ErrNACK) {
-		t.Errorf("command while busy: %v, want NACK", err)
-	}
-	now = now.Add(time.Millisecond)
-	r, err := read(3) // the master may stop after the first word
-	if err != nil || !bytes.Equal(r, []byte{0xBE, 0xEF, 0x92}) {
-		t.Errorf("partial read %#v, %v", r, err)
-	}
-	if _, err := read(3); !errors.Is(err, sim.ErrNACK) {
-		t.Errorf("second read of one response: %v, want NACK", err)
-	}
-	for _, w := range [][]byte{
-		{0x24, 0x27, 0x00, 0x00, 0x00}, // argument CRC wrong
-		{0x24, 0x27, 0x00},             // torn argument
-		{0x12, 0x34},                   // unknown command
-		{0x24, 0x27},                   // missing argument
-	} {
-		if err := chip.Tx(w, nil); !errors.Is(err, sim.ErrNACK) {
-			t.Errorf("write %#v: %v, want NACK", w, err)
-		}
-	}
-	if err := chip.Tx([]byte{0x24, 0x27, 0x00, 0x00, 0x81}, make([]byte, 3)); !errors.Is(err, sim.ErrNACK) {
-		t.Errorf("write+read in one transaction: %v, want NACK", err)
-	}
-	if err := chip.Tx([]byte{0x24, 0x27, 0x00, 0x00, 0x81}, nil); err != nil {
-		t.Errorf("valid write: %v", err)
 	}
 }
 
@@ -188,16 +127,16 @@ func FuzzDecode(f *testing.F) {
 	f.Add([]byte{0xBE, 0xEF, 0x92, 0x00})
 	f.Add([]byte{})
 	f.Fuzz(func(t *testing.T, raw []byte) {
-		w, err := Words(raw)
+		w, err := sensirion.Words(raw)
 		if err != nil {
 			return
 		}
 		var back []byte
 		for _, v := range w {
-			back = AppendWord(back, v)
+			back = sensirion.AppendWord(back, v)
 		}
 		if !bytes.Equal(back, raw) {
-			t.Fatalf("Words(%#v) = %v does not re-encode to the input", raw, w)
+			t.Fatalf("sensirion.Words(%#v) = %v does not re-encode to the input", raw, w)
 		}
 	})
 }
@@ -206,7 +145,7 @@ func BenchmarkCRC8(b *testing.B) {
 	buf := make([]byte, 40) // an SPS30 measurement is 40 data bytes
 	for b.Loop() {
 		for i := 0; i < len(buf); i += 2 {
-			_ = CRC8(buf[i : i+2])
+			_ = sensirion.CRC8(buf[i : i+2])
 		}
 	}
 }

@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"github.com/cityedge/cityedge/drivers/sensirion"
+	"github.com/jonboulle/clockwork"
 	"periph.io/x/conn/v3"
 	"periph.io/x/conn/v3/i2c"
 	"periph.io/x/conn/v3/physic"
@@ -48,9 +49,9 @@ const (
 type Opts struct {
 	Addr uint16 // 0x44 (ADDR pin low) or 0x45 (ADDR pin high)
 
-	// Sleep waits d or until ctx is done. Nil uses a timer; tests inject a
-	// fake clock.
-	Sleep func(ctx context.Context, d time.Duration) error
+	// Clock measures the chip's execution times; nil is the real clock.
+	// Tests inject a fake one.
+	Clock clockwork.Clock
 }
 
 // DefaultOpts is the address with the ADDR pin to ground.
@@ -83,7 +84,7 @@ func New(bus i2c.Bus, opts *Opts) (*Dev, error) {
 	if opts == nil {
 		opts = &DefaultOpts
 	}
-	d := &Dev{s: sensirion.Dev{I2C: i2c.Dev{Bus: bus, Addr: opts.Addr}, Sleep: opts.Sleep}}
+	d := &Dev{s: sensirion.Dev{I2C: i2c.Dev{Bus: bus, Addr: opts.Addr}, Clock: opts.Clock}}
 	ctx := context.Background()
 	raw, err := d.s.Exec(ctx, sensirion.Cmd16(cmdStatus), nil, commandWait, 1)
 	if err != nil {

@@ -5,13 +5,14 @@ import (
 	"fmt"
 
 	"github.com/cityedge/cityedge/drivers/sht4x"
+	"github.com/cityedge/cityedge/drivers/sht4x/sht4xsim"
 	"github.com/cityedge/cityedge/drivers/sim"
 )
 
 func Example() {
 	// On a gateway the bus comes from i2creg.Open("1") after host.Init().
 	bus := sim.NewBus("sim-i2c1")
-	bus.Attach(0x44, sht4x.NewSim(sim.NewWorld(1), 0x0BADCAFE))
+	bus.Attach(0x44, sht4xsim.NewSim(sim.NewWorld(1), 0x0BADCAFE))
 
 	dev, err := sht4x.New(bus, &sht4x.DefaultOpts)
 	if err != nil {

@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/cityedge/cityedge/drivers/sensirion"
+	"github.com/jonboulle/clockwork"
 	"periph.io/x/conn/v3"
 	"periph.io/x/conn/v3/i2c"
 	"periph.io/x/conn/v3/physic"
@@ -42,9 +43,9 @@ const (
 type Opts struct {
 	Addr uint16 // 0x44 for most parts; 0x45 or 0x46 for the SHT40-B/C variants
 
-	// Sleep waits d or until ctx is done. Nil uses a timer; tests inject a
-	// fake clock.
-	Sleep func(ctx context.Context, d time.Duration) error
+	// Clock measures the chip's execution times; nil is the real clock.
+	// Tests inject a fake one.
+	Clock clockwork.Clock
 }
 
 // DefaultOpts is the address of the common SHT40/41/45-AD1B parts.
@@ -73,7 +74,7 @@ func New(bus i2c.Bus, opts *Opts) (*Dev, error) {
 	if opts == nil {
 		opts = &DefaultOpts
 	}
-	d := &Dev{s: sensirion.Dev{I2C: i2c.Dev{Bus: bus, Addr: opts.Addr}, Sleep: opts.Sleep}}
+	d := &Dev{s: sensirion.Dev{I2C: i2c.Dev{Bus: bus, Addr: opts.Addr}, Clock: opts.Clock}}
 	raw, err := d.s.Exec(context.Background(), []byte{cmdSerial}, nil, serialWait, 2)
 	if err != nil {
 		return nil, fmt.Errorf("sht4x: read serial number: %w", err)

@@ -11,6 +11,7 @@ import (
 
 	"github.com/cityedge/cityedge/drivers/internal/drivertest"
 	"github.com/cityedge/cityedge/drivers/sensirion"
+	"github.com/cityedge/cityedge/drivers/sht4x/sht4xsim"
 	"github.com/cityedge/cityedge/drivers/sim"
 	"periph.io/x/conn/v3/i2c/i2ctest"
 	"periph.io/x/conn/v3/physic"
@@ -86,9 +87,9 @@ func TestPlayback(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			bus := drivertest.Playback(t, tc.ops, tc.nack)
 			c := newClock()
-			d, err := New(bus, &Opts{Addr: a, Sleep: c.Sleep})
+			d, err := New(bus, &Opts{Addr: a, Clock: c})
 			if drivertest.WantErr(t, "New", err, tc.openErr) {
-				wantNACK(t, "New", err, tc.nack, tc.nacked)
+				drivertest.WantNACK(t, "New", err, tc.nack, tc.nacked)
 				return
 			}
 			if d.Serial() != 0x0F3C5A21 || d.String() != "SHT4x serial 0f3c5a21 on playback address 0x44" {
@@ -97,7 +98,7 @@ func TestPlayback(t *testing.T) {
 			c.Sleeps = nil
 			m, err := d.Sense(context.Background())
 			if drivertest.WantErr(t, "Sense", err, tc.senseErr) {
-				wantNACK(t, "Sense", err, tc.nack, tc.nacked)
+				drivertest.WantNACK(t, "Sense", err, tc.nack, tc.nacked)
 				return
 			}
 			if len(c.Sleeps) != 1 || c.Sleeps[0] < 8300*time.Microsecond {
@@ -112,14 +113,14 @@ func TestPlayback(t *testing.T) {
 
 // newSimDev opens the driver at 0x44 on a simulated chip with serial, its
 // world from seed, on a fake clock.
-func newSimDev(t *testing.T, seed uint64, serial uint32) (*drivertest.Clock, *Sim, *sim.Bus, *Dev) {
+func newSimDev(t *testing.T, seed uint64, serial uint32) (*drivertest.Clock, *sht4xsim.Sim, *sim.Bus, *Dev) {
 	t.Helper()
 	c := newClock()
-	chip := NewSim(sim.NewWorld(seed), serial)
-	chip.chip.Now = c.Now
+	chip := sht4xsim.NewSim(sim.NewWorld(seed), serial)
+	chip.SetClock(c)
 	bus := sim.NewBus("sim-i2c1")
 	bus.Attach(0x44, chip)
-	d, err := New(bus, &Opts{Addr: 0x44, Sleep: c.Sleep})
+	d, err := New(bus, &Opts{Addr: 0x44, Clock: c})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -149,11 +150,11 @@ func TestSimRoundTrip(t *testing.T) {
 
 func TestSimFaults(t *testing.T) {
 	c, chip, bus, d := newSimDev(t, 1, 1)
-	d.s.Sleep = func(context.Context, time.Duration) error { return nil }
+	d.s.Clock = drivertest.NewClock(time.Unix(0, 0)) // a clock the chip does not see: the driver does not wait
 	if _, err := d.Sense(context.Background()); !errors.Is(err, sim.ErrNACK) {
 		t.Fatalf("Sense without waiting: %v, want NACK", err)
 	}
-	d.s.Sleep = c.Sleep
+	d.s.Clock = c
 	c.Advance(time.Second)
 	bus.Fail(0x44, sim.ErrNACK)
 	if _, err := d.Sense(context.Background()); !errors.Is(err, sim.ErrNACK) {
@@ -172,7 +173,7 @@ func TestSimFaults(t *testing.T) {
 
 func TestSenseHonoursContext(t *testing.T) {
 	bus := sim.NewBus("sim")
-	bus.Attach(0x44, NewSim(sim.NewWorld(1), 1))
+	bus.Attach(0x44, sht4xsim.NewSim(sim.NewWorld(1), 1))
 	d, err := New(bus, nil)
 	if err != nil {
 		t.Fatal(err)
@@ -209,21 +210,5 @@ func BenchmarkDecode(b *testing.B) {
 		if _, err := decode(raw); err != nil {
 			b.Fatal(err)
 		}
-	}
-}
-
-// wantNACK checks that the error a case ended on wraps sim.ErrNACK exactly
-// when the case says so (nacked), and that the case injects a NACK (nack >= 0)
-// exactly then: the playback's own "unexpected Tx" error reads much like a
-// refused transaction, so the message alone cannot tell a missing NACK from a
-// script that ran out, and nacked is kept apart from nack so that dropping the
-// injection alone fails the case.
-func wantNACK(t *testing.T, step string, err error, nack int, nacked bool) {
-	t.Helper()
-	if nacked != (nack >= 0) {
-		t.Errorf("%s: the case expects a NACK error %v but injects a NACK at transaction %d", step, nacked, nack)
-	}
-	if got := errors.Is(err, sim.ErrNACK); got != nacked {
-		t.Errorf("%s: %v: wraps sim.ErrNACK %v, want %v", step, err, got, nacked)
 	}
 }

@@ -27,6 +27,7 @@ import (
 	"time"
 
 	"github.com/cityedge/cityedge/drivers/sensirion"
+	"github.com/jonboulle/clockwork"
 	"periph.io/x/conn/v3"
 	"periph.io/x/conn/v3/i2c"
 )
@@ -78,9 +79,9 @@ type Opts struct {
 	// seconds; 0 disables automatic cleaning.
 	CleaningInterval time.Duration
 
-	// Sleep waits d or until ctx is done. Nil uses a timer; tests inject a
-	// fake clock.
-	Sleep func(ctx context.Context, d time.Duration) error
+	// Clock measures the chip's execution times; nil is the real clock.
+	// Tests inject a fake one.
+	Clock clockwork.Clock
 }
 
 // DefaultOpts are the sensor's own defaults.
@@ -116,7 +117,7 @@ func New(bus i2c.Bus, opts *Opts) (*Dev, error) {
 	if opts.CleaningInterval < 0 || opts.CleaningInterval%time.Second != 0 || secs > math.MaxUint32 {
 		return nil, fmt.Errorf("sps30: cleaning interval %v: want whole seconds from 0 to %d s", opts.CleaningInterval, uint32(math.MaxUint32))
 	}
-	d := &Dev{s: sensirion.Dev{I2C: i2c.Dev{Bus: bus, Addr: opts.Addr}, Sleep: opts.Sleep}, interval: opts.CleaningInterval}
+	d := &Dev{s: sensirion.Dev{I2C: i2c.Dev{Bus: bus, Addr: opts.Addr}, Clock: opts.Clock}, interval: opts.CleaningInterval}
 	ctx := context.Background()
 
 	// A reset brings the sensor to idle mode from idle or measurement mode

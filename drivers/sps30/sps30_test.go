@@ -13,6 +13,7 @@ import (
 	"github.com/cityedge/cityedge/drivers/internal/drivertest"
 	"github.com/cityedge/cityedge/drivers/sensirion"
 	"github.com/cityedge/cityedge/drivers/sim"
+	"github.com/cityedge/cityedge/drivers/sps30/sps30sim"
 	"periph.io/x/conn/v3/i2c/i2ctest"
 )
 
@@ -31,7 +32,16 @@ func floats(v ...float32) []byte {
 	return drivertest.Words(w...)
 }
 
-func asciiBytes(s string, n int) []byte { return drivertest.Words(ascii(s, n)...) }
+// asciiBytes is str as the chip sends a string of n words, zero-padded.
+func asciiBytes(str string, n int) []byte {
+	b := make([]byte, 2*n)
+	copy(b, str)
+	w := make([]uint16, n)
+	for i := range w {
+		w[i] = uint16(b[2*i])<<8 | uint16(b[2*i+1])
+	}
+	return drivertest.Words(w...)
+}
 
 const a = 0x69
 
@@ -139,9 +149,9 @@ func TestPlayback(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			bus := drivertest.Playback(t, tc.ops, tc.nack)
 			c := newClock()
-			d, err := New(bus, &Opts{Addr: a, CleaningInterval: tc.interval, Sleep: c.Sleep})
+			d, err := New(bus, &Opts{Addr: a, CleaningInterval: tc.interval, Clock: c})
 			if drivertest.WantErr(t, "New", err, tc.openErr) {
-				wantNACK(t, "New", err, tc.nack, tc.nacked)
+				drivertest.WantNACK(t, "New", err, tc.nack, tc.nacked)
 				return
 			}
 			if d.Serial() != "3E1B6A2F8C0D4411" || d.String() != "SPS30 serial 3E1B6A2F8C0D4411 on playback address 0x69" {
@@ -153,7 +163,7 @@ func TestPlayback(t *testing.T) {
 			c.Sleeps = nil
 			m, err := d.Sense(context.Background())
 			if drivertest.WantErr(t, "Sense", err, tc.senseErr) {
-				wantNACK(t, "Sense", err, tc.nack, tc.nacked)
+				drivertest.WantNACK(t, "Sense", err, tc.nack, tc.nacked)
 				return
 			}
 			if len(c.Sleeps) != tc.polls {
@@ -169,7 +179,7 @@ func TestPlayback(t *testing.T) {
 func TestHalt(t *testing.T) {
 	bus := drivertest.Playback(t, slices.Concat(openOps(604800, false), []i2ctest.IO{{Addr: a, W: []byte{0x01, 0x04}}}), -1)
 	c := newClock()
-	d, err := New(bus, &Opts{Addr: a, CleaningInterval: DefaultCleaningInterval, Sleep: c.Sleep})
+	d, err := New(bus, &Opts{Addr: a, CleaningInterval: DefaultCleaningInterval, Clock: c})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -182,14 +192,14 @@ func TestHalt(t *testing.T) {
 	}
 }
 
-func newSimDev(t *testing.T, interval time.Duration) (*drivertest.Clock, *Sim, *sim.Bus, *Dev) {
+func newSimDev(t *testing.T, interval time.Duration) (*drivertest.Clock, *sps30sim.Sim, *sim.Bus, *Dev) {
 	t.Helper()
 	c := newClock()
-	chip := NewSim(sim.NewWorld(41), "SIM0000000000042")
-	chip.chip.Now = c.Now
+	chip := sps30sim.NewSim(sim.NewWorld(41), "SIM0000000000042")
+	chip.SetClock(c)
 	bus := sim.NewBus("sim-i2c1")
 	bus.Attach(a, chip)
-	d, err := New(bus, &Opts{Addr: a, CleaningInterval: interval, Sleep: c.Sleep})
+	d, err := New(bus, &Opts{Addr: a, CleaningInterval: interval, Clock: c})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -234,14 +244,14 @@ func TestSimCleaningInterval(t *testing.T) {
 	// A new interval is written once; opening again (agent restart, sensor
 	// left measuring) finds it in place and spares the flash.
 	for i := 0; i < 3; i++ {
-		if _, err := New(bus, &Opts{Addr: a, CleaningInterval: 72 * time.Hour, Sleep: c.Sleep}); err != nil {
+		if _, err := New(bus, &Opts{Addr: a, CleaningInterval: 72 * time.Hour, Clock: c}); err != nil {
 			t.Fatalf("open %d: %v", i, err)
 		}
 	}
 	if iv, writes := chip.CleaningInterval(); iv != 72*time.Hour || writes != 1 {
 		t.Errorf("interval %v after %d writes, want 72h after 1", iv, writes)
 	}
-	if _, err := New(bus, &Opts{Addr: a, CleaningInterval: 0, Sleep: c.Sleep}); err != nil {
+	if _, err := New(bus, &Opts{Addr: a, CleaningInterval: 0, Clock: c}); err != nil {
 		t.Fatal(err)
 	}
 	if iv, _ := chip.CleaningInterval(); iv != 0 {
@@ -321,21 +331,5 @@ func BenchmarkDecode(b *testing.B) {
 		if _, err := decode(street); err != nil {
 			b.Fatal(err)
 		}
-	}
-}
-
-// wantNACK checks that the error a case ended on wraps sim.ErrNACK exactly
-// when the case says so (nacked), and that the case injects a NACK (nack >= 0)
-// exactly then: the playback's own "unexpected Tx" error reads much like a
-// refused transaction, so the message alone cannot tell a missing NACK from a
-// script that ran out, and nacked is kept apart from nack so that dropping the
-// injection alone fails the case.
-func wantNACK(t *testing.T, step string, err error, nack int, nacked bool) {
-	t.Helper()
-	if nacked != (nack >= 0) {
-		t.Errorf("%s: the case expects a NACK error %v but injects a NACK at transaction %d", step, nacked, nack)
-	}
-	if got := errors.Is(err, sim.ErrNACK); got != nacked {
-		t.Errorf("%s: %v: wraps sim.ErrNACK %v, want %v", step, err, got, nacked)
 	}
 }

@@ -1,15 +1,15 @@
 // Package drivertest is test support shared by the driver packages' tests: a
-// fake clock for a driver's injected sleep and a simulated chip's time, an
+// fake clock for a driver's injected clock and a simulated chip's time, an
 // i2ctest.Playback bus that can fail one transaction like a chip that does
 // not acknowledge, Sensirion word encoding for playback scripts, and the
-// error check that ends a table case.
+// error checks that end a table case (WantErr, WantNACK).
 //
 // Only _test.go files may import it: no driver links it into the agent
 // (TestImportedOnlyByTests keeps it so).
 package drivertest
 
 import (
-	"context"
+	"errors"
 	"fmt"
 	"strings"
 	"testing"
@@ -17,41 +17,46 @@ import (
 
 	"github.com/cityedge/cityedge/drivers/sensirion"
 	"github.com/cityedge/cityedge/drivers/sim"
+	"github.com/jonboulle/clockwork"
 	"periph.io/x/conn/v3/i2c"
 	"periph.io/x/conn/v3/i2c/i2ctest"
 )
 
-// Clock is a fake time shared by a driver's sleep and a simulated chip's
-// clock, so tests never sleep and the chip sees exactly the waits the driver
-// makes. It is not safe for concurrent use: drivers start no goroutines.
+// Clock is a fake clockwork.Clock shared by a driver and a simulated chip,
+// so tests never sleep and the chip sees exactly the waits the driver makes.
+// Unlike clockwork's own fake, whose timers fire only when another goroutine
+// advances it, every timer or sleep moves this clock forward by its duration
+// at once and fires: drivers start no goroutines, so nobody else could.
+// It is not safe for concurrent use.
 type Clock struct {
-	now time.Time
+	*clockwork.FakeClock
 	// Sleeps holds every wait the driver asked for, in order; tests reset
 	// it to look at one step only.
 	Sleeps []time.Duration
 }
 
-// NewClock returns a clock that reads start until something sleeps or
-// advances it.
-func NewClock(start time.Time) *Clock { return &Clock{now: start} }
+var _ clockwork.Clock = (*Clock)(nil)
 
-// Now is the fake time, for a simulated chip's or driver's now func.
-func (c *Clock) Now() time.Time { return c.now }
-
-// Advance moves the time forward by d without recording a sleep: the time
-// that passes between two readings.
-func (c *Clock) Advance(d time.Duration) { c.now = c.now.Add(d) }
-
-// Sleep records d and moves the time forward by it; like a real sleep it
-// refuses a done context.
-func (c *Clock) Sleep(ctx context.Context, d time.Duration) error {
-	if err := ctx.Err(); err != nil {
-		return err
-	}
-	c.Sleeps = append(c.Sleeps, d)
-	c.now = c.now.Add(d)
-	return nil
+// NewClock returns a clock that reads start until something waits on it or
+// advances it. Advance (from the embedded fake) moves the time without
+// recording a wait: the time that passes between two readings.
+func NewClock(start time.Time) *Clock {
+	return &Clock{FakeClock: clockwork.NewFakeClockAt(start)}
 }
+
+// NewTimer records d, moves the time forward by d and returns a timer that
+// has fired.
+func (c *Clock) NewTimer(d time.Duration) clockwork.Timer {
+	c.Sleeps = append(c.Sleeps, d)
+	c.FakeClock.Advance(d)
+	return c.FakeClock.NewTimer(0)
+}
+
+// After is NewTimer(d).Chan().
+func (c *Clock) After(d time.Duration) <-chan time.Time { return c.NewTimer(d).Chan() }
+
+// Sleep records d and moves the time forward by it.
+func (c *Clock) Sleep(d time.Duration) { <-c.After(d) }
 
 // Playback returns a bus that plays ops back in order, as i2ctest.Playback
 // does, except that transaction number nack (counting from 0; -1 for none)
@@ -107,4 +112,20 @@ func WantErr(t testing.TB, step string, err error, want string) bool {
 		t.Fatalf("%s: error %v, want one containing %q", step, err, want)
 	}
 	return want != ""
+}
+
+// WantNACK checks that the error a case ended on wraps sim.ErrNACK exactly
+// when the case says so (nacked), and that the case injects a NACK (nack >= 0)
+// exactly then: the playback's own "unexpected Tx" error reads much like a
+// refused transaction, so the message alone cannot tell a missing NACK from a
+// script that ran out, and nacked is kept apart from nack so that dropping the
+// injection alone fails the case.
+func WantNACK(t testing.TB, step string, err error, nack int, nacked bool) {
+	t.Helper()
+	if nacked != (nack >= 0) {
+		t.Errorf("%s: the case expects a NACK error %v but injects a NACK at transaction %d", step, nacked, nack)
+	}
+	if got := errors.Is(err, sim.ErrNACK); got != nacked {
+		t.Errorf("%s: %v: wraps sim.ErrNACK %v, want %v", step, err, got, nacked)
+	}
 }

@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cityedge/cityedge/drivers/internal/wait"
 	"github.com/cityedge/cityedge/drivers/sim"
 	"periph.io/x/conn/v3/i2c/i2ctest"
 )
@@ -26,6 +27,7 @@ type recorder struct {
 func (r *recorder) Helper()                   {}
 func (r *recorder) Cleanup(f func())          { r.cleanups = append(r.cleanups, f) }
 func (r *recorder) Error(a ...any)            { r.fails = append(r.fails, fmt.Sprint(a...)) }
+func (r *recorder) Errorf(f string, a ...any) { r.fails = append(r.fails, fmt.Sprintf(f, a...)) }
 func (r *recorder) Fatalf(f string, a ...any) { r.fails = append(r.fails, fmt.Sprintf(f, a...)) }
 
 func (r *recorder) cleanup() {
@@ -37,27 +39,52 @@ func (r *recorder) cleanup() {
 func TestClock(t *testing.T) {
 	start := time.Date(2024, 1, 15, 8, 0, 0, 0, time.UTC)
 	c := NewClock(start)
-	if err := c.Sleep(context.Background(), 15*time.Millisecond); err != nil {
+	if err := wait.Sleep(context.Background(), c, 15*time.Millisecond); err != nil {
 		t.Fatal(err)
 	}
 	c.Advance(time.Hour)
-	if err := c.Sleep(context.Background(), time.Second); err != nil {
-		t.Fatal(err)
-	}
-	if want := start.Add(time.Hour + time.Second + 15*time.Millisecond); !c.Now().Equal(want) {
+	c.Sleep(time.Second)
+	<-c.After(time.Millisecond)
+	if want := start.Add(time.Hour + time.Second + 16*time.Millisecond); !c.Now().Equal(want) {
 		t.Errorf("Now() = %v, want %v", c.Now(), want)
 	}
-	if want := []time.Duration{15 * time.Millisecond, time.Second}; !slices.Equal(c.Sleeps, want) {
+	if want := []time.Duration{15 * time.Millisecond, time.Second, time.Millisecond}; !slices.Equal(c.Sleeps, want) {
 		t.Errorf("Sleeps = %v, want %v (Advance is not a sleep)", c.Sleeps, want)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
 	before := c.Now()
-	if err := c.Sleep(ctx, time.Minute); !errors.Is(err, context.Canceled) {
+	if err := wait.Sleep(ctx, c, time.Minute); !errors.Is(err, context.Canceled) {
 		t.Errorf("Sleep with a cancelled context: %v", err)
 	}
-	if len(c.Sleeps) != 2 || !c.Now().Equal(before) {
+	if len(c.Sleeps) != 3 || !c.Now().Equal(before) {
 		t.Errorf("a refused sleep was recorded: %v, time moved to %v", c.Sleeps, c.Now())
+	}
+}
+
+func TestWantNACK(t *testing.T) {
+	nacked := fmt.Errorf("read status: %w", sim.ErrNACK)
+	other := errors.New("playback: unexpected Tx")
+	for _, tc := range []struct {
+		name   string
+		err    error
+		nack   int
+		nacked bool
+		fails  int
+	}{
+		{"NACK injected and reported", nacked, 2, true, 0},
+		{"no NACK, other error", other, -1, false, 0},
+		{"NACK injected, another error came", other, 2, true, 1},
+		{"case expects a NACK it does not inject", nacked, -1, true, 1},
+		{"case injects a NACK it does not expect", other, 0, false, 1},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r := &recorder{}
+			WantNACK(r, "New", tc.err, tc.nack, tc.nacked)
+			if len(r.fails) != tc.fails {
+				t.Errorf("reported %q, want %d failures", r.fails, tc.fails)
+			}
+		})
 	}
 }
 

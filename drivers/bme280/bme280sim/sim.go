@@ -1,4 +1,9 @@
-package bme280
+// Package bme280sim simulates a Bosch BME280 or BMP280 at the register level
+// for tests and `cityedge --simulate`, so the real bme280 driver runs against
+// it. It is written from the datasheets on its own (registers, trimming
+// words, inverted compensation formulas): a mistake in the driver is not
+// mirrored here.
+package bme280sim
 
 import (
 	"encoding/binary"
@@ -8,30 +13,94 @@ import (
 	"time"
 
 	"github.com/cityedge/cityedge/drivers/sim"
+	"github.com/jonboulle/clockwork"
 )
 
-// simCalib1 and simCalib2 are the simulated chip's trimming registers. The
-// temperature and pressure words are those of the BMP280 datasheet's worked
-// example (BST-BMP280-DS001 section 3.12); the humidity words are typical of
-// a production BME280.
+// Chip is the simulated part.
+type Chip uint8
+
+// Parts the simulation can be.
+const (
+	BME280 Chip = iota + 1
+	BMP280
+)
+
+// Registers and values (BME280 datasheet section 5.3, table 18; chip ids
+// of section 5.4.1 and BMP280 section 4.3.1).
+const (
+	regCalib1   = 0x88 // dig_T1..dig_P9, dig_H1 at 0xA1
+	regID       = 0xD0
+	regReset    = 0xE0
+	regCalib2   = 0xE1 // dig_H2..dig_H6
+	regCtrlHum  = 0xF2
+	regStatus   = 0xF3
+	regCtrlMeas = 0xF4
+	regConfig   = 0xF5
+	regData     = 0xF7 // press[3], temp[3], hum[2]
+	idBME280    = 0x60
+	idBMP280    = 0x58
+	resetWord   = 0xB6
+	statusNVM   = 0x01 // im_update
+	skipped20   = 0x80000
+	skipped16   = 0x8000
+)
+
+// oversampling is an osrs_x field: 0 skips, 1..5 average 1..16 samples.
+type oversampling uint8
+
+const off oversampling = 0
+
+func (o oversampling) factor() int {
+	if o == off || o > 5 {
+		return 0
+	}
+	return 1 << (o - 1)
+}
+
+// trim holds the simulated chip's trimming parameters, the numbers behind
+// simCalib1 and simCalib2.
+type trim struct {
+	t1                             uint16
+	t2, t3                         int16
+	p1                             uint16
+	p2, p3, p4, p5, p6, p7, p8, p9 int16
+	h1, h3                         uint8
+	h2, h4, h5                     int16
+	h6                             int8
+}
+
+// simTrim: the temperature and pressure words are those of the BMP280
+// datasheet's worked example (BST-BMP280-DS001 section 3.12); the humidity
+// words are typical of a production BME280.
+var simTrim = trim{t1: 27504, t2: 26435, t3: -1000, p1: 36477, p2: -10685, p3: 3024, p4: 2855, p5: 140, p6: -7,
+	p7: 15500, p8: -14600, p9: 6000, h1: 75, h2: 362, h3: 0, h4: 313, h5: 50, h6: 30}
+
+// simCalib1 and simCalib2 are simTrim as the chip's trimming registers hold
+// it (section 5.3, table 16).
 var (
-	simCalib1 = calibBytes(27504, 26435, -1000, 36477, -10685, 3024, 2855, 140, -7, 15500, -14600, 6000, 75)
+	simCalib1 = calibBytes(simTrim)
 	simCalib2 = []byte{0x6A, 0x01, 0x00, 0x13, 0x29, 0x03, 0x1E} // H2=362 H3=0 H4=313 H5=50 H6=30
 )
 
-func calibBytes(t1 uint16, t2, t3 int16, p1 uint16, p2, p3, p4, p5, p6, p7, p8, p9 int16, h1 uint8) []byte {
-	b := make([]byte, calib1Len)
+func calibBytes(c trim) []byte {
+	b := make([]byte, 26)
 	le := binary.LittleEndian
-	le.PutUint16(b[0:], t1)
-	for i, v := range []int16{t2, t3} {
+	le.PutUint16(b[0:], c.t1)
+	for i, v := range []int16{c.t2, c.t3} {
 		le.PutUint16(b[2+2*i:], uint16(v))
 	}
-	le.PutUint16(b[6:], p1)
-	for i, v := range []int16{p2, p3, p4, p5, p6, p7, p8, p9} {
+	le.PutUint16(b[6:], c.p1)
+	for i, v := range []int16{c.p2, c.p3, c.p4, c.p5, c.p6, c.p7, c.p8, c.p9} {
 		le.PutUint16(b[8+2*i:], uint16(v))
 	}
-	b[25] = h1
+	b[25] = c.h1
 	return b
+}
+
+// Trimming returns the simulated chip's trimming registers as a driver reads
+// them: 0x88..0xA1 and 0xE1..0xE7 (humidity, BME280 only).
+func Trimming() (calib1, calib2 []byte) {
+	return append([]byte(nil), simCalib1...), append([]byte(nil), simCalib2...)
 }
 
 // Sim is a simulated BME280 or BMP280 for `cityedge --simulate` and tests. It
@@ -46,8 +115,8 @@ type Sim struct {
 	mu    sync.Mutex
 	chip  Chip
 	world *sim.World
-	now   func() time.Time
-	cal   calibration
+	now   func() time.Time // the clock's Now
+	cal   trim
 
 	regs     [256]byte
 	ptr      byte
@@ -64,19 +133,13 @@ var _ sim.Chip = (*Sim)(nil)
 func NewSim(world *sim.World, chip Chip) *Sim {
 	s := &Sim{chip: chip, world: world, now: time.Now}
 	copy(s.regs[regCalib1:], simCalib1)
-	var c2 []byte
 	if chip == BME280 {
 		s.regs[regID] = idBME280
 		copy(s.regs[regCalib2:], simCalib2)
-		c2 = simCalib2
 	} else {
 		s.regs[regID] = idBMP280
 	}
-	cal, err := parseCalibration(simCalib1, c2)
-	if err != nil {
-		panic(err) // the constants above are wrong: a programming error
-	}
-	s.cal = cal
+	s.cal = simTrim
 	s.reset()
 	return s
 }
@@ -94,6 +157,11 @@ func (s *Sim) reset() {
 	s.busy = false
 	s.nvmUntil = s.now().Add(time.Millisecond)
 }
+
+// SetClock makes the simulation read its time from c, such as a test's fake
+// clock shared with the driver; the default is the real clock. Call it
+// before the first transaction.
+func (s *Sim) SetClock(c clockwork.Clock) { s.now = c.Now }
 
 // Tx implements sim.Chip with the I2C protocol of datasheet section 6.2: a
 // one-byte write sets the register pointer and a read continues from it,
@@ -171,24 +239,24 @@ func (s *Sim) write(now time.Time, reg, v byte) error {
 
 // convert starts a forced conversion of the weather at now.
 func (s *Sim) convert(now time.Time) {
-	osT := Oversampling(s.regs[regCtrlMeas] >> 5)
-	osP := Oversampling(s.regs[regCtrlMeas] >> 2 & 0x07)
-	osH := Oversampling(s.regs[regCtrlHum] & 0x07)
+	osT := oversampling(s.regs[regCtrlMeas] >> 5)
+	osP := oversampling(s.regs[regCtrlMeas] >> 2 & 0x07)
+	osH := oversampling(s.regs[regCtrlHum] & 0x07)
 	if s.chip != BME280 {
-		osH = Off
+		osH = off
 	}
 	wx := s.world.At(now)
 	s.measured = wx
 
 	adcT, adcP, adcH := int32(skipped20), int32(skipped20), int32(skipped16)
 	tFine := wx.TempC * 5120 // float formula: T = t_fine / 5120
-	if osT != Off {
+	if osT != off {
 		adcT = s.invertT(tFine)
 	}
-	if osP != Off {
+	if osP != off {
 		adcP = s.invertP(tFine, wx.PressurePa)
 	}
-	if osH != Off {
+	if osH != off {
 		adcH = s.invertH(tFine, wx.RH)
 	}
 	s.pending = [8]byte{
@@ -205,13 +273,13 @@ func (s *Sim) convert(now time.Time) {
 
 // typicalMeasureTime is t_measure,typ of section 9.1, in which the real chip
 // usually finishes; the driver waits for the maximum.
-func typicalMeasureTime(t, p, h Oversampling) time.Duration {
-	us := 1000 + 2000*t.Factor()
-	if p != Off {
-		us += 2000*p.Factor() + 500
+func typicalMeasureTime(t, p, h oversampling) time.Duration {
+	us := 1000 + 2000*t.factor()
+	if p != off {
+		us += 2000*p.factor() + 500
 	}
-	if h != Off {
-		us += 2000*h.Factor() + 500
+	if h != off {
+		us += 2000*h.factor() + 500
 	}
 	return time.Duration(us) * time.Microsecond
 }

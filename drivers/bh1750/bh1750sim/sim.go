@@ -1,4 +1,7 @@
-package bh1750
+// Package bh1750sim simulates a ROHM BH1750FVI ambient light sensor for
+// tests and `cityedge --simulate`, written from the datasheet on its own so
+// that a mistake in the bh1750 driver is not mirrored.
+package bh1750sim
 
 import (
 	"errors"
@@ -8,6 +11,20 @@ import (
 	"time"
 
 	"github.com/cityedge/cityedge/drivers/sim"
+	"github.com/jonboulle/clockwork"
+)
+
+// Opcodes and the MTreg range (datasheet, instruction set architecture and
+// "adjust measurement result for influence of optical window").
+const (
+	opPowerDown = 0x00
+	opPowerOn   = 0x01
+	opOneTimeH  = 0x20
+	opMTregHigh = 0x40 // | MTreg[7:5]
+	opMTregLow  = 0x60 // | MTreg[4:0]
+	mtMin       = 31
+	mtDefault   = 69
+	mtMax       = 254
 )
 
 // Sim is a simulated BH1750 measuring the street's light: it follows the
@@ -35,7 +52,7 @@ var _ sim.Chip = (*Sim)(nil)
 // NewSim returns a simulated chip in its power-on state (powered down,
 // MTreg 69). A nil world gives a steady 500 lx.
 func NewSim(w *sim.World) *Sim {
-	return &Sim{world: w, now: time.Now, mt: MTregDefault, mtHigh: MTregDefault >> 5}
+	return &Sim{world: w, now: time.Now, mt: mtDefault, mtHigh: mtDefault >> 5}
 }
 
 // typical measurement times at MTreg 69 (electrical characteristics).
@@ -45,6 +62,18 @@ func typTime(mode byte) time.Duration {
 	}
 	return 120 * time.Millisecond
 }
+
+// Lux returns the illuminance the last measurement saw.
+func (s *Sim) Lux() float64 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.lux
+}
+
+// SetClock makes the simulation read its time from c, such as a test's fake
+// clock shared with the driver; the default is the real clock. Call it
+// before the first transaction.
+func (s *Sim) SetClock(c clockwork.Clock) { s.now = c.Now }
 
 // Tx implements sim.Chip.
 func (s *Sim) Tx(w, r []byte) error {
@@ -83,8 +112,8 @@ func (s *Sim) command(now time.Time, op byte) error {
 		if !s.powered {
 			return fmt.Errorf("bh1750 sim: measurement opcode %#02x while powered down (send power on first)", op)
 		}
-		if s.mt < MTregMin || s.mt > MTregMax {
-			return fmt.Errorf("bh1750 sim: MTreg %d is outside %d..%d", s.mt, MTregMin, MTregMax)
+		if s.mt < mtMin || s.mt > mtMax {
+			return fmt.Errorf("bh1750 sim: MTreg %d is outside %d..%d", s.mt, mtMin, mtMax)
 		}
 		s.start(now, op)
 	case op&0xF8 == opMTregHigh:
@@ -99,7 +128,7 @@ func (s *Sim) command(now time.Time, op byte) error {
 
 func (s *Sim) start(now time.Time, mode byte) {
 	s.mode = mode
-	s.readyAt = now.Add(typTime(mode) * time.Duration(s.mt) / MTregDefault)
+	s.readyAt = now.Add(typTime(mode) * time.Duration(s.mt) / mtDefault)
 	s.pending = s.count(now)
 }
 
@@ -123,7 +152,7 @@ func (s *Sim) count(at time.Time) uint16 {
 		lux = s.world.At(at).Lux
 	}
 	s.lux = lux
-	c := lux * 1.2 * float64(s.mt) / MTregDefault
+	c := lux * 1.2 * float64(s.mt) / mtDefault
 	if s.mode&0x03 == 0x01 { // H-resolution mode 2: half a count per step
 		c *= 2
 	}

@@ -1,4 +1,7 @@
-package sht4x
+// Package sht4xsim simulates a Sensirion SHT4X at the command level for tests
+// and `cityedge --simulate`, on top of sensirionsim, written from the
+// datasheet on its own so that a mistake in the sht4x driver is not mirrored.
+package sht4xsim
 
 import (
 	"errors"
@@ -6,8 +9,17 @@ import (
 	"sync"
 	"time"
 
-	"github.com/cityedge/cityedge/drivers/sensirion"
+	"github.com/cityedge/cityedge/drivers/sensirion/sensirionsim"
 	"github.com/cityedge/cityedge/drivers/sim"
+	"github.com/jonboulle/clockwork"
+)
+
+// The commands the simulation answers (datasheet command table), kept apart
+// from the driver's so a wrong code there fails its tests.
+const (
+	measureHighPrecision = 0xFD
+	readSerial           = 0x89
+	softReset            = 0x94
 )
 
 // Sim is a simulated SHT4x for `cityedge --simulate` and tests. It answers
@@ -16,7 +28,7 @@ import (
 // datasheet's conversion formulas and is readable after the typical 6.9 ms. Other commands are
 // not acknowledged.
 type Sim struct {
-	chip sensirion.SimChip
+	chip sensirionsim.Chip
 
 	mu       sync.Mutex
 	world    *sim.World
@@ -30,9 +42,14 @@ var _ sim.Chip = (*Sim)(nil)
 // world.
 func NewSim(world *sim.World, serial uint32) *Sim {
 	s := &Sim{world: world, serial: serial}
-	s.chip = sensirion.SimChip{Name: "sht4x sim", CmdLen: 1, Handle: s.handle}
+	s.chip = sensirionsim.Chip{Name: "sht4x sim", CmdLen: 1, Handle: s.handle}
 	return s
 }
+
+// SetClock makes the simulation read its time from c, such as a test's fake
+// clock shared with the driver; the default is the real clock. Call it
+// before the first transaction.
+func (s *Sim) SetClock(c clockwork.Clock) { s.chip.Clock = c }
 
 // Tx implements sim.Chip.
 func (s *Sim) Tx(w, r []byte) error { return s.chip.Tx(w, r) }
@@ -51,13 +68,13 @@ func (s *Sim) handle(cmd uint16, args []uint16, now time.Time) ([]uint16, time.D
 		return nil, 0, errors.New("takes no argument")
 	}
 	switch cmd {
-	case cmdMeasureHigh:
+	case measureHighPrecision:
 		wx := s.world.At(now)
 		s.measured = wx
 		return []uint16{ticks((wx.TempC + 45) / 175), ticks((wx.RH + 6) / 125)}, 6900 * time.Microsecond, nil
-	case cmdSerial:
+	case readSerial:
 		return []uint16{uint16(s.serial >> 16), uint16(s.serial)}, time.Millisecond, nil
-	case cmdSoftReset:
+	case softReset:
 		return nil, time.Millisecond, nil
 	}
 	return nil, 0, errors.New("unknown command")

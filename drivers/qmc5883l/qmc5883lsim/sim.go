@@ -1,4 +1,7 @@
-package qmc5883l
+// Package qmc5883lsim simulates a QST QMC5883L magnetometer under a parking
+// bay for tests and `cityedge --simulate`, written from the datasheet on its
+// own so that a mistake in the qmc5883l driver is not mirrored.
+package qmc5883lsim
 
 import (
 	"fmt"
@@ -8,7 +11,35 @@ import (
 	"time"
 
 	"github.com/cityedge/cityedge/drivers/sim"
+	"github.com/jonboulle/clockwork"
 )
+
+// Registers and bits (datasheet section 9.1, table 13).
+const (
+	regDataX   = 0x00
+	regStatus  = 0x06
+	regCtrl1   = 0x09 // OSR[7:6] RNG[5:4] ODR[3:2] MODE[1:0]
+	regCtrl2   = 0x0A
+	regSetRst  = 0x0B
+	regChipID  = 0x0D
+	chipID     = 0xFF
+	statusDRDY = 0x01
+	statusOVL  = 0x02
+	softReset  = 0x80
+	modeCont   = 0x01
+)
+
+// odrPeriod is the sample period of each ODR setting (10, 50, 100, 200 Hz).
+var odrPeriod = [...]time.Duration{100 * time.Millisecond, 20 * time.Millisecond, 10 * time.Millisecond, 5 * time.Millisecond}
+
+// lsbPerGauss is the sensitivity of each RNG setting: 12000 LSB/G at ±2 G,
+// 3000 at ±8 G.
+func lsbPerGauss(rng byte) int64 {
+	if rng == 1 {
+		return 3000
+	}
+	return 12000
+}
 
 // Sim is a simulated QMC5883L under a parking bay: it holds the chip's
 // registers and, in continuous mode, produces a sample every output-data
@@ -46,6 +77,26 @@ func (s *Sim) reset() {
 	s.regs = [0x0E]byte{}
 	s.regs[regChipID] = chipID
 }
+
+// Truth returns the field of the last sample before encoding, in µT.
+func (s *Sim) Truth() [3]float64 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.truth
+}
+
+// SetCar sets the distortion of the car now standing in the bay, in µT,
+// instead of a random one (a magnet on the lid, in a test).
+func (s *Sim) SetCar(distortion [3]float64) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.car, s.hadCar = distortion, true
+}
+
+// SetClock makes the simulation read its time from c, such as a test's fake
+// clock shared with the driver; the default is the real clock. Call it
+// before the first transaction.
+func (s *Sim) SetClock(c clockwork.Clock) { s.now = c.Now }
 
 // Tx implements sim.Chip: a write sets the register pointer and writes the
 // bytes after it; a read returns registers from the pointer on.
@@ -115,7 +166,7 @@ func (s *Sim) sample() {
 		return
 	}
 	now := s.now()
-	period := Rate((ctrl >> 2) & 3).period()
+	period := odrPeriod[(ctrl>>2)&3]
 	if now.Sub(s.last) < period {
 		return
 	}
@@ -134,7 +185,7 @@ func (s *Sim) sample() {
 	s.hadCar = occ
 	// Slow drift of a few tenths of a µT over hours (temperature).
 	drift := 0.4 * math.Sin(float64(now.Unix())/(3*3600)*2*math.Pi)
-	lsbPerUT := float64(Range((ctrl>>4)&3).lsbPerGauss()) / 100
+	lsbPerUT := float64(lsbPerGauss((ctrl>>4)&3)) / 100
 	var raw [3]int64
 	over := false
 	for i := range raw {

@@ -1,4 +1,9 @@
-package sensirion
+// Package sensirionsim simulates the I2C side shared by Sensirion's sensors
+// (SHT3x, SHT4x, SCD4x, SPS30): command framing, CRC-checked argument words,
+// execution times and the NACKed read while a command executes. Each chip's
+// simulator (sht3xsim, sht4xsim, scd4xsim, sps30sim) only answers its
+// commands. It is for tests and `cityedge --simulate`; no driver imports it.
+package sensirionsim
 
 import (
 	"encoding/binary"
@@ -6,10 +11,12 @@ import (
 	"sync"
 	"time"
 
+	"github.com/cityedge/cityedge/drivers/sensirion"
 	"github.com/cityedge/cityedge/drivers/sim"
+	"github.com/jonboulle/clockwork"
 )
 
-// SimChip is the I2C side of a simulated Sensirion chip: it frames commands
+// Chip is the I2C side of a simulated Sensirion chip: it frames commands
 // and responses the way the chips do and hands each command to Handle.
 //
 // A write is the command followed by argument words whose CRCs are checked.
@@ -18,10 +25,12 @@ import (
 // its read header, as the real ones do. A read may stop early (the master
 // NACKs), and takes the response away. A write during execution is not
 // acknowledged either.
-type SimChip struct {
+type Chip struct {
 	Name   string // "sht3x sim", for errors
 	CmdLen int    // command length in bytes: 1 (SHT4x) or 2
-	Now    func() time.Time
+	// Clock gives the chip's time; nil is the real clock. Tests share a
+	// fake clock with the driver, so the chip sees exactly its waits.
+	Clock clockwork.Clock
 
 	// Handle runs cmd with its arguments at now. It returns the response
 	// words (nil for none) and the execution time, or an error for a command
@@ -33,15 +42,15 @@ type SimChip struct {
 	readyAt time.Time
 }
 
-var _ sim.Chip = (*SimChip)(nil)
+var _ sim.Chip = (*Chip)(nil)
 
 // Tx implements sim.Chip.
-func (s *SimChip) Tx(w, r []byte) error {
+func (s *Chip) Tx(w, r []byte) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	now := time.Now()
-	if s.Now != nil {
-		now = s.Now()
+	if s.Clock != nil {
+		now = s.Clock.Now()
 	}
 	switch {
 	case len(w) > 0 && len(r) > 0:
@@ -64,7 +73,7 @@ func (s *SimChip) Tx(w, r []byte) error {
 	return nil // an empty transaction is an address probe: acknowledged
 }
 
-func (s *SimChip) command(w []byte, now time.Time) error {
+func (s *Chip) command(w []byte, now time.Time) error {
 	if now.Before(s.readyAt) {
 		return fmt.Errorf("%s: command while busy: %w", s.Name, sim.ErrNACK)
 	}
@@ -77,7 +86,7 @@ func (s *SimChip) command(w []byte, now time.Time) error {
 	} else {
 		cmd = binary.BigEndian.Uint16(w)
 	}
-	args, err := Words(w[s.CmdLen:])
+	args, err := sensirion.Words(w[s.CmdLen:])
 	if err != nil {
 		return fmt.Errorf("%s: command %#x: argument %w: %w", s.Name, cmd, err, sim.ErrNACK)
 	}
@@ -89,7 +98,7 @@ func (s *SimChip) command(w []byte, now time.Time) error {
 	if resp != nil {
 		s.pending = make([]byte, 0, 3*len(resp))
 		for _, v := range resp {
-			s.pending = AppendWord(s.pending, v)
+			s.pending = sensirion.AppendWord(s.pending, v)
 		}
 	}
 	s.readyAt = now.Add(exec)

@@ -1,4 +1,8 @@
-package ads1115
+// Package ads1115sim simulates a TI ADS1115 analog-to-digital converter at
+// the register level for tests and `cityedge --simulate`, written from the
+// datasheet (SBAS444) on its own so that a mistake in the ads1115 driver is
+// not mirrored.
+package ads1115sim
 
 import (
 	"fmt"
@@ -7,7 +11,23 @@ import (
 	"time"
 
 	"github.com/cityedge/cityedge/drivers/sim"
+	"github.com/jonboulle/clockwork"
 )
+
+// Registers and Config register fields (datasheet section 8.6).
+const (
+	regConversion = 0x00
+	regConfig     = 0x01
+	cfgOS         = 1 << 15
+	cfgSingleShot = 1 << 8
+)
+
+// dataRates are the DR field's samples per second (table 8).
+var dataRates = [...]int{8, 16, 32, 64, 128, 250, 475, 860}
+
+// fullScale is the PGA field's full-scale voltage (table 3); 110b and 111b
+// are ±0.256 V too.
+var fullScale = [...]float64{6.144, 4.096, 2.048, 1.024, 0.512, 0.256, 0.256, 0.256}
 
 // Sim is a simulated ADS1115: four registers behind an address pointer, and
 // single-shot conversions that take one data-rate period, during which OS
@@ -32,6 +52,11 @@ var _ sim.Chip = (*Sim)(nil)
 func NewSim(input func(ain int, t time.Time) float64) *Sim {
 	return &Sim{input: input, now: time.Now, config: 0x8583, lo: 0x8000, hi: 0x7FFF}
 }
+
+// SetClock makes the simulation read its time from c, such as a test's fake
+// clock shared with the driver; the default is the real clock. Call it
+// before the first transaction.
+func (s *Sim) SetClock(c clockwork.Clock) { s.now = c.Now }
 
 // Tx implements sim.Chip: a one-byte write sets the address pointer, a
 // three-byte write also writes the register; reads return the register the
@@ -91,8 +116,7 @@ func (s *Sim) write(now time.Time, v uint16) error {
 		start := v&cfgOS != 0 && v&cfgSingleShot != 0 && s.busy.IsZero()
 		s.config = v
 		if start {
-			rate := Rate((v >> 5) & 7)
-			s.busy = now.Add(time.Second / time.Duration(samplesPerSecond[rate]))
+			s.busy = now.Add(time.Second / time.Duration(dataRates[(v>>5)&7]))
 			s.result = s.convert(now)
 		}
 	case 2:
@@ -125,8 +149,7 @@ func (s *Sim) convert(now time.Time) int16 {
 	default:
 		v = volts(mux - 4)
 	}
-	g := min(Gain(s.config>>9)&7, FSR256mV)
-	fs := float64(g.FullScale()) / 1e9
+	fs := fullScale[(s.config>>9)&7]
 	code := math.Round(v / fs * 32768)
 	return int16(math.Max(-32768, math.Min(32767, code)))
 }

@@ -1,4 +1,7 @@
-package scd4x
+// Package scd4xsim simulates a Sensirion SCD4X at the command level for tests
+// and `cityedge --simulate`, on top of sensirionsim, written from the
+// datasheet on its own so that a mistake in the scd4x driver is not mirrored.
+package scd4xsim
 
 import (
 	"errors"
@@ -6,8 +9,29 @@ import (
 	"sync"
 	"time"
 
-	"github.com/cityedge/cityedge/drivers/sensirion"
+	"github.com/cityedge/cityedge/drivers/sensirion/sensirionsim"
 	"github.com/cityedge/cityedge/drivers/sim"
+	"github.com/jonboulle/clockwork"
+)
+
+// The commands the simulation answers and their execution times, from the
+// datasheet's command table, kept apart from the driver's so a wrong code or
+// a short wait there fails its tests.
+const (
+	startPeriodicMeasurement = 0x21B1 // no execution time
+	readMeasurement          = 0xEC05 // 1 ms
+	stopPeriodicMeasurement  = 0x3F86 // 500 ms
+	setASCEnabled            = 0x2416 // 1 ms, one argument
+	getASCEnabled            = 0x2313 // 1 ms
+	setSensorAltitude        = 0x2427 // 1 ms, one argument
+	getSensorAltitude        = 0x2322 // 1 ms
+	getDataReadyStatus       = 0xE4B8 // 1 ms
+	getSerialNumber          = 0x3682 // 1 ms
+	reinit                   = 0x3646 // 20 ms
+
+	oneMs          = time.Millisecond
+	stopTime       = 500 * time.Millisecond
+	signalInterval = 5 * time.Second // periodic measurement's update interval
 )
 
 // Sim is a simulated SCD4x for `cityedge --simulate` and tests. It keeps the
@@ -18,7 +42,7 @@ import (
 // formulas. Commands are CRC-framed and obey their execution times; anything
 // else is not acknowledged.
 type Sim struct {
-	chip sensirion.SimChip
+	chip sensirionsim.Chip
 
 	mu        sync.Mutex
 	world     *sim.World
@@ -39,9 +63,14 @@ var _ sim.Chip = (*Sim)(nil)
 func NewSim(world *sim.World, serial uint64) *Sim {
 	s := &Sim{world: world, asc: true,
 		serial: [3]uint16{uint16(serial >> 32), uint16(serial >> 16), uint16(serial)}}
-	s.chip = sensirion.SimChip{Name: "scd4x sim", CmdLen: 2, Handle: s.handle}
+	s.chip = sensirionsim.Chip{Name: "scd4x sim", CmdLen: 2, Handle: s.handle}
 	return s
 }
+
+// SetClock makes the simulation read its time from c, such as a test's fake
+// clock shared with the driver; the default is the real clock. Call it
+// before the first transaction.
+func (s *Sim) SetClock(c clockwork.Clock) { s.chip.Clock = c }
 
 // Tx implements sim.Chip.
 func (s *Sim) Tx(w, r []byte) error { return s.chip.Tx(w, r) }
@@ -78,22 +107,22 @@ func (s *Sim) handle(cmd uint16, args []uint16, now time.Time) ([]uint16, time.D
 	defer s.mu.Unlock()
 	s.advance(now)
 	want := 0
-	if cmd == cmdSetASC || cmd == cmdSetAltitude {
+	if cmd == setASCEnabled || cmd == setSensorAltitude {
 		want = 1
 	}
 	if len(args) != want {
 		return nil, 0, errors.New("wrong number of arguments")
 	}
 	switch cmd {
-	case cmdStopPeriodic:
+	case stopPeriodicMeasurement:
 		s.periodic, s.ready = false, false
-		return nil, stopWait, nil
-	case cmdDataReady:
+		return nil, stopTime, nil
+	case getDataReadyStatus:
 		if s.ready {
-			return []uint16{0x8006}, commandWait, nil
+			return []uint16{0x8006}, oneMs, nil
 		}
-		return []uint16{0x8000}, commandWait, nil
-	case cmdReadMeasure:
+		return []uint16{0x8000}, oneMs, nil
+	case readMeasurement:
 		if !s.periodic {
 			return nil, 0, errPeriodicOnly
 		}
@@ -101,35 +130,35 @@ func (s *Sim) handle(cmd uint16, args []uint16, now time.Time) ([]uint16, time.D
 			return nil, 0, errors.New("no measurement available")
 		}
 		s.ready = false
-		return s.data, commandWait, nil
+		return s.data, oneMs, nil
 	}
 	if s.periodic {
 		return nil, 0, errIdleOnly
 	}
 	switch cmd {
-	case cmdStartPeriodic:
+	case startPeriodicMeasurement:
 		s.periodic, s.ready = true, false
-		s.next = now.Add(updateInterval)
+		s.next = now.Add(signalInterval)
 		return nil, 0, nil
-	case cmdSerial:
-		return s.serial[:], commandWait, nil
-	case cmdSetASC:
+	case getSerialNumber:
+		return s.serial[:], oneMs, nil
+	case setASCEnabled:
 		if args[0] > 1 {
 			return nil, 0, errors.New("ASC takes 0 or 1")
 		}
 		s.asc = args[0] == 1
-		return nil, commandWait, nil
-	case cmdGetASC:
+		return nil, oneMs, nil
+	case getASCEnabled:
 		if s.asc {
-			return []uint16{1}, commandWait, nil
+			return []uint16{1}, oneMs, nil
 		}
-		return []uint16{0}, commandWait, nil
-	case cmdSetAltitude:
+		return []uint16{0}, oneMs, nil
+	case setSensorAltitude:
 		s.altitudeM = args[0]
-		return nil, commandWait, nil
-	case cmdGetAltitude:
-		return []uint16{s.altitudeM}, commandWait, nil
-	case cmdReinit:
+		return nil, oneMs, nil
+	case getSensorAltitude:
+		return []uint16{s.altitudeM}, oneMs, nil
+	case reinit:
 		s.asc, s.altitudeM = true, 0
 		return nil, 20 * time.Millisecond, nil
 	}
@@ -145,7 +174,7 @@ func (s *Sim) advance(now time.Time) {
 	at := s.next
 	for !now.Before(s.next) {
 		at = s.next
-		s.next = s.next.Add(updateInterval)
+		s.next = s.next.Add(signalInterval)
 	}
 	wx := s.world.At(at)
 	s.measured = wx

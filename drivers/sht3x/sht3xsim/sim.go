@@ -1,4 +1,7 @@
-package sht3x
+// Package sht3xsim simulates a Sensirion SHT3X at the command level for tests
+// and `cityedge --simulate`, on top of sensirionsim, written from the
+// datasheet on its own so that a mistake in the sht3x driver is not mirrored.
+package sht3xsim
 
 import (
 	"errors"
@@ -6,8 +9,22 @@ import (
 	"sync"
 	"time"
 
-	"github.com/cityedge/cityedge/drivers/sensirion"
+	"github.com/cityedge/cityedge/drivers/sensirion/sensirionsim"
 	"github.com/cityedge/cityedge/drivers/sim"
+	"github.com/jonboulle/clockwork"
+)
+
+// The commands the simulation answers, as the datasheet numbers them
+// (section 4.3 table 9, 4.11 table 17). The simulator keeps its own table,
+// written from the datasheet, so a wrong code in the driver fails its tests
+// instead of being mirrored here.
+const (
+	measureHighRepeatability = 0x2400 // no clock stretching
+	readStatus               = 0xF32D
+	readSerial               = 0x3780
+	softReset                = 0x30A2
+	clearStatus              = 0x3041
+	breakCmd                 = 0x3093
 )
 
 // Sim is a simulated SHT3x for `cityedge --simulate` and tests. It answers the
@@ -16,7 +33,7 @@ import (
 // inverting the formulas of section 4.13, readable after the typical
 // measurement time (12.5 ms). Other commands are not acknowledged.
 type Sim struct {
-	chip sensirion.SimChip
+	chip sensirionsim.Chip
 
 	mu       sync.Mutex
 	world    *sim.World
@@ -32,9 +49,14 @@ var _ sim.Chip = (*Sim)(nil)
 func NewSim(world *sim.World, serial uint32) *Sim {
 	// Status after power-up: alert pending and reset detected (table 18).
 	s := &Sim{world: world, serial: serial, status: 0x8010}
-	s.chip = sensirion.SimChip{Name: "sht3x sim", CmdLen: 2, Handle: s.handle}
+	s.chip = sensirionsim.Chip{Name: "sht3x sim", CmdLen: 2, Handle: s.handle}
 	return s
 }
+
+// SetClock makes the simulation read its time from c, such as a test's fake
+// clock shared with the driver; the default is the real clock. Call it
+// before the first transaction.
+func (s *Sim) SetClock(c clockwork.Clock) { s.chip.Clock = c }
 
 // Tx implements sim.Chip.
 func (s *Sim) Tx(w, r []byte) error { return s.chip.Tx(w, r) }
@@ -53,21 +75,21 @@ func (s *Sim) handle(cmd uint16, args []uint16, now time.Time) ([]uint16, time.D
 		return nil, 0, errors.New("takes no argument")
 	}
 	switch cmd {
-	case cmdMeasureHigh:
+	case measureHighRepeatability:
 		wx := s.world.At(now)
 		s.measured = wx
 		return []uint16{ticks((wx.TempC + 45) / 175), ticks(wx.RH / 100)}, 12500 * time.Microsecond, nil
-	case cmdStatus:
+	case readStatus:
 		return []uint16{s.status}, 0, nil
-	case cmdSerial:
-		return serialWords(s.serial), 0, nil
-	case cmdSoftReset:
+	case readSerial:
+		return []uint16{uint16(s.serial >> 16), uint16(s.serial)}, 0, nil
+	case softReset:
 		s.status = 0x8010
 		return nil, 1500 * time.Microsecond, nil
-	case cmdClearStatus:
+	case clearStatus:
 		s.status &^= 0x8C10
 		return nil, 0, nil
-	case cmdBreak:
+	case breakCmd:
 		return nil, time.Millisecond, nil
 	}
 	return nil, 0, errors.New("unknown command")

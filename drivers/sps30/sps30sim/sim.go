@@ -1,4 +1,7 @@
-package sps30
+// Package sps30sim simulates a Sensirion SPS30 at the command level for tests
+// and `cityedge --simulate`, on top of sensirionsim, written from the
+// datasheet on its own so that a mistake in the sps30 driver is not mirrored.
+package sps30sim
 
 import (
 	"encoding/binary"
@@ -7,8 +10,34 @@ import (
 	"sync"
 	"time"
 
-	"github.com/cityedge/cityedge/drivers/sensirion"
+	"github.com/cityedge/cityedge/drivers/sensirion/sensirionsim"
 	"github.com/cityedge/cityedge/drivers/sim"
+	"github.com/jonboulle/clockwork"
+)
+
+// The commands (pointer addresses) the simulation answers and their
+// execution times, from the datasheet, kept apart from the driver's so a
+// wrong code or a short wait there fails its tests.
+const (
+	startMeasurement   = 0x0010 // 20 ms; argument 0x0300: IEEE 754 floats
+	stopMeasurement    = 0x0104 // 20 ms
+	readDataReady      = 0x0202
+	readMeasuredValues = 0x0300
+	startFanCleaning   = 0x5607
+	autoCleanInterval  = 0x8004 // read 5 ms, write 20 ms
+	readProductType    = 0xD002
+	readSerialNumber   = 0xD033
+	readVersion        = 0xD100
+	deviceReset        = 0xD304 // 100 ms
+
+	floatFormat   = 0x0300
+	productType   = "00080000"
+	startStop     = 20 * time.Millisecond
+	readInterval  = 5 * time.Millisecond
+	writeInterval = 20 * time.Millisecond
+	resetTime     = 100 * time.Millisecond
+	measuresEvery = time.Second
+	factoryClean  = 168 * time.Hour // 604800 s
 )
 
 // Sim is a simulated SPS30 for `cityedge --simulate` and tests. It keeps the
@@ -19,7 +48,7 @@ import (
 // are CRC-framed and obey their execution times; anything else is not
 // acknowledged.
 type Sim struct {
-	chip sensirion.SimChip
+	chip sensirionsim.Chip
 
 	mu        sync.Mutex
 	world     *sim.World
@@ -40,14 +69,19 @@ var _ sim.Chip = (*Sim)(nil)
 // NewSim returns a simulated SPS30 in idle mode with the factory cleaning
 // interval and the given serial number (up to 31 printable characters).
 func NewSim(world *sim.World, serial string) *Sim {
-	iv := uint32(DefaultCleaningInterval / time.Second)
+	iv := uint32(factoryClean / time.Second)
 	if len(serial) > 31 {
 		serial = serial[:31] // 32 bytes with the terminating NUL
 	}
 	s := &Sim{world: world, serial: serial, interval: iv, readBack: iv}
-	s.chip = sensirion.SimChip{Name: "sps30 sim", CmdLen: 2, Handle: s.handle}
+	s.chip = sensirionsim.Chip{Name: "sps30 sim", CmdLen: 2, Handle: s.handle}
 	return s
 }
+
+// SetClock makes the simulation read its time from c, such as a test's fake
+// clock shared with the driver; the default is the real clock. Call it
+// before the first transaction.
+func (s *Sim) SetClock(c clockwork.Clock) { s.chip.Clock = c }
 
 // Tx implements sim.Chip.
 func (s *Sim) Tx(w, r []byte) error { return s.chip.Tx(w, r) }
@@ -78,58 +112,58 @@ func (s *Sim) handle(cmd uint16, args []uint16, now time.Time) ([]uint16, time.D
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.advance(now)
-	if len(args) != 0 && cmd != cmdStart && cmd != cmdAutoClean {
+	if len(args) != 0 && cmd != startMeasurement && cmd != autoCleanInterval {
 		return nil, 0, errors.New("takes no argument")
 	}
 	switch cmd {
-	case cmdReset:
+	case deviceReset:
 		s.measuring, s.ready = false, false
 		s.readBack = s.interval
-		return nil, resetWait, nil
-	case cmdProductType:
-		return ascii(productTypeWant, 4), 0, nil
-	case cmdSerial:
+		return nil, resetTime, nil
+	case readProductType:
+		return ascii(productType, 4), 0, nil
+	case readSerialNumber:
 		return ascii(s.serial, 16), 0, nil
-	case cmdVersion:
+	case readVersion:
 		return []uint16{0x0202}, 0, nil
-	case cmdAutoClean:
+	case autoCleanInterval:
 		switch len(args) {
 		case 0:
-			return []uint16{uint16(s.readBack >> 16), uint16(s.readBack)}, intervalRead, nil
+			return []uint16{uint16(s.readBack >> 16), uint16(s.readBack)}, readInterval, nil
 		case 2:
 			s.interval = uint32(args[0])<<16 | uint32(args[1])
 			s.writes++
-			return nil, intervalWrite, nil
+			return nil, writeInterval, nil
 		}
 		return nil, 0, errors.New("auto cleaning interval takes none or two words")
-	case cmdDataReady:
+	case readDataReady:
 		if s.ready {
 			return []uint16{1}, 0, nil
 		}
 		return []uint16{0}, 0, nil
-	case cmdStart:
+	case startMeasurement:
 		if s.measuring {
 			return nil, 0, errors.New("already measuring")
 		}
-		if len(args) != 1 || args[0] != formatFloat {
+		if len(args) != 1 || args[0] != floatFormat {
 			return nil, 0, errors.New("only the float output format (0x0300) is simulated")
 		}
 		s.measuring, s.ready = true, false
-		s.next = now.Add(measureInterval)
-		return nil, startStopWait, nil
-	case cmdStop:
+		s.next = now.Add(measuresEvery)
+		return nil, startStop, nil
+	case stopMeasurement:
 		if !s.measuring {
 			return nil, 0, errors.New("not measuring")
 		}
 		s.measuring, s.ready = false, false
-		return nil, startStopWait, nil
-	case cmdReadValues:
+		return nil, startStop, nil
+	case readMeasuredValues:
 		if !s.measuring || !s.ready {
 			return nil, 0, errors.New("no new measured values")
 		}
 		s.ready = false
 		return s.data, 0, nil
-	case cmdFanCleaning:
+	case startFanCleaning:
 		if !s.measuring {
 			return nil, 0, errors.New("fan cleaning needs measurement mode")
 		}
@@ -147,7 +181,7 @@ func (s *Sim) advance(now time.Time) {
 	at := s.next
 	for !now.Before(s.next) {
 		at = s.next
-		s.next = s.next.Add(measureInterval)
+		s.next = s.next.Add(measuresEvery)
 	}
 	wx := s.world.At(at)
 	s.measured = wx

@@ -188,3 +188,5 @@ func TestDeadline(t *testing.T) {
 		t.Fatalf("zone %+v: want one occupied, two unknown, seq 6 (one change)", z)
 	}
 }
+
+func clockworkFake() clockwork.Clock { return clockwork.NewFakeClockAt(t0) }

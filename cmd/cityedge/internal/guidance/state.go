@@ -78,3 +78,11 @@ func (z ZoneState) Sign() string {
 // Lamp reports whether a zone's lamp is on: exactly when the sign shows
 // SignFull.
 func (z ZoneState) Lamp() bool { return z.Sign() == SignFull }
+
+// ZoneTopic is where a zone's message is published, retained, QoS 1:
+// <topic_prefix>/zones/<zone>.
+func ZoneTopic(prefix, zone string) string { return prefix + "/zones/" + zone }
+
+// EntityTopic is where a Smart Data Models document is published,
+// retained: <topic_prefix>/ngsi-ld/<entity id>.
+func EntityTopic(prefix, id string) string { return prefix + "/ngsi-ld/" + id }

@@ -120,6 +120,19 @@ type Update struct {
 	Bays  []BayState
 }
 
+// Bay returns the change of one bay in u, if it changed. A Reading whose
+// own bay changed to free or occupied is a state change, or the bay's first
+// state since start or since a fault cleared: such a reading ranks as
+// occupancy (DECISIONS 8); a re-report of an unchanged state does not.
+func (u Update) Bay(sensor string) (BayState, bool) {
+	for _, b := range u.Bays {
+		if b.Sensor == sensor {
+			return b, true
+		}
+	}
+	return BayState{}, false
+}
+
 // Empty reports whether nothing changed.
 func (u Update) Empty() bool { return len(u.Zones) == 0 && len(u.Bays) == 0 }
 

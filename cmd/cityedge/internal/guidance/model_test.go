@@ -132,6 +132,9 @@ func TestBayLifecycle(t *testing.T) {
 			}
 			continue
 		}
+		if b, ok := u.Bay("z1-b0"); !ok || b.State != st.want {
+			t.Fatalf("%s: Update.Bay = %+v, %v", st.name, b, ok)
+		}
 		seq++
 		want := BayState{Sensor: "z1-b0", Zone: "z1", State: st.want, Changed: clock.Now()}
 		if len(u.Bays) != 1 || u.Bays[0] != want || len(u.Zones) != 1 {
@@ -190,3 +193,30 @@ func TestDeadline(t *testing.T) {
 }
 
 func clockworkFake() clockwork.Clock { return clockwork.NewFakeClockAt(t0) }
+
+func FuzzZoneMessage(f *testing.F) {
+	f.Add([]byte(`{"zone":"z1","free":3,"occupied":5,"unknown":0,"total":8,"changed":"2026-12-03T10:00:00.123Z","seq":42}`))
+	f.Add([]byte(`{"zone":"z1","free":-1,"occupied":9,"unknown":0,"total":8,"changed":"2026-12-03T10:00:00.123Z","seq":1}`))
+	f.Add([]byte(`{}`))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		var z ZoneState
+		if err := json.Unmarshal(b, &z); err != nil {
+			return
+		}
+		if z.Free < 0 || z.Occupied < 0 || z.Unknown < 0 || z.Free+z.Occupied+z.Unknown != z.Total {
+			t.Fatalf("%s accepted as %+v", b, z)
+		}
+		out, err := json.Marshal(z)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var back ZoneState
+		if err := json.Unmarshal(out, &back); err != nil || !back.Changed.Equal(z.Changed) {
+			t.Fatalf("%s → %s → %+v, %v", b, out, back, err)
+		}
+		back.Changed = z.Changed
+		if back != z {
+			t.Fatalf("%s → %s → %+v, want %+v", b, out, back, z)
+		}
+	})
+}

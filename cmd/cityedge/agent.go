@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/cityedge/cityedge/cmd/cityedge/internal/config"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -29,13 +30,13 @@ const shutdownGrace = 2 * time.Second
 // bufferFile is the buffer's file name inside agent.state_dir.
 const bufferFile = "buffer.db"
 
-func certOptions(cfg *Config, log *slog.Logger) certs.Options {
+func certOptions(cfg *config.Config, log *slog.Logger) certs.Options {
 	u := cfg.Uplink
 	return certs.Options{CAFile: u.CAFile, CertFile: u.CertFile, KeyFile: u.KeyFile, ServerName: u.ServerName,
 		ALPN: u.ALPN, SystemRoots: u.SystemRoots, WarnBefore: time.Duration(u.ExpiryWarningDays) * 24 * time.Hour, Logger: log}
 }
 
-func openBuffer(cfg *Config, log *slog.Logger) (*buffer.Queue, error) {
+func openBuffer(cfg *config.Config, log *slog.Logger) (*buffer.Queue, error) {
 	if err := os.MkdirAll(cfg.Agent.StateDir, 0o700); err != nil {
 		return nil, fmt.Errorf("state directory: %w", err)
 	}
@@ -45,7 +46,7 @@ func openBuffer(cfg *Config, log *slog.Logger) (*buffer.Queue, error) {
 
 // agent is the running pipeline: sensors → buffer → uplink.
 type agent struct {
-	cfg     *Config
+	cfg     *config.Config
 	log     *slog.Logger
 	q       *buffer.Queue
 	store   *certs.Store
@@ -55,7 +56,7 @@ type agent struct {
 	started time.Time
 }
 
-func runAgent(ctx context.Context, cfg *Config, simulate bool, log *slog.Logger, level *slog.LevelVar, hup <-chan os.Signal) int {
+func runAgent(ctx context.Context, cfg *config.Config, simulate bool, log *slog.Logger, level *slog.LevelVar, hup <-chan os.Signal) int {
 	store, err := certs.Load(certOptions(cfg, log))
 	if err != nil {
 		log.Error("TLS material rejected", "err", err)
@@ -88,7 +89,7 @@ func runAgent(ctx context.Context, cfg *Config, simulate bool, log *slog.Logger,
 	}
 	defer hw.close()
 
-	limit, _ := parseRate(cfg.Uplink.MaxRate) // validated with the config
+	limit := newRateLimit(cfg.Uplink.Rate())
 	a.fwd = newForwarder(q, cfg.Agent.ID, cfg.Uplink.BatchMax, cfg.Uplink.BatchWait.D(), limit, log)
 	a.fwd.fifo = cfg.Uplink.DrainOrder == "oldest-first"
 	a.up, err = uplink.New(uplink.Config{
@@ -194,7 +195,7 @@ func (a *agent) reload(level *slog.LevelVar) {
 		a.log.Info("client certificate changed; reconnecting with it")
 		a.up.Reconnect()
 	}
-	next, err := LoadConfig(a.cfg.path)
+	next, err := config.Load(a.cfg.Path())
 	if err != nil {
 		a.log.Error("configuration reload rejected; keeping the running configuration", "err", err)
 		return
@@ -210,7 +211,7 @@ func (a *agent) reload(level *slog.LevelVar) {
 }
 
 // restartNeeded lists the top-level sections whose changes SIGHUP does not apply.
-func restartNeeded(old, next *Config) []string {
+func restartNeeded(old, next *config.Config) []string {
 	var out []string
 	o, n := *old, *next
 	o.Agent.LogLevel, n.Agent.LogLevel = "", ""
@@ -229,7 +230,7 @@ func restartNeeded(old, next *Config) []string {
 	return out
 }
 
-func sensorKeys(ss []SensorConfig) []string {
+func sensorKeys(ss []config.SensorConfig) []string {
 	out := make([]string, len(ss))
 	for i, s := range ss {
 		opts, _ := json.Marshal(s.Options) // by value: pointers inside options would differ
@@ -274,10 +275,6 @@ func (a *agent) appendPrio(ctx context.Context, r drivers.Reading, prio uint8) e
 	return nil
 }
 
-// agentSensor is the reserved sensor name under which the agent reports on
-// itself in the readings stream.
-const agentSensor = "cityedge"
-
 // reportDrops puts the buffer's drop counters into the readings stream when
 // they change, as <agent id>/cityedge/dropped (total) and
 // <agent id>/cityedge/dropped/<sensor>, so integrators see in their own data
@@ -308,7 +305,7 @@ func (a *agent) reportDrops(ctx context.Context, every time.Duration) {
 		}
 		// The buffer logs drops itself, rate-limited; this is the detail.
 		a.log.Debug("reporting drop counters in the readings stream", "dropped", st.DroppedTotal, "by_sensor", st.Dropped)
-		if err := a.appendPrio(ctx, drivers.Reading{Sensor: agentSensor, Time: time.Now(), Values: vals}, 2); err != nil {
+		if err := a.appendPrio(ctx, drivers.Reading{Sensor: config.ReservedSensor, Time: time.Now(), Values: vals}, 2); err != nil {
 			a.log.Error("report drops", "err", err)
 		}
 	}

@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/tls"
 	"fmt"
+	"github.com/cityedge/cityedge/cmd/cityedge/internal/config"
 	"log/slog"
 	"os"
 	"os/exec"
@@ -91,18 +92,18 @@ func (c *countingSource) Acked(b uplink.Batch) error {
 // publishing prebuilt messages from memory.
 func BenchmarkDrainMTLS(b *testing.B) {
 	br := testbroker.Start(b, testbroker.Options{})
-	q, err := buffer.Open(filepath.Join(b.TempDir(), "buffer.db"), buffer.Options{MaxBytes: 1 << 30, CommitInterval: defaultCommit})
+	q, err := buffer.Open(filepath.Join(b.TempDir(), "buffer.db"), buffer.Options{MaxBytes: 1 << 30, CommitInterval: config.DefaultCommitInterval})
 	if err != nil {
 		b.Fatal(err)
 	}
 	defer q.Close()
-	n := b.N * defaultBatchMax
+	n := b.N * uplink.DefaultBatchMax
 	fillQueue(b, q, n)
 	log := slog.New(slog.DiscardHandler)
-	src := &countingSource{forwarder: newForwarder(q, "gw-bench", defaultBatchMax, time.Second, nil, log), want: n, done: make(chan struct{}, 1)}
+	src := &countingSource{forwarder: newForwarder(q, "gw-bench", uplink.DefaultBatchMax, time.Second, nil, log), want: n, done: make(chan struct{}, 1)}
 	tc := br.ClientTLS(b)
 	up, err := uplink.New(uplink.Config{Brokers: []string{br.URL}, ClientID: "gw-bench", TopicPrefix: "bench",
-		TLSConfig: func() (*tls.Config, error) { return tc, nil }, Window: defaultWindow, Logger: log}, src)
+		TLSConfig: func() (*tls.Config, error) { return tc, nil }, Window: uplink.DefaultWindow, Logger: log}, src)
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -156,7 +157,7 @@ func BenchmarkAgentDrain1M(b *testing.B) {
 		if err := cmd.Start(); err != nil {
 			b.Fatal(err)
 		}
-		cfg, err := LoadConfig(s.config)
+		cfg, err := config.Load(s.config)
 		if err != nil {
 			b.Fatal(err)
 		}

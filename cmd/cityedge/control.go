@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"github.com/cityedge/cityedge/cmd/cityedge/internal/config"
 	"log/slog"
 	"net"
 	"os"
@@ -22,7 +23,7 @@ const socketName = "cityedge.sock"
 // socketPaths lists where the control socket may be, in the order the agent
 // tries them: systemd's RuntimeDirectory, /run/cityedge, then the state
 // directory (development and demo).
-func socketPaths(cfg *Config) []string {
+func socketPaths(cfg *config.Config) []string {
 	var out []string
 	if rd := os.Getenv("RUNTIME_DIRECTORY"); rd != "" {
 		out = append(out, filepath.Join(strings.Split(rd, ":")[0], socketName))
@@ -117,7 +118,7 @@ func (a *agent) serveControl(ctx context.Context) {
 }
 
 // queryAgent asks a running agent for its live state; nil when none answers.
-func queryAgent(ctx context.Context, cfg *Config, log *slog.Logger) (*liveState, string) {
+func queryAgent(ctx context.Context, cfg *config.Config, log *slog.Logger) (*liveState, string) {
 	for _, p := range socketPaths(cfg) {
 		d := net.Dialer{Timeout: time.Second}
 		c, err := d.DialContext(ctx, "unix", p)

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/cityedge/cityedge/cmd/cityedge/internal/config"
 	"io"
 	"log/slog"
 	"net"
@@ -94,10 +95,10 @@ func (r *report) async(ctx context.Context, area, name string, timeout time.Dura
 	}()
 }
 
-func runDiagnose(ctx context.Context, cfg *Config, o options, stdout io.Writer) int {
+func runDiagnose(ctx context.Context, cfg *config.Config, o options, stdout io.Writer) int {
 	r := &report{}
 	quiet := slog.New(slog.DiscardHandler)
-	r.add("config", cfg.path, pass, "valid: agent %s, %d sensors, %d brokers", cfg.Agent.ID, len(cfg.Sensors), len(cfg.Uplink.Brokers))
+	r.add("config", cfg.Path(), pass, "valid: agent %s, %d sensors, %d brokers", cfg.Agent.ID, len(cfg.Sensors), len(cfg.Uplink.Brokers))
 
 	live, sock := queryAgent(ctx, cfg, quiet)
 	if live != nil {
@@ -136,7 +137,7 @@ func runDiagnose(ctx context.Context, cfg *Config, o options, stdout io.Writer) 
 	if o.json {
 		enc := json.NewEncoder(stdout)
 		enc.SetIndent("", "  ")
-		_ = enc.Encode(map[string]any{"ok": !failed, "config": cfg.path, "time": time.Now().UTC(), "checks": r.checks})
+		_ = enc.Encode(map[string]any{"ok": !failed, "config": cfg.Path(), "time": time.Now().UTC(), "checks": r.checks})
 	} else {
 		printReport(stdout, r.checks, isTerminal(stdout))
 	}
@@ -177,7 +178,7 @@ func printReport(w io.Writer, checks []check, colour bool) {
 
 // diagnoseLive reports a running agent's own view of sensors, buffer and
 // uplink.
-func diagnoseLive(cfg *Config, live *liveState, r *report) {
+func diagnoseLive(cfg *config.Config, live *liveState, r *report) {
 	for _, s := range cfg.Sensors {
 		st, ok := live.Sensors[s.Name]
 		switch {
@@ -246,7 +247,7 @@ func bytesIEC(n int64) string {
 
 // diagnoseHardware opens every sensor and reads it once, scans each
 // configured I2C bus, and reads each GPIO pin's level.
-func diagnoseHardware(ctx context.Context, cfg *Config, simulate bool, r *report) {
+func diagnoseHardware(ctx context.Context, cfg *config.Config, simulate bool, r *report) {
 	var hw hardware
 	var err error
 	if simulate {
@@ -281,7 +282,7 @@ func diagnoseHardware(ctx context.Context, cfg *Config, simulate bool, r *report
 	}
 	// The scan waits for the sensor checks: probing a bus while a driver
 	// waits for a conversion could take its answer away.
-	buses := map[string][]SensorConfig{}
+	buses := map[string][]config.SensorConfig{}
 	var names []string
 	for _, s := range cfg.Sensors {
 		if d, _ := catalog.Lookup(s.Driver); d.Kind == catalog.I2C {
@@ -320,7 +321,7 @@ func busLabel(b string) string {
 }
 
 // scanVerdict compares what answered on a bus with what is configured there.
-func scanVerdict(found []catalog.Found, configured []SensorConfig) (verdict, detail string) {
+func scanVerdict(found []catalog.Found, configured []config.SensorConfig) (verdict, detail string) {
 	want := map[uint16]string{}
 	for _, s := range configured {
 		want[s.Address] = s.Name
@@ -355,7 +356,7 @@ func scanVerdict(found []catalog.Found, configured []SensorConfig) (verdict, det
 	return verdict, strings.Join(parts, "; ")
 }
 
-func diagnoseSensor(ctx context.Context, hw hardware, s SensorConfig) (string, string) {
+func diagnoseSensor(ctx context.Context, hw hardware, s config.SensorConfig) (string, string) {
 	drv, _ := catalog.Lookup(s.Driver)
 	t, err := hw.target(s)
 	if err != nil {
@@ -404,7 +405,7 @@ func implausible(v drivers.Value) string {
 	return fmt.Sprintf("implausible outdoors: expected %g to %g", l[0], l[1])
 }
 
-func diagnoseBuffer(cfg *Config, r *report) {
+func diagnoseBuffer(cfg *config.Config, r *report) {
 	path := filepath.Join(cfg.Agent.StateDir, bufferFile)
 	if _, err := os.Stat(path); errors.Is(err, os.ErrNotExist) {
 		r.add("buffer", path, warn, "no buffer file yet (created at the agent's first start)")
@@ -431,7 +432,7 @@ func diagnoseBuffer(cfg *Config, r *report) {
 		suffix("; disk: ", st.DiskError), salvageNote(st.Salvage))
 }
 
-func diagnoseDisk(cfg *Config, r *report) {
+func diagnoseDisk(cfg *config.Config, r *report) {
 	var fs unix.Statfs_t
 	if err := unix.Statfs(cfg.Agent.StateDir, &fs); err != nil {
 		r.add("disk", cfg.Agent.StateDir, warn, "cannot read free space: %v", err)
@@ -478,7 +479,7 @@ func suffix(sep, s string) string {
 // diagnoseBroker checks one broker: DNS, TCP, the TLS handshake with the
 // client certificate, and an MQTT CONNACK, under its own client id so that
 // it never disconnects a running agent.
-func diagnoseBroker(ctx context.Context, cfg *Config, store *certs.Store, raw string) (string, string) {
+func diagnoseBroker(ctx context.Context, cfg *config.Config, store *certs.Store, raw string) (string, string) {
 	u, err := url.Parse(raw)
 	if err != nil {
 		return fail, err.Error()
@@ -529,7 +530,7 @@ func diagnoseBroker(ctx context.Context, cfg *Config, store *certs.Store, raw st
 
 // runEnroll creates the key and writes the CSR (to standard output when
 // csrPath is "-"); messages go to stderr so that the CSR can be piped.
-func runEnroll(cfg *Config, csrPath string, stderr io.Writer) int {
+func runEnroll(cfg *config.Config, csrPath string, stderr io.Writer) int {
 	if err := certs.Enroll(cfg.Uplink.KeyFile, csrPath, cfg.Agent.ID); err != nil {
 		fmt.Fprintf(stderr, "cityedge: enroll: %v\n", err)
 		return exitRuntime

@@ -2,6 +2,7 @@ package main
 
 import (
 	"encoding/json"
+	"github.com/cityedge/cityedge/cmd/cityedge/internal/config"
 	"os/exec"
 	"strings"
 	"testing"
@@ -102,7 +103,7 @@ func TestDiagnoseRunning(t *testing.T) {
 }
 
 func TestScanVerdict(t *testing.T) {
-	cfg := []SensorConfig{{Name: "air-1", Driver: "bme280", Address: 0x76}, {Name: "th-1", Driver: "sht3x", Address: 0x44}}
+	cfg := []config.SensorConfig{{Name: "air-1", Driver: "bme280", Address: 0x76}, {Name: "th-1", Driver: "sht3x", Address: 0x44}}
 	cases := []struct {
 		name    string
 		found   []catalog.Found

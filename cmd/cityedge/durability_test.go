@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"github.com/cityedge/cityedge/cmd/cityedge/internal/config"
 	"log/slog"
 	"math/rand/v2"
 	"os"
@@ -284,14 +285,14 @@ func TestBoundDropsVisible(t *testing.T) {
 	for i := 0; i < 60; i++ {
 		fmt.Fprintf(&cfg, "[[sensors]]\nname = \"air-%d\"\ndriver = \"bme280\"\nbus = \"%d\"\naddress = %#x\ninterval = \"100ms\"\n", i, i/2, 0x76+i%2)
 	}
-	config := filepath.Join(dir, "cityedge.toml")
-	if err := os.WriteFile(config, []byte(cfg.String()), 0o644); err != nil {
+	path := filepath.Join(dir, "cityedge.toml")
+	if err := os.WriteFile(path, []byte(cfg.String()), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	col := collect(t, b, "cityedge/test/gw-test")
 	b.Stop()
-	p := startAgent(t, config, "--simulate")
-	c, err := LoadConfig(config)
+	p := startAgent(t, path, "--simulate")
+	c, err := config.Load(path)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -449,7 +449,9 @@ func TestForeignBrokerCA(t *testing.T) {
 // exit code 2 and a message naming the file and key.
 func TestBadConfigExitsTwo(t *testing.T) {
 	dir := t.TempDir()
-	good := validConfig(t, dir)
+	// Valid but for the TLS files, which are checked after these mistakes.
+	good := "[agent]\nid = \"gw-0042\"\n\n[buffer]\n\n[uplink]\nbrokers = [\"mqtts://broker.example.org:8883\"]\n\n" +
+		"[[sensors]]\nname = \"air-1\"\ndriver = \"bme280\"\n"
 	cases := map[string]string{
 		"plaintext": strings.Replace(good, "mqtts://", "mqtt://", 1),
 		"unknown":   strings.Replace(good, "[buffer]", "[buffer]\nmax_byte = 1", 1),

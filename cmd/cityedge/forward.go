@@ -2,14 +2,12 @@ package main
 
 import (
 	"context"
-	"fmt"
 	"log/slog"
-	"strconv"
-	"strings"
 	"sync"
 	"time"
 
 	"github.com/cityedge/cityedge/buffer"
+	"github.com/cityedge/cityedge/cmd/cityedge/internal/config"
 	"github.com/cityedge/cityedge/uplink"
 	"github.com/cityedge/cityedge/uplink/senml"
 )
@@ -317,17 +315,12 @@ func (l *rateLimit) wait(ctx context.Context, readings, bytes int) error {
 	return l.sleep(ctx, time.Duration(debt/l.perSec*float64(time.Second)))
 }
 
-// parseRate reads uplink.max_rate: "500/s" (readings per second) or
-// "20KiB/s" (bytes per second). "" means unlimited.
-func parseRate(s string) (*rateLimit, error) {
-	if s == "" {
-		return nil, nil
+// newRateLimit returns the limiter for r; nil when r is unlimited.
+func newRateLimit(r config.Rate) *rateLimit {
+	if r.Unlimited() {
+		return nil
 	}
-	num, ok := strings.CutSuffix(strings.TrimSpace(s), "/s")
-	if !ok {
-		return nil, fmt.Errorf("%q: write readings per second as \"500/s\" or bytes per second as \"20KiB/s\"", s)
-	}
-	l := &rateLimit{now: time.Now, sleep: func(ctx context.Context, d time.Duration) error {
+	return &rateLimit{perSec: r.PerSec, bytes: r.Bytes, now: time.Now, sleep: func(ctx context.Context, d time.Duration) error {
 		t := time.NewTimer(d)
 		defer t.Stop()
 		select {
@@ -337,15 +330,4 @@ func parseRate(s string) (*rateLimit, error) {
 			return nil
 		}
 	}}
-	if n, err := strconv.ParseFloat(num, 64); err == nil {
-		l.perSec = n
-	} else if b, err := parseSize(num); err == nil && strings.ContainsAny(num, "B") {
-		l.perSec, l.bytes = float64(b), true
-	} else {
-		return nil, fmt.Errorf("%q: write readings per second as \"500/s\" or bytes per second as \"20KiB/s\"", s)
-	}
-	if l.perSec < 1 || l.perSec > 1e9 {
-		return nil, fmt.Errorf("%q is out of range: at least 1 reading or byte per second", s)
-	}
-	return l, nil
 }

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"github.com/cityedge/cityedge/cmd/cityedge/internal/config"
 	"sync"
 
 	"github.com/cityedge/cityedge/drivers/catalog"
@@ -19,7 +20,7 @@ import (
 // the sensors on them and closed once at exit; drivers never own a bus.
 type hardware interface {
 	// target returns where sensor s is attached, opening its bus or pin.
-	target(s SensorConfig) (catalog.Target, error)
+	target(s config.SensorConfig) (catalog.Target, error)
 	close()
 }
 
@@ -37,7 +38,7 @@ func newHostHardware() (*hostHardware, error) {
 	return &hostHardware{buses: map[string]i2c.BusCloser{}}, nil
 }
 
-func (h *hostHardware) target(s SensorConfig) (catalog.Target, error) {
+func (h *hostHardware) target(s config.SensorConfig) (catalog.Target, error) {
 	t := catalog.Target{Sensor: s.Name, BusName: s.Bus, Addr: s.Address}
 	drv, _ := catalog.Lookup(s.Driver)
 	if drv.Kind == catalog.GPIO {
@@ -88,7 +89,7 @@ type simHardware struct {
 	pins  map[string]gpio.PinIn
 }
 
-func newSimHardware(ctx context.Context, cfg *Config) (*simHardware, error) {
+func newSimHardware(ctx context.Context, cfg *config.Config) (*simHardware, error) {
 	h := &simHardware{ctx: ctx, world: sim.NewWorld(sim.Seed(cfg.Agent.ID)),
 		buses: map[string]*sim.Bus{}, pins: map[string]gpio.PinIn{}}
 	for _, s := range cfg.Sensors {
@@ -117,7 +118,7 @@ func newSimHardware(ctx context.Context, cfg *Config) (*simHardware, error) {
 	return h, nil
 }
 
-func (h *simHardware) target(s SensorConfig) (catalog.Target, error) {
+func (h *simHardware) target(s config.SensorConfig) (catalog.Target, error) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	t := catalog.Target{Sensor: s.Name, BusName: s.Bus, Addr: s.Address}

@@ -16,6 +16,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"github.com/cityedge/cityedge/cmd/cityedge/internal/config"
 	"io"
 	"log/slog"
 	"os"
@@ -56,7 +57,7 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	var o options
 	fs := flag.NewFlagSet("cityedge", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	fs.StringVar(&o.config, "config", defaultConfigPath, "configuration file (TOML)")
+	fs.StringVar(&o.config, "config", config.DefaultPath, "configuration file (TOML)")
 	fs.BoolVar(&o.simulate, "simulate", false, "back every configured sensor with a simulated chip or pin (no hardware needed)")
 	fs.BoolVar(&o.diagnose, "diagnose", false, "check config, sensors, buffer and broker once, print PASS/WARN/FAIL, exit 1 on any FAIL")
 	fs.BoolVar(&o.json, "json", false, "with --diagnose: print the report as JSON")
@@ -105,7 +106,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stdout, versionString())
 		return exitOK
 	}
-	cfg, err := LoadConfig(o.config)
+	cfg, err := config.Load(o.config)
 	if err == nil {
 		err = cfg.CheckFiles(!o.enroll) // --enroll creates the key and needs a certificate only later
 	}

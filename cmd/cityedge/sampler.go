@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"errors"
+	"github.com/cityedge/cityedge/cmd/cityedge/internal/config"
 	"log/slog"
 	"math/rand/v2"
 	"sync"
@@ -40,7 +41,7 @@ type sensorState struct {
 }
 
 type sensorRunner struct {
-	cfg SensorConfig
+	cfg config.SensorConfig
 	drv catalog.Driver
 	hw  hardware
 	log *slog.Logger

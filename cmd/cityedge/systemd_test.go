@@ -3,6 +3,7 @@ package main
 import (
 	"crypto/tls"
 	"errors"
+	"github.com/cityedge/cityedge/cmd/cityedge/internal/config"
 	"log/slog"
 	"net"
 	"os/exec"
@@ -70,11 +71,11 @@ func TestSystemdNotify(t *testing.T) {
 func TestStallsWithholdWatchdog(t *testing.T) {
 	q := openTestQueue(t)
 	now := time.Now()
-	stuck := &sensorRunner{cfg: SensorConfig{Name: "air-1"}}
+	stuck := &sensorRunner{cfg: config.SensorConfig{Name: "air-1"}}
 	stuck.busySince.Store(now.Add(-2 * stallLimit).UnixNano())
-	fine := &sensorRunner{cfg: SensorConfig{Name: "air-2"}}
+	fine := &sensorRunner{cfg: config.SensorConfig{Name: "air-2"}}
 	fine.busySince.Store(now.Add(-time.Second).UnixNano())
-	idle := &sensorRunner{cfg: SensorConfig{Name: "bay-1"}}
+	idle := &sensorRunner{cfg: config.SensorConfig{Name: "bay-1"}}
 	a := &agent{q: q, runners: []*sensorRunner{stuck, fine, idle}, up: newTestUplink(t, q)}
 	s := a.stalls(now)
 	if len(s) != 1 || !strings.Contains(s[0], "air-1") {

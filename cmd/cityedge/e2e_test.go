@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"github.com/cityedge/cityedge/cmd/cityedge/internal/config"
 	"math"
 	"net"
 	"os"
@@ -274,7 +275,7 @@ func waitFor(t *testing.T, what string, d time.Duration, cond func() bool) {
 // still queued.
 func remaining(t *testing.T, stateDir string) map[uint64]bool {
 	t.Helper()
-	q, err := buffer.Open(filepath.Join(stateDir, bufferFile), buffer.Options{})
+	q, err := buffer.Open(filepath.Join(stateDir, config.BufferFile), buffer.Options{})
 	if err != nil {
 		t.Fatalf("reopen buffer: %v", err)
 	}

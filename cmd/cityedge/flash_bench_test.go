@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"fmt"
+	"github.com/cityedge/cityedge/cmd/cityedge/internal/agent"
 	"github.com/cityedge/cityedge/cmd/cityedge/internal/config"
 	"log/slog"
 	"os"
@@ -57,7 +58,7 @@ func benchDiskWrites(b *testing.B, commit string) {
 		}
 		time.Sleep(run)
 		written := procWriteBytes(cmd.Process.Pid)
-		live, _ := queryAgent(context.Background(), c, slog.New(slog.DiscardHandler))
+		live, _ := agent.Query(context.Background(), c, slog.New(slog.DiscardHandler))
 		cmd.Process.Signal(os.Interrupt)
 		cmd.Wait()
 		if live == nil {

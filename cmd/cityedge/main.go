@@ -16,7 +16,6 @@ import (
 	"errors"
 	"flag"
 	"fmt"
-	"github.com/cityedge/cityedge/cmd/cityedge/internal/config"
 	"io"
 	"log/slog"
 	"os"
@@ -24,6 +23,10 @@ import (
 	"runtime"
 	"runtime/debug"
 	"syscall"
+
+	"github.com/cityedge/cityedge/cmd/cityedge/internal/agent"
+	"github.com/cityedge/cityedge/cmd/cityedge/internal/config"
+	"github.com/cityedge/cityedge/cmd/cityedge/internal/diagnose"
 )
 
 // Set at build time with -ldflags "-X main.version=... -X main.commit=... -X main.buildDate=...".
@@ -123,9 +126,20 @@ func run(args []string, stdout, stderr io.Writer) int {
 	case o.enroll:
 		return runEnroll(cfg, o.csr, stderr)
 	case o.diagnose:
-		return runDiagnose(ctx, cfg, o, stdout)
+		if !diagnose.Run(ctx, cfg, diagnose.Options{Simulate: o.simulate, JSON: o.json}, stdout) {
+			return exitRuntime
+		}
+		return exitOK
 	}
-	return runAgent(ctx, cfg, o.simulate, logger, logLevel, hup)
+	err = agent.Run(ctx, cfg, agent.Deps{Version: version, Simulate: o.simulate, Logger: logger, Level: logLevel, Hup: hup})
+	var setup *agent.SetupError
+	switch {
+	case errors.As(err, &setup):
+		return exitUsage
+	case err != nil:
+		return exitRuntime
+	}
+	return exitOK
 }
 
 func versionString() string {

@@ -11,7 +11,9 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"log/slog"
 	"os"
+	"path/filepath"
 	"reflect"
 	"regexp"
 	"sort"
@@ -19,6 +21,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/cityedge/cityedge/certs"
 	"github.com/cityedge/cityedge/drivers/catalog"
 	"github.com/cityedge/cityedge/uplink"
 	"github.com/pelletier/go-toml/v2"
@@ -306,6 +309,19 @@ func textOnly(raw map[string]any, target any, prefix string, fail func(key, form
 		}
 	}
 	return nil
+}
+
+// BufferFile is the buffer's file name inside agent.state_dir.
+const BufferFile = "buffer.db"
+
+// BufferPath is where the buffer lives: agent.state_dir/buffer.db.
+func (c *Config) BufferPath() string { return filepath.Join(c.Agent.StateDir, BufferFile) }
+
+// CertOptions are the certs package's options for the [uplink] TLS keys.
+func (c *Config) CertOptions(log *slog.Logger) certs.Options {
+	u := c.Uplink
+	return certs.Options{CAFile: u.CAFile, CertFile: u.CertFile, KeyFile: u.KeyFile, ServerName: u.ServerName,
+		ALPN: u.ALPN, SystemRoots: u.SystemRoots, WarnBefore: time.Duration(u.ExpiryWarningDays) * 24 * time.Hour, Logger: log}
 }
 
 // Path is the file the configuration was read from.

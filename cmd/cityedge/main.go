@@ -143,26 +143,40 @@ func run(args []string, stdout, stderr io.Writer) int {
 }
 
 func versionString() string {
-	c, d := commit, buildDate
-	if c == "" || d == "" {
-		if bi, ok := debug.ReadBuildInfo(); ok {
-			for _, s := range bi.Settings {
-				switch {
-				case s.Key == "vcs.revision" && c == "":
-					c = s.Value
-				case s.Key == "vcs.time" && d == "":
-					d = s.Value
-				}
+	bi, _ := debug.ReadBuildInfo()
+	return describeBuild(version, commit, buildDate, bi)
+}
+
+// describeBuild names the build: the -ldflags values when given, otherwise
+// what the Go toolchain recorded (module version, VCS revision and time, and
+// whether the tree had uncommitted changes), so that any binary in the field
+// can be traced to a commit.
+func describeBuild(ver, rev, date string, bi *debug.BuildInfo) string {
+	modified, fromInfo := false, rev == ""
+	if bi != nil {
+		if ver == "dev" && bi.Main.Version != "" && bi.Main.Version != "(devel)" {
+			ver = bi.Main.Version
+		}
+		for _, s := range bi.Settings {
+			switch {
+			case s.Key == "vcs.revision" && rev == "":
+				rev = s.Value
+			case s.Key == "vcs.time" && date == "":
+				date = s.Value
+			case s.Key == "vcs.modified" && fromInfo:
+				modified = s.Value == "true"
 			}
 		}
 	}
-	if c == "" {
-		c = "unknown"
+	if rev == "" {
+		rev = "unknown"
+	} else if modified {
+		rev += "-modified"
 	}
-	if d == "" {
-		d = "unknown"
+	if date == "" {
+		date = "unknown"
 	}
-	return fmt.Sprintf("cityedge %s (commit %s, built %s, %s, %s/%s)", version, c, d, runtime.Version(), runtime.GOOS, runtime.GOARCH)
+	return fmt.Sprintf("cityedge %s (commit %s, built %s, %s, %s/%s)", ver, rev, date, runtime.Version(), runtime.GOOS, runtime.GOARCH)
 }
 
 // newLogger logs text to stderr, which journald keeps. Under systemd

@@ -45,6 +45,7 @@ demo: build
 test: test-go test-fuzz vm-test
 
 test-go:
+	$(GO) mod tidy -diff
 	$(GO) vet ./...
 	@unformatted=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$unformatted" ]; then echo "gofmt needed: $$unformatted"; exit 1; fi
 	@[ -n "$(RACE)" ] || echo "test: no C compiler, so no race detector (apt-get install gcc to enable it)"

@@ -23,7 +23,6 @@ import (
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
-	"net"
 	"net/url"
 	"strings"
 	"sync"
@@ -119,7 +118,6 @@ type Config struct {
 
 // Defaults for zero Config fields.
 const (
-	DefaultWindow          = 16
 	DefaultKeepAlive       = 30 * time.Second
 	DefaultConnectTimeout  = 10 * time.Second
 	DefaultAckTimeout      = 30 * time.Second
@@ -128,8 +126,6 @@ const (
 	DefaultReconnectSpread = 30 * time.Second
 	DefaultStatusEvery     = 60 * time.Second
 	DefaultStopTimeout     = 2 * time.Second
-
-	maxWindow = 1024 // far below MQTT's 65535 packet identifiers
 )
 
 // State is a snapshot of the uplink for status messages and diagnostics.
@@ -183,7 +179,7 @@ func New(cfg Config, src Source) (*Client, error) {
 	for _, b := range cfg.Brokers {
 		u, err := ParseBroker(b)
 		if err != nil {
-			return nil, err
+			return nil, fmt.Errorf("uplink: %w", err)
 		}
 		brokers = append(brokers, u)
 	}
@@ -208,14 +204,16 @@ func (cfg *Config) fill() error {
 	if cfg.ClientID == "" || !utf8.ValidString(cfg.ClientID) || strings.ContainsRune(cfg.ClientID, 0) {
 		return fmt.Errorf("uplink: client id %q: must be non-empty UTF-8 without NUL", cfg.ClientID)
 	}
-	if err := checkPrefix(cfg.TopicPrefix); err != nil {
-		return err
+	if err := CheckTopicPrefix(cfg.TopicPrefix); err != nil {
+		return fmt.Errorf("uplink: %w", err)
 	}
 	if cfg.TLSConfig == nil {
 		return errors.New("uplink: no TLS configuration source (TLSConfig is nil)")
 	}
-	if cfg.Window < 0 || cfg.Window > maxWindow {
-		return fmt.Errorf("uplink: window %d: must be between 1 and %d (0 for the default %d)", cfg.Window, maxWindow, DefaultWindow)
+	if cfg.Window != 0 {
+		if err := CheckWindow(cfg.Window); err != nil {
+			return fmt.Errorf("uplink: window %w (0 for the default %d)", err, DefaultWindow)
+		}
 	}
 	for _, d := range []struct {
 		name string
@@ -271,59 +269,6 @@ func defaultStatus(online bool) []byte {
 		return []byte(`{"state":"online"}`)
 	}
 	return []byte(`{"state":"offline"}`)
-}
-
-func checkPrefix(p string) error {
-	switch {
-	case p == "":
-		return errors.New("uplink: empty topic prefix")
-	case !utf8.ValidString(p) || strings.ContainsRune(p, 0):
-		return fmt.Errorf("uplink: topic prefix %q: must be UTF-8 without NUL", p)
-	case strings.ContainsAny(p, "+#"):
-		return fmt.Errorf("uplink: topic prefix %q: wildcards '+' and '#' are not allowed in a topic", p)
-	case strings.HasPrefix(p, "/") || strings.HasSuffix(p, "/") || strings.Contains(p, "//"):
-		return fmt.Errorf("uplink: topic prefix %q: no leading, trailing or doubled '/'", p)
-	case strings.HasPrefix(p, "$"):
-		return fmt.Errorf("uplink: topic prefix %q: topics starting with '$' are reserved for the broker", p)
-	}
-	return nil
-}
-
-// ParseBroker checks a broker URL and returns it normalised (the port
-// defaults to 8883). Only TLS schemes are accepted: mqtts, ssl and tls.
-//
-// Errors never repeat a password given in the URL.
-func ParseBroker(s string) (*url.URL, error) {
-	u, err := url.Parse(s)
-	if err != nil {
-		var ue *url.Error
-		if errors.As(err, &ue) {
-			err = ue.Err // url.Error repeats the whole input
-		}
-		return nil, fmt.Errorf("uplink: broker URL does not parse: %w", err)
-	}
-	shown := u.Redacted()
-	switch strings.ToLower(u.Scheme) {
-	case "mqtts", "ssl", "tls":
-	case "mqtt", "tcp", "ws", "unix":
-		return nil, fmt.Errorf("uplink: broker %q: plaintext scheme %q refused; use mqtts:// (MQTT over TLS, usually port 8883)", shown, u.Scheme)
-	default:
-		return nil, fmt.Errorf("uplink: broker %q: unsupported scheme %q; use mqtts://host:port", shown, u.Scheme)
-	}
-	if u.User != nil {
-		return nil, fmt.Errorf("uplink: broker %q: credentials in the URL are not supported; the gateway authenticates with its client certificate", shown)
-	}
-	if u.Hostname() == "" {
-		return nil, fmt.Errorf("uplink: broker %q: no host", shown)
-	}
-	if (u.Path != "" && u.Path != "/") || u.RawQuery != "" || u.Fragment != "" {
-		return nil, fmt.Errorf("uplink: broker %q: a path, query or fragment has no meaning for MQTT; use mqtts://host:port", shown)
-	}
-	port := u.Port()
-	if port == "" {
-		port = "8883"
-	}
-	return &url.URL{Scheme: "mqtts", Host: net.JoinHostPort(u.Hostname(), port)}, nil
 }
 
 // Reconnect drops the current session and connects again at once, for example

@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/tls"
 	"fmt"
+	"github.com/cityedge/cityedge/cmd/cityedge/internal/config"
 	"log/slog"
 	"os"
 	"os/exec"
@@ -16,6 +17,7 @@ import (
 	"time"
 
 	"github.com/cityedge/cityedge/buffer"
+	"github.com/cityedge/cityedge/cmd/cityedge/internal/agent"
 	"github.com/cityedge/cityedge/scripts/testbroker"
 	"github.com/cityedge/cityedge/uplink"
 	"github.com/cityedge/cityedge/uplink/senml"
@@ -64,16 +66,16 @@ func fillQueue(b testing.TB, q *buffer.Queue, n int) {
 	}
 }
 
-// countingSource wraps the forwarder to signal when everything is acked.
+// countingSource wraps the agent's source to signal when everything is acked.
 type countingSource struct {
-	*forwarder
+	uplink.Source
 	acked int
 	want  int
 	done  chan struct{}
 }
 
 func (c *countingSource) Acked(b uplink.Batch) error {
-	err := c.forwarder.Acked(b)
+	err := c.Source.Acked(b)
 	c.acked += len(b.Seqs)
 	if c.acked >= c.want {
 		select {
@@ -91,18 +93,18 @@ func (c *countingSource) Acked(b uplink.Batch) error {
 // publishing prebuilt messages from memory.
 func BenchmarkDrainMTLS(b *testing.B) {
 	br := testbroker.Start(b, testbroker.Options{})
-	q, err := buffer.Open(filepath.Join(b.TempDir(), "buffer.db"), buffer.Options{MaxBytes: 1 << 30, CommitInterval: defaultCommit})
+	q, err := buffer.Open(filepath.Join(b.TempDir(), "buffer.db"), buffer.Options{MaxBytes: 1 << 30, CommitInterval: config.DefaultCommitInterval})
 	if err != nil {
 		b.Fatal(err)
 	}
 	defer q.Close()
-	n := b.N * defaultBatchMax
+	n := b.N * uplink.DefaultBatchMax
 	fillQueue(b, q, n)
 	log := slog.New(slog.DiscardHandler)
-	src := &countingSource{forwarder: newForwarder(q, "gw-bench", defaultBatchMax, time.Second, nil, log), want: n, done: make(chan struct{}, 1)}
+	src := &countingSource{Source: agent.NewSource(q, "gw-bench", uplink.DefaultBatchMax, time.Second, log), want: n, done: make(chan struct{}, 1)}
 	tc := br.ClientTLS(b)
 	up, err := uplink.New(uplink.Config{Brokers: []string{br.URL}, ClientID: "gw-bench", TopicPrefix: "bench",
-		TLSConfig: func() (*tls.Config, error) { return tc, nil }, Window: defaultWindow, Logger: log}, src)
+		TLSConfig: func() (*tls.Config, error) { return tc, nil }, Window: uplink.DefaultWindow, Logger: log}, src)
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -136,7 +138,7 @@ func BenchmarkAgentDrain1M(b *testing.B) {
 	for range b.N {
 		br := testbroker.Start(b, testbroker.Options{})
 		s := newSetupB(b, br)
-		q, err := buffer.Open(filepath.Join(s.stateDir, bufferFile), buffer.Options{})
+		q, err := buffer.Open(filepath.Join(s.stateDir, config.BufferFile), buffer.Options{})
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -156,7 +158,7 @@ func BenchmarkAgentDrain1M(b *testing.B) {
 		if err := cmd.Start(); err != nil {
 			b.Fatal(err)
 		}
-		cfg, err := LoadConfig(s.config)
+		cfg, err := config.Load(s.config)
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -168,7 +170,7 @@ func BenchmarkAgentDrain1M(b *testing.B) {
 			peakAnon, peakRSS = max(peakAnon, anon), max(peakRSS, rss)
 			written = max(written, procWritten(cmd.Process.Pid))
 			// Drained means acknowledged and deleted: ask the agent itself.
-			if live, _ := queryAgent(context.Background(), cfg, quiet); live != nil && live.Backlog < 100 && live.Uplink.Acked > 0 {
+			if live, _ := agent.Query(context.Background(), cfg, quiet); live != nil && live.Backlog < 100 && live.Uplink.Acked > 0 {
 				drained = true
 			}
 		}

@@ -7,16 +7,16 @@ import (
 	"testing"
 	"time"
 
-	"github.com/cityedge/cityedge/drivers/catalog"
+	"github.com/cityedge/cityedge/cmd/cityedge/internal/diagnose"
 	"github.com/cityedge/cityedge/scripts/testbroker"
 )
 
 type diagReport struct {
-	OK     bool    `json:"ok"`
-	Checks []check `json:"checks"`
+	OK     bool             `json:"ok"`
+	Checks []diagnose.Check `json:"checks"`
 }
 
-func diagnose(t *testing.T, config string, args ...string) (diagReport, int, string) {
+func runDiagnose(t *testing.T, config string, args ...string) (diagReport, int, string) {
 	t.Helper()
 	cmd := exec.Command(agentBinary(t), append([]string{"--config", config, "--diagnose", "--json"}, args...)...)
 	start := time.Now()
@@ -31,13 +31,13 @@ func diagnose(t *testing.T, config string, args ...string) (diagReport, int, str
 	return r, cmd.ProcessState.ExitCode(), string(out)
 }
 
-func verdictOf(r diagReport, area, name string) check {
+func verdictOf(r diagReport, area, name string) diagnose.Check {
 	for _, c := range r.Checks {
 		if c.Area == area && (name == "" || c.Name == name) {
 			return c
 		}
 	}
-	return check{}
+	return diagnose.Check{}
 }
 
 // TestDiagnoseStopped: with the service stopped, --diagnose opens the
@@ -46,7 +46,7 @@ func verdictOf(r diagReport, area, name string) check {
 func TestDiagnoseStopped(t *testing.T) {
 	b := testbroker.Start(t, testbroker.Options{})
 	s := newSetup(t, b, b.PKI.Client, "")
-	r, code, out := diagnose(t, s.config, "--simulate")
+	r, code, out := runDiagnose(t, s.config, "--simulate")
 	if code != 0 || !r.OK {
 		t.Fatalf("exit %d, report %s", code, out)
 	}
@@ -60,13 +60,13 @@ func TestDiagnoseStopped(t *testing.T) {
 		{"disk", "", "free"},
 	} {
 		c := verdictOf(r, want.area, want.name)
-		if c.Verdict == "" || c.Verdict == fail || !strings.Contains(c.Detail, want.says) {
+		if c.Verdict == "" || c.Verdict == diagnose.Fail || !strings.Contains(c.Detail, want.says) {
 			t.Errorf("%s %s = %+v, want it to say %q", want.area, want.name, c, want.says)
 		}
 	}
 	b.Stop()
-	r, code, out = diagnose(t, s.config, "--simulate")
-	if code != 1 || r.OK || verdictOf(r, "broker", b.URL).Verdict != fail {
+	r, code, out = runDiagnose(t, s.config, "--simulate")
+	if code != 1 || r.OK || verdictOf(r, "broker", b.URL).Verdict != diagnose.Fail {
 		t.Fatalf("with the broker down: exit %d, %s", code, out)
 	}
 	if c := verdictOf(r, "broker", b.URL); !strings.Contains(c.Detail, "connection refused") {
@@ -82,51 +82,21 @@ func TestDiagnoseRunning(t *testing.T) {
 	col := collect(t, b, "cityedge/test/gw-test")
 	p := startAgent(t, s.config, "--simulate")
 	waitFor(t, "delivery", 10*time.Second, func() bool { return len(col.snapshot()) > 10 })
-	r, code, out := diagnose(t, s.config)
+	r, code, out := runDiagnose(t, s.config)
 	if code != 0 {
 		t.Fatalf("exit %d: %s", code, out)
 	}
 	if c := verdictOf(r, "agent", ""); !strings.Contains(c.Detail, "running") {
 		t.Errorf("agent check = %+v", c)
 	}
-	if c := verdictOf(r, "uplink", "session"); c.Verdict != pass || !strings.Contains(c.Detail, "connected to "+b.URL) {
+	if c := verdictOf(r, "uplink", "session"); c.Verdict != diagnose.Pass || !strings.Contains(c.Detail, "connected to "+b.URL) {
 		t.Errorf("uplink check = %+v", c)
 	}
-	if c := verdictOf(r, "sensor", "air-1"); c.Verdict != pass || !strings.Contains(c.Detail, "readings") {
+	if c := verdictOf(r, "sensor", "air-1"); c.Verdict != diagnose.Pass || !strings.Contains(c.Detail, "readings") {
 		t.Errorf("sensor check = %+v", c)
 	}
 	if strings.Contains(p.stderr.String(), "locked") {
 		t.Errorf("diagnose fought the agent for its buffer:\n%s", p.stderr.String())
 	}
 	p.stop(t)
-}
-
-func TestScanVerdict(t *testing.T) {
-	cfg := []SensorConfig{{Name: "air-1", Driver: "bme280", Address: 0x76}, {Name: "th-1", Driver: "sht3x", Address: 0x44}}
-	cases := []struct {
-		name    string
-		found   []catalog.Found
-		verdict string
-		says    []string
-	}{
-		{"all present", []catalog.Found{{Addr: 0x44, Drivers: []string{"sht3x", "sht4x"}}, {Addr: 0x76, Drivers: []string{"bme280"}}}, pass,
-			[]string{"0x44 could be sht3x/sht4x (configured: th-1)"}},
-		{"extra device", []catalog.Found{{Addr: 0x44}, {Addr: 0x76}, {Addr: 0x23, Drivers: []string{"bh1750"}}}, warn,
-			[]string{"0x23 could be bh1750 (present but not configured)"}},
-		{"silent sensor", []catalog.Found{{Addr: 0x76}}, fail, []string{"0x44 SILENT (configured: th-1, sht3x)"}},
-		{"empty bus", nil, fail, []string{"0x76 SILENT", "0x44 SILENT"}},
-	}
-	for _, c := range cases {
-		t.Run(c.name, func(t *testing.T) {
-			v, d := scanVerdict(c.found, cfg)
-			if v != c.verdict {
-				t.Errorf("verdict %s, want %s (%s)", v, c.verdict, d)
-			}
-			for _, s := range c.says {
-				if !strings.Contains(d, s) {
-					t.Errorf("detail %q lacks %q", d, s)
-				}
-			}
-		})
-	}
 }

@@ -3,6 +3,8 @@ package main
 import (
 	"context"
 	"fmt"
+	"github.com/cityedge/cityedge/cmd/cityedge/internal/agent"
+	"github.com/cityedge/cityedge/cmd/cityedge/internal/config"
 	"log/slog"
 	"math/rand/v2"
 	"os"
@@ -159,10 +161,10 @@ func TestOutageBacklog(t *testing.T) {
 	b := testbroker.Start(t, testbroker.Options{})
 	s := newSetup(t, b, b.PKI.Client, `drain_order = "live-first"`)
 	// The outage: readings from an hour ago, written as the agent would have.
-	q, err := buffer.Open(filepath.Join(s.stateDir, bufferFile), buffer.Options{})
+	q, err := buffer.Open(filepath.Join(s.stateDir, config.BufferFile), buffer.Options{})
 	if err != nil {
 		os.MkdirAll(s.stateDir, 0o700)
-		q, err = buffer.Open(filepath.Join(s.stateDir, bufferFile), buffer.Options{})
+		q, err = buffer.Open(filepath.Join(s.stateDir, config.BufferFile), buffer.Options{})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -284,20 +286,20 @@ func TestBoundDropsVisible(t *testing.T) {
 	for i := 0; i < 60; i++ {
 		fmt.Fprintf(&cfg, "[[sensors]]\nname = \"air-%d\"\ndriver = \"bme280\"\nbus = \"%d\"\naddress = %#x\ninterval = \"100ms\"\n", i, i/2, 0x76+i%2)
 	}
-	config := filepath.Join(dir, "cityedge.toml")
-	if err := os.WriteFile(config, []byte(cfg.String()), 0o644); err != nil {
+	path := filepath.Join(dir, "cityedge.toml")
+	if err := os.WriteFile(path, []byte(cfg.String()), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	col := collect(t, b, "cityedge/test/gw-test")
 	b.Stop()
-	p := startAgent(t, config, "--simulate")
-	c, err := LoadConfig(config)
+	p := startAgent(t, path, "--simulate")
+	c, err := config.Load(path)
 	if err != nil {
 		t.Fatal(err)
 	}
 	quiet := slog.New(slog.DiscardHandler)
 	waitFor(t, "the buffer to drop readings", 60*time.Second, func() bool {
-		live, _ := queryAgent(context.Background(), c, quiet)
+		live, _ := agent.Query(context.Background(), c, quiet)
 		return live != nil && live.Dropped > 0
 	})
 	time.Sleep(6 * time.Second) // a drop report is taken every 5 s
@@ -312,7 +314,7 @@ func TestBoundDropsVisible(t *testing.T) {
 		return reported > 0
 	})
 	p.stop(t)
-	q, err := buffer.Open(filepath.Join(state, bufferFile), buffer.Options{MaxBytes: 1 << 20})
+	q, err := buffer.Open(filepath.Join(state, config.BufferFile), buffer.Options{MaxBytes: 1 << 20})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -336,7 +338,7 @@ func TestBoundDropsVisible(t *testing.T) {
 			t.Errorf("report seq %d: per-sensor drops add up to %v, total says %v", seq, sums[seq], total)
 		}
 	}
-	if fi, err := os.Stat(filepath.Join(state, bufferFile)); err != nil || fi.Size() > 1<<20+64<<10 {
+	if fi, err := os.Stat(filepath.Join(state, config.BufferFile)); err != nil || fi.Size() > 1<<20+64<<10 {
 		t.Errorf("buffer file %v bytes, bound 1 MiB: %v", fi.Size(), err)
 	}
 	t.Logf("buffer dropped %d readings (by sensor %v); the readings stream reported %v", st.DroppedTotal, len(st.Dropped), reported)

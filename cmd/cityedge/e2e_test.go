@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"github.com/cityedge/cityedge/cmd/cityedge/internal/config"
 	"math"
 	"net"
 	"os"
@@ -274,7 +275,7 @@ func waitFor(t *testing.T, what string, d time.Duration, cond func() bool) {
 // still queued.
 func remaining(t *testing.T, stateDir string) map[uint64]bool {
 	t.Helper()
-	q, err := buffer.Open(filepath.Join(stateDir, bufferFile), buffer.Options{})
+	q, err := buffer.Open(filepath.Join(stateDir, config.BufferFile), buffer.Options{})
 	if err != nil {
 		t.Fatalf("reopen buffer: %v", err)
 	}
@@ -449,7 +450,9 @@ func TestForeignBrokerCA(t *testing.T) {
 // exit code 2 and a message naming the file and key.
 func TestBadConfigExitsTwo(t *testing.T) {
 	dir := t.TempDir()
-	good := validConfig(t, dir)
+	// Valid but for the TLS files, which are checked after these mistakes.
+	good := "[agent]\nid = \"gw-0042\"\n\n[buffer]\n\n[uplink]\nbrokers = [\"mqtts://broker.example.org:8883\"]\n\n" +
+		"[[sensors]]\nname = \"air-1\"\ndriver = \"bme280\"\n"
 	cases := map[string]string{
 		"plaintext": strings.Replace(good, "mqtts://", "mqtt://", 1),
 		"unknown":   strings.Replace(good, "[buffer]", "[buffer]\nmax_byte = 1", 1),

@@ -4,6 +4,8 @@ import (
 	"bufio"
 	"context"
 	"fmt"
+	"github.com/cityedge/cityedge/cmd/cityedge/internal/agent"
+	"github.com/cityedge/cityedge/cmd/cityedge/internal/config"
 	"log/slog"
 	"os"
 	"os/exec"
@@ -42,21 +44,21 @@ func benchDiskWrites(b *testing.B, commit string) {
 			fmt.Fprintf(&cfg, "[[sensors]]\nname = \"air-%d\"\ndriver = \"bme280\"\nbus = \"%d\"\naddress = %#x\ninterval = \"1s\"\n",
 				i, i/2, 0x76+i%2)
 		}
-		config := filepath.Join(dir, "cityedge.toml")
-		if err := os.WriteFile(config, []byte(cfg.String()), 0o644); err != nil {
+		path := filepath.Join(dir, "cityedge.toml")
+		if err := os.WriteFile(path, []byte(cfg.String()), 0o644); err != nil {
 			b.Fatal(err)
 		}
-		c, err := LoadConfig(config)
+		c, err := config.Load(path)
 		if err != nil {
 			b.Fatal(err)
 		}
-		cmd := exec.Command(agentBinary(b), "--config", config, "--simulate")
+		cmd := exec.Command(agentBinary(b), "--config", path, "--simulate")
 		if err := cmd.Start(); err != nil {
 			b.Fatal(err)
 		}
 		time.Sleep(run)
 		written := procWriteBytes(cmd.Process.Pid)
-		live, _ := queryAgent(context.Background(), c, slog.New(slog.DiscardHandler))
+		live, _ := agent.Query(context.Background(), c, slog.New(slog.DiscardHandler))
 		cmd.Process.Signal(os.Interrupt)
 		cmd.Wait()
 		if live == nil {

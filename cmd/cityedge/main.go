@@ -23,6 +23,10 @@ import (
 	"runtime"
 	"runtime/debug"
 	"syscall"
+
+	"github.com/cityedge/cityedge/cmd/cityedge/internal/agent"
+	"github.com/cityedge/cityedge/cmd/cityedge/internal/config"
+	"github.com/cityedge/cityedge/cmd/cityedge/internal/diagnose"
 )
 
 // Set at build time with -ldflags "-X main.version=... -X main.commit=... -X main.buildDate=...".
@@ -56,7 +60,7 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	var o options
 	fs := flag.NewFlagSet("cityedge", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	fs.StringVar(&o.config, "config", defaultConfigPath, "configuration file (TOML)")
+	fs.StringVar(&o.config, "config", config.DefaultPath, "configuration file (TOML)")
 	fs.BoolVar(&o.simulate, "simulate", false, "back every configured sensor with a simulated chip or pin (no hardware needed)")
 	fs.BoolVar(&o.diagnose, "diagnose", false, "check config, sensors, buffer and broker once, print PASS/WARN/FAIL, exit 1 on any FAIL")
 	fs.BoolVar(&o.json, "json", false, "with --diagnose: print the report as JSON")
@@ -105,7 +109,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stdout, versionString())
 		return exitOK
 	}
-	cfg, err := LoadConfig(o.config)
+	cfg, err := config.Load(o.config)
 	if err == nil {
 		err = cfg.CheckFiles(!o.enroll) // --enroll creates the key and needs a certificate only later
 	}
@@ -122,32 +126,57 @@ func run(args []string, stdout, stderr io.Writer) int {
 	case o.enroll:
 		return runEnroll(cfg, o.csr, stderr)
 	case o.diagnose:
-		return runDiagnose(ctx, cfg, o, stdout)
+		if !diagnose.Run(ctx, cfg, diagnose.Options{Simulate: o.simulate, JSON: o.json}, stdout) {
+			return exitRuntime
+		}
+		return exitOK
 	}
-	return runAgent(ctx, cfg, o.simulate, logger, logLevel, hup)
+	err = agent.Run(ctx, cfg, agent.Deps{Version: version, Simulate: o.simulate, Logger: logger, Level: logLevel, Hup: hup})
+	var setup *agent.SetupError
+	switch {
+	case errors.As(err, &setup):
+		return exitUsage
+	case err != nil:
+		return exitRuntime
+	}
+	return exitOK
 }
 
 func versionString() string {
-	c, d := commit, buildDate
-	if c == "" || d == "" {
-		if bi, ok := debug.ReadBuildInfo(); ok {
-			for _, s := range bi.Settings {
-				switch {
-				case s.Key == "vcs.revision" && c == "":
-					c = s.Value
-				case s.Key == "vcs.time" && d == "":
-					d = s.Value
-				}
+	bi, _ := debug.ReadBuildInfo()
+	return describeBuild(version, commit, buildDate, bi)
+}
+
+// describeBuild names the build: the -ldflags values when given, otherwise
+// what the Go toolchain recorded (module version, VCS revision and time, and
+// whether the tree had uncommitted changes), so that any binary in the field
+// can be traced to a commit.
+func describeBuild(ver, rev, date string, bi *debug.BuildInfo) string {
+	modified, fromInfo := false, rev == ""
+	if bi != nil {
+		if ver == "dev" && bi.Main.Version != "" && bi.Main.Version != "(devel)" {
+			ver = bi.Main.Version
+		}
+		for _, s := range bi.Settings {
+			switch {
+			case s.Key == "vcs.revision" && rev == "":
+				rev = s.Value
+			case s.Key == "vcs.time" && date == "":
+				date = s.Value
+			case s.Key == "vcs.modified" && fromInfo:
+				modified = s.Value == "true"
 			}
 		}
 	}
-	if c == "" {
-		c = "unknown"
+	if rev == "" {
+		rev = "unknown"
+	} else if modified {
+		rev += "-modified"
 	}
-	if d == "" {
-		d = "unknown"
+	if date == "" {
+		date = "unknown"
 	}
-	return fmt.Sprintf("cityedge %s (commit %s, built %s, %s, %s/%s)", version, c, d, runtime.Version(), runtime.GOOS, runtime.GOARCH)
+	return fmt.Sprintf("cityedge %s (commit %s, built %s, %s, %s/%s)", ver, rev, date, runtime.Version(), runtime.GOOS, runtime.GOARCH)
 }
 
 // newLogger logs text to stderr, which journald keeps. Under systemd

@@ -1,9 +1,6 @@
 package main
 
 import (
-	"crypto/tls"
-	"errors"
-	"log/slog"
 	"net"
 	"os/exec"
 	"path/filepath"
@@ -12,9 +9,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/cityedge/cityedge/buffer"
 	"github.com/cityedge/cityedge/scripts/testbroker"
-	"github.com/cityedge/cityedge/uplink"
 )
 
 // TestSystemdNotify runs the real binary the way systemd's Type=notify with
@@ -63,38 +58,4 @@ func TestSystemdNotify(t *testing.T) {
 		t.Errorf("exit code %d", code)
 	}
 	waitFor(t, "STOPPING=1", 2*time.Second, func() bool { return has("STOPPING=1") })
-}
-
-// TestStallsWithholdWatchdog: a sensor stuck in one step is a stall, which
-// stops the watchdog pings; an idle or briefly busy one is not.
-func TestStallsWithholdWatchdog(t *testing.T) {
-	q := openTestQueue(t)
-	now := time.Now()
-	stuck := &sensorRunner{cfg: SensorConfig{Name: "air-1"}}
-	stuck.busySince.Store(now.Add(-2 * stallLimit).UnixNano())
-	fine := &sensorRunner{cfg: SensorConfig{Name: "air-2"}}
-	fine.busySince.Store(now.Add(-time.Second).UnixNano())
-	idle := &sensorRunner{cfg: SensorConfig{Name: "bay-1"}}
-	a := &agent{q: q, runners: []*sensorRunner{stuck, fine, idle}, up: newTestUplink(t, q)}
-	s := a.stalls(now)
-	if len(s) != 1 || !strings.Contains(s[0], "air-1") {
-		t.Fatalf("stalls = %v, want only air-1", s)
-	}
-	stuck.busySince.Store(0)
-	if s := a.stalls(now); len(s) != 0 {
-		t.Fatalf("stalls = %v after recovery", s)
-	}
-}
-
-// newTestUplink returns an uplink client that is never run: its State is
-// that of a client not yet connected.
-func newTestUplink(t *testing.T, q *buffer.Queue) *uplink.Client {
-	t.Helper()
-	c, err := uplink.New(uplink.Config{Brokers: []string{"mqtts://127.0.0.1:1"}, ClientID: "gw", TopicPrefix: "t",
-		TLSConfig: func() (*tls.Config, error) { return nil, errors.New("unused") }},
-		newForwarder(q, "gw", 10, time.Second, nil, slog.Default()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	return c
 }

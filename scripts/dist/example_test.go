@@ -62,11 +62,11 @@ func exampleTables(t *testing.T) []exampleTable {
 }
 
 // configKeys reads the toml keys of the agent's fixed tables from
-// cmd/cityedge/config.go.
+// cmd/cityedge/internal/config/config.go.
 func configKeys(t *testing.T) map[string][]string {
 	t.Helper()
 	fset := token.NewFileSet()
-	f, err := parser.ParseFile(fset, filepath.Join(repoRoot, "cmd", "cityedge", "config.go"), nil, 0)
+	f, err := parser.ParseFile(fset, filepath.Join(repoRoot, "cmd", "cityedge", "internal", "config", "config.go"), nil, 0)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -239,11 +239,11 @@ func contains(list []string, s string) bool {
 	return false
 }
 
-// agentDefaults reads the agent's built-in paths from cmd/cityedge's source.
+// agentDefaults reads the agent's built-in paths from cmd/cityedge/internal/config.
 func agentDefaults(t *testing.T) map[string]string {
 	t.Helper()
 	fset := token.NewFileSet()
-	f, err := parser.ParseFile(fset, filepath.Join(repoRoot, "cmd", "cityedge", "config.go"), nil, 0)
+	f, err := parser.ParseFile(fset, filepath.Join(repoRoot, "cmd", "cityedge", "internal", "config", "config.go"), nil, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -303,8 +303,8 @@ func TestUnitMatchesPackage(t *testing.T) {
 	}
 
 	def := agentDefaults(t)
-	if def["defaultConfigPath"] != config {
-		t.Errorf("the agent's default configuration is %q, the unit passes %q", def["defaultConfigPath"], config)
+	if def["DefaultPath"] != config {
+		t.Errorf("the agent's default configuration is %q, the unit passes %q", def["DefaultPath"], config)
 	}
 	if def["defaultStateDir"] != stateDir {
 		t.Errorf("the agent's default state_dir is %q, the unit's StateDirectory is %s", def["defaultStateDir"], stateDir)

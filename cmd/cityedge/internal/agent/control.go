@@ -1,9 +1,10 @@
-package main
+package agent
 
 import (
 	"context"
 	"encoding/json"
 	"errors"
+	"github.com/cityedge/cityedge/cmd/cityedge/internal/config"
 	"log/slog"
 	"net"
 	"os"
@@ -22,7 +23,7 @@ const socketName = "cityedge.sock"
 // socketPaths lists where the control socket may be, in the order the agent
 // tries them: systemd's RuntimeDirectory, /run/cityedge, then the state
 // directory (development and demo).
-func socketPaths(cfg *Config) []string {
+func socketPaths(cfg *config.Config) []string {
 	var out []string
 	if rd := os.Getenv("RUNTIME_DIRECTORY"); rd != "" {
 		out = append(out, filepath.Join(strings.Split(rd, ":")[0], socketName))
@@ -31,24 +32,26 @@ func socketPaths(cfg *Config) []string {
 	return out
 }
 
-// liveState is what the control socket returns: the status message plus
+// LiveState is what the control socket returns: the status message plus
 // what only a running agent knows.
-type liveState struct {
-	statusMessage
+type LiveState struct {
+	Status
 	PID        int         `json:"pid"`
 	BufferFile string      `json:"buffer_file"`
-	Buffer     bufferState `json:"buffer"`
-	Uplink     uplinkState `json:"uplink"`
+	Buffer     BufferState `json:"buffer"`
+	Uplink     UplinkState `json:"uplink"`
 }
 
-type bufferState struct {
+// BufferState is the buffer part of LiveState.
+type BufferState struct {
 	FileBytes  int64                 `json:"file_bytes"`
 	OldestTime time.Time             `json:"oldest_time,omitzero"`
 	Salvage    *buffer.SalvageReport `json:"salvage,omitempty"`
 	Commits    uint64                `json:"commits"` // write transactions since start
 }
 
-type uplinkState struct {
+// UplinkState is the uplink part of LiveState.
+type UplinkState struct {
 	Connected  bool      `json:"connected"`
 	Broker     string    `json:"broker"`
 	Since      time.Time `json:"connected_since,omitzero"`
@@ -59,16 +62,16 @@ type uplinkState struct {
 	InFlight   int       `json:"in_flight"`
 }
 
-func (a *agent) live() liveState {
-	var m statusMessage
+func (a *agent) live() LiveState {
+	var m Status
 	_ = json.Unmarshal(a.status(true), &m)
 	m.State = "running"
 	q := a.q.Stats()
 	u := a.up.State()
-	return liveState{statusMessage: m, PID: os.Getpid(),
-		BufferFile: filepath.Join(a.cfg.Agent.StateDir, bufferFile),
-		Buffer:     bufferState{FileBytes: q.FileBytes, OldestTime: q.OldestTime, Salvage: q.Salvage, Commits: q.Commits},
-		Uplink: uplinkState{Connected: u.Connected, Broker: u.Broker, Since: u.ConnectedSince, LastUpload: u.LastUpload,
+	return LiveState{Status: m, PID: os.Getpid(),
+		BufferFile: a.cfg.BufferPath(),
+		Buffer:     BufferState{FileBytes: q.FileBytes, OldestTime: q.OldestTime, Salvage: q.Salvage, Commits: q.Commits},
+		Uplink: UplinkState{Connected: u.Connected, Broker: u.Broker, Since: u.ConnectedSince, LastUpload: u.LastUpload,
 			LastError: u.LastError, Published: u.Published, Acked: u.Acked, InFlight: u.InFlight}}
 }
 
@@ -116,8 +119,9 @@ func (a *agent) serveControl(ctx context.Context) {
 	}
 }
 
-// queryAgent asks a running agent for its live state; nil when none answers.
-func queryAgent(ctx context.Context, cfg *Config, log *slog.Logger) (*liveState, string) {
+// Query asks a running agent for its live state over the control socket; nil
+// when none answers. It also returns the socket's path.
+func Query(ctx context.Context, cfg *config.Config, log *slog.Logger) (*LiveState, string) {
 	for _, p := range socketPaths(cfg) {
 		d := net.Dialer{Timeout: time.Second}
 		c, err := d.DialContext(ctx, "unix", p)
@@ -125,7 +129,7 @@ func queryAgent(ctx context.Context, cfg *Config, log *slog.Logger) (*liveState,
 			continue
 		}
 		_ = c.SetReadDeadline(time.Now().Add(2 * time.Second))
-		var st liveState
+		var st LiveState
 		err = json.NewDecoder(c).Decode(&st)
 		c.Close()
 		if err != nil {

@@ -1,4 +1,12 @@
-package main
+// Package agent is the running cityedge pipeline: it opens the hardware,
+// samples every configured sensor on its own schedule into the durable buffer,
+// forwards buffered readings to the broker through the uplink and deletes them
+// once acknowledged, publishes the status, serves the control socket that
+// --diagnose asks, and talks to systemd (readiness, watchdog, reload).
+//
+// A reading travels one way: driver → sampler → buffer → forwarder → uplink.
+// Everything that waits does so on the injected clock (Deps.Clock).
+package agent
 
 import (
 	"context"
@@ -7,7 +15,6 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
-	"path/filepath"
 	"reflect"
 	"sort"
 	"sync"
@@ -15,38 +22,51 @@ import (
 
 	"github.com/cityedge/cityedge/buffer"
 	"github.com/cityedge/cityedge/certs"
+	"github.com/cityedge/cityedge/cmd/cityedge/internal/config"
 	"github.com/cityedge/cityedge/drivers"
 	"github.com/cityedge/cityedge/drivers/catalog"
 	"github.com/cityedge/cityedge/uplink"
 	"github.com/cityedge/cityedge/uplink/senml"
 	"github.com/coreos/go-systemd/v22/daemon"
+	"github.com/jonboulle/clockwork"
 )
 
 // shutdownGrace bounds the goodbye to the broker, so that the agent exits
-// well within systemd's and the issue's 5 seconds.
+// well within systemd's 5 seconds.
 const shutdownGrace = 2 * time.Second
 
-// bufferFile is the buffer's file name inside agent.state_dir.
-const bufferFile = "buffer.db"
-
-func certOptions(cfg *Config, log *slog.Logger) certs.Options {
-	u := cfg.Uplink
-	return certs.Options{CAFile: u.CAFile, CertFile: u.CertFile, KeyFile: u.KeyFile, ServerName: u.ServerName,
-		ALPN: u.ALPN, SystemRoots: u.SystemRoots, WarnBefore: time.Duration(u.ExpiryWarningDays) * 24 * time.Hour, Logger: log}
+// Deps is what Run takes from its caller besides the configuration.
+type Deps struct {
+	Version  string           // reported in the status and the start line
+	Simulate bool             // back every sensor with a simulated chip or pin
+	Logger   *slog.Logger     // nil: slog.Default()
+	Level    *slog.LevelVar   // the logger's level; SIGHUP may change it (nil: none)
+	Hup      <-chan os.Signal // SIGHUP: reload certificates and configuration
+	Clock    clockwork.Clock  // nil: the real clock
 }
 
-func openBuffer(cfg *Config, log *slog.Logger) (*buffer.Queue, error) {
+// SetupError is a start-up problem the operator has to fix (TLS material
+// rejected, another agent holding the buffer, an unusable uplink setting);
+// restarting would not help. The command exits 2 on it, 1 on other errors.
+type SetupError struct{ Err error }
+
+func (e *SetupError) Error() string { return e.Err.Error() }
+func (e *SetupError) Unwrap() error { return e.Err }
+
+func openBuffer(cfg *config.Config, log *slog.Logger) (*buffer.Queue, error) {
 	if err := os.MkdirAll(cfg.Agent.StateDir, 0o700); err != nil {
 		return nil, fmt.Errorf("state directory: %w", err)
 	}
-	return buffer.Open(filepath.Join(cfg.Agent.StateDir, bufferFile), buffer.Options{
+	return buffer.Open(cfg.BufferPath(), buffer.Options{
 		MaxBytes: int64(cfg.Buffer.MaxBytes), CommitInterval: cfg.Buffer.CommitInterval.D(), Logger: log})
 }
 
 // agent is the running pipeline: sensors → buffer → uplink.
 type agent struct {
-	cfg     *Config
+	cfg     *config.Config
+	version string
 	log     *slog.Logger
+	clock   clockwork.Clock
 	q       *buffer.Queue
 	store   *certs.Store
 	fwd     *forwarder
@@ -55,41 +75,46 @@ type agent struct {
 	started time.Time
 }
 
-func runAgent(ctx context.Context, cfg *Config, simulate bool, log *slog.Logger, level *slog.LevelVar, hup <-chan os.Signal) int {
-	store, err := certs.Load(certOptions(cfg, log))
+// Run runs the agent until ctx is done and then shuts down in order: stop
+// sampling, commit what was sampled, say goodbye to the broker, close the
+// buffer. Each start-up failure is logged before Run returns it.
+func Run(ctx context.Context, cfg *config.Config, d Deps) error {
+	log, clock := d.Logger, d.Clock
+	if log == nil {
+		log = slog.Default()
+	}
+	if clock == nil {
+		clock = clockwork.NewRealClock()
+	}
+	store, err := certs.Load(cfg.CertOptions(log))
 	if err != nil {
 		log.Error("TLS material rejected", "err", err)
-		return exitUsage
+		return &SetupError{err}
 	}
 	q, err := openBuffer(cfg, log)
 	if err != nil {
 		log.Error("cannot open the buffer", "err", err)
 		if errors.Is(err, buffer.ErrLocked) {
-			return exitUsage
+			return &SetupError{err}
 		}
-		return exitRuntime
+		return err
 	}
-	a := &agent{cfg: cfg, log: log, q: q, store: store, started: time.Now()}
+	a := &agent{cfg: cfg, version: d.Version, log: log, clock: clock, q: q, store: store, started: clock.Now()}
 	defer func() {
 		if err := q.Close(); err != nil {
 			log.Error("close buffer", "err", err)
 		}
 	}()
 
-	var hw hardware
-	if simulate {
-		hw, err = newSimHardware(ctx, cfg)
-	} else {
-		hw, err = newHostHardware()
-	}
+	hw, err := OpenHardware(ctx, cfg, d.Simulate)
 	if err != nil {
 		log.Error("hardware", "err", err)
-		return exitRuntime
+		return err
 	}
-	defer hw.close()
+	defer hw.Close()
 
-	limit, _ := parseRate(cfg.Uplink.MaxRate) // validated with the config
-	a.fwd = newForwarder(q, cfg.Agent.ID, cfg.Uplink.BatchMax, cfg.Uplink.BatchWait.D(), limit, log)
+	a.fwd = newForwarder(q, cfg.Agent.ID, cfg.Uplink.BatchMax, cfg.Uplink.BatchWait.D(), clock, log)
+	a.fwd.limit = newRateLimit(cfg.Uplink.Rate(), clock)
 	a.fwd.fifo = cfg.Uplink.DrainOrder == "oldest-first"
 	a.up, err = uplink.New(uplink.Config{
 		Brokers:         cfg.Uplink.Brokers,
@@ -103,7 +128,7 @@ func runAgent(ctx context.Context, cfg *Config, simulate bool, log *slog.Logger,
 	}, a.fwd)
 	if err != nil {
 		log.Error("uplink", "err", err)
-		return exitUsage
+		return &SetupError{err}
 	}
 
 	// Sampling has its own lifetime: it stops first at shutdown, and what it
@@ -113,12 +138,12 @@ func runAgent(ctx context.Context, cfg *Config, simulate bool, log *slog.Logger,
 	var sampling sync.WaitGroup
 	for _, s := range cfg.Sensors {
 		drv, _ := catalog.Lookup(s.Driver)
-		r := &sensorRunner{cfg: s, drv: drv, hw: hw, log: log}
+		r := &sensorRunner{cfg: s, drv: drv, hw: hw, clock: clock, log: log}
 		a.runners = append(a.runners, r)
 		sampling.Add(1)
 		go func() {
 			defer sampling.Done()
-			r.run(sampleCtx, a.append)
+			r.run(sampleCtx, a.put)
 		}()
 	}
 
@@ -148,14 +173,14 @@ func runAgent(ctx context.Context, cfg *Config, simulate bool, log *slog.Logger,
 			select {
 			case <-certCtx.Done():
 				return
-			case <-hup:
-				a.reload(level)
+			case <-d.Hup:
+				a.reload(d.Level)
 			}
 		}
 	}()
 
-	log.Info("cityedge started", "version", version, "agent", cfg.Agent.ID, "sensors", len(cfg.Sensors),
-		"simulate", simulate, "buffer", filepath.Join(cfg.Agent.StateDir, bufferFile), "brokers", cfg.Uplink.Brokers)
+	log.Info("cityedge started", "version", d.Version, "agent", cfg.Agent.ID, "sensors", len(cfg.Sensors),
+		"simulate", d.Simulate, "buffer", cfg.BufferPath(), "brokers", cfg.Uplink.Brokers)
 
 	select {
 	case <-ctx.Done():
@@ -164,7 +189,7 @@ func runAgent(ctx context.Context, cfg *Config, simulate bool, log *slog.Logger,
 		log.Error("uplink stopped", "err", err)
 		stopSampling()
 		sampling.Wait()
-		return exitRuntime
+		return fmt.Errorf("uplink stopped: %w", err)
 	}
 	log.Info("shutting down: stop sampling, commit, say goodbye, close buffer")
 	notify(log, daemon.SdNotifyStopping)
@@ -173,10 +198,10 @@ func runAgent(ctx context.Context, cfg *Config, simulate bool, log *slog.Logger,
 	stopUplink()
 	select {
 	case <-upDone:
-	case <-time.After(shutdownGrace + time.Second):
+	case <-clock.After(shutdownGrace + time.Second):
 		log.Warn("uplink did not stop in time")
 	}
-	return exitOK
+	return nil
 }
 
 // reload is SIGHUP: take new TLS material now (reconnecting when the client
@@ -194,12 +219,12 @@ func (a *agent) reload(level *slog.LevelVar) {
 		a.log.Info("client certificate changed; reconnecting with it")
 		a.up.Reconnect()
 	}
-	next, err := LoadConfig(a.cfg.path)
+	next, err := config.Load(a.cfg.Path())
 	if err != nil {
 		a.log.Error("configuration reload rejected; keeping the running configuration", "err", err)
 		return
 	}
-	if next.Agent.LogLevel != a.cfg.Agent.LogLevel {
+	if next.Agent.LogLevel != a.cfg.Agent.LogLevel && level != nil {
 		_ = level.UnmarshalText([]byte(next.Agent.LogLevel))
 		a.log.Info("log level changed", "level", next.Agent.LogLevel)
 		a.cfg.Agent.LogLevel = next.Agent.LogLevel
@@ -210,7 +235,7 @@ func (a *agent) reload(level *slog.LevelVar) {
 }
 
 // restartNeeded lists the top-level sections whose changes SIGHUP does not apply.
-func restartNeeded(old, next *Config) []string {
+func restartNeeded(old, next *config.Config) []string {
 	var out []string
 	o, n := *old, *next
 	o.Agent.LogLevel, n.Agent.LogLevel = "", ""
@@ -229,7 +254,7 @@ func restartNeeded(old, next *Config) []string {
 	return out
 }
 
-func sensorKeys(ss []SensorConfig) []string {
+func sensorKeys(ss []config.SensorConfig) []string {
 	out := make([]string, len(ss))
 	for i, s := range ss {
 		opts, _ := json.Marshal(s.Options) // by value: pointers inside options would differ
@@ -238,17 +263,17 @@ func sensorKeys(ss []SensorConfig) []string {
 	return out
 }
 
-// append is the sampler's sink: it encodes a reading and returns when it is
+// put is the sampler's sink: it encodes a reading and returns when it is
 // durable in the buffer.
-func (a *agent) append(ctx context.Context, r drivers.Reading) error {
+func (a *agent) put(ctx context.Context, r drivers.Reading) error {
 	prio := uint8(0)
 	if r.Occupancy() {
 		prio = 1 // occupancy changes are dropped last
 	}
-	return a.appendPrio(ctx, r, prio)
+	return a.putPrio(ctx, r, prio)
 }
 
-func (a *agent) appendPrio(ctx context.Context, r drivers.Reading, prio uint8) error {
+func (a *agent) putPrio(ctx context.Context, r drivers.Reading, prio uint8) error {
 	sr := senml.Reading{Sensor: r.Sensor, Time: r.Time, Values: make([]senml.Value, len(r.Values))}
 	for i, v := range r.Values {
 		sr.Values[i] = senml.Value{Quantity: v.Quantity, Unit: v.Unit, Num: v.Num, Bool: v.Bool, IsBool: v.IsBool}
@@ -274,23 +299,19 @@ func (a *agent) appendPrio(ctx context.Context, r drivers.Reading, prio uint8) e
 	return nil
 }
 
-// agentSensor is the reserved sensor name under which the agent reports on
-// itself in the readings stream.
-const agentSensor = "cityedge"
-
 // reportDrops puts the buffer's drop counters into the readings stream when
 // they change, as <agent id>/cityedge/dropped (total) and
 // <agent id>/cityedge/dropped/<sensor>, so integrators see in their own data
 // how many readings the bound cost, not only gaps in seq.
 func (a *agent) reportDrops(ctx context.Context, every time.Duration) {
 	var last uint64
-	t := time.NewTicker(every)
+	t := a.clock.NewTicker(every)
 	defer t.Stop()
 	for {
 		select {
 		case <-ctx.Done():
 			return
-		case <-t.C:
+		case <-t.Chan():
 		}
 		st := a.q.Stats()
 		if st.DroppedTotal == last {
@@ -308,15 +329,15 @@ func (a *agent) reportDrops(ctx context.Context, every time.Duration) {
 		}
 		// The buffer logs drops itself, rate-limited; this is the detail.
 		a.log.Debug("reporting drop counters in the readings stream", "dropped", st.DroppedTotal, "by_sensor", st.Dropped)
-		if err := a.appendPrio(ctx, drivers.Reading{Sensor: agentSensor, Time: time.Now(), Values: vals}, 2); err != nil {
+		if err := a.putPrio(ctx, drivers.Reading{Sensor: config.ReservedSensor, Time: a.clock.Now(), Values: vals}, 2); err != nil {
 			a.log.Error("report drops", "err", err)
 		}
 	}
 }
 
-// statusMessage is published retained on <topic_prefix>/status. Field names
+// Status is published retained on <topic_prefix>/status. Field names
 // are a contract with integrators: extend, never rename.
-type statusMessage struct {
+type Status struct {
 	State     string                 `json:"state"`
 	Agent     string                 `json:"agent"`
 	Version   string                 `json:"version"`
@@ -328,11 +349,12 @@ type statusMessage struct {
 	DroppedBy map[string]uint64      `json:"dropped_by_sensor,omitempty"`
 	Epoch     uint64                 `json:"epoch,omitempty"`
 	Buffer    string                 `json:"buffer_problem,omitempty"`
-	Sensors   map[string]sensorState `json:"sensors,omitempty"`
-	Certs     *certStatus            `json:"certs,omitempty"`
+	Sensors   map[string]SensorState `json:"sensors,omitempty"`
+	Certs     *CertStatus            `json:"certs,omitempty"`
 }
 
-type certStatus struct {
+// CertStatus is the status message's view of the TLS material.
+type CertStatus struct {
 	ClientSerial    string `json:"client_serial"`
 	ClientDaysLeft  int    `json:"client_days_left"`
 	CADaysLeft      int    `json:"ca_days_left"`
@@ -342,9 +364,9 @@ type certStatus struct {
 
 func (a *agent) status(online bool) []byte {
 	st := a.q.Stats()
-	m := statusMessage{State: "offline", Agent: a.cfg.Agent.ID, Version: version, Time: time.Now().UTC(),
-		Uptime: time.Since(a.started).Seconds(), Backlog: st.Count, Bytes: st.Bytes, Dropped: st.DroppedTotal,
-		DroppedBy: st.Dropped, Epoch: st.Epoch, Buffer: st.DiskError, Sensors: map[string]sensorState{}}
+	m := Status{State: "offline", Agent: a.cfg.Agent.ID, Version: a.version, Time: a.clock.Now().UTC(),
+		Uptime: a.clock.Since(a.started).Seconds(), Backlog: st.Count, Bytes: st.Bytes, Dropped: st.DroppedTotal,
+		DroppedBy: st.Dropped, Epoch: st.Epoch, Buffer: st.DiskError, Sensors: map[string]SensorState{}}
 	if online {
 		m.State = "online"
 	}
@@ -352,7 +374,7 @@ func (a *agent) status(online bool) []byte {
 		m.Sensors[r.cfg.Name] = r.snapshot()
 	}
 	cs := a.store.Status()
-	m.Certs = &certStatus{ClientSerial: cs.ClientSerial, ClientDaysLeft: cs.ClientDaysLeft, CADaysLeft: cs.CADaysLeft, Warning: cs.Warning, LastReloadError: cs.LastReloadError}
+	m.Certs = &CertStatus{ClientSerial: cs.ClientSerial, ClientDaysLeft: cs.ClientDaysLeft, CADaysLeft: cs.CADaysLeft, Warning: cs.Warning, LastReloadError: cs.LastReloadError}
 	b, err := json.Marshal(m)
 	if err != nil {
 		a.log.Error("status", "err", err)

@@ -1,30 +1,24 @@
-package main
+package agent
 
 import (
 	"context"
-	"fmt"
 	"log/slog"
-	"strconv"
-	"strings"
 	"sync"
 	"time"
 
 	"github.com/cityedge/cityedge/buffer"
 	"github.com/cityedge/cityedge/uplink"
 	"github.com/cityedge/cityedge/uplink/senml"
+	"github.com/jonboulle/clockwork"
 )
 
-// queue is what the forwarder needs of the buffer.
-type queue interface {
+// Queue is what the forwarder needs of the buffer.
+type Queue interface {
 	ReadAfter(after uint64, max, maxBytes int) ([]buffer.Entry, error)
 	Ack(seqs ...uint64) error
 	Notify() <-chan struct{}
 	Stats() buffer.Stats
 }
-
-// maxPackBytes bounds one message: brokers commonly cap packets well above
-// this, and a bounded message keeps memory flat while draining a backlog.
-const maxPackBytes = 256 << 10
 
 // forwarder is the uplink's Source: it turns buffered readings into SenML
 // packs and deletes them from the buffer once the broker acknowledged them.
@@ -38,12 +32,13 @@ const maxPackBytes = 256 << 10
 // readings drain behind it. With uplink.drain_order = "oldest-first" there is
 // no split: everything goes strictly in seq order.
 type forwarder struct {
-	q         queue
+	q         Queue
 	agentID   string
 	batchMax  int
 	batchWait time.Duration
 	limit     *rateLimit // nil: unlimited
 	fifo      bool       // uplink.drain_order = "oldest-first": no live split
+	clock     clockwork.Clock
 	log       *slog.Logger
 
 	mu         sync.Mutex
@@ -69,9 +64,16 @@ type forwarder struct {
 
 var _ uplink.Source = (*forwarder)(nil)
 
-func newForwarder(q queue, agentID string, batchMax int, batchWait time.Duration, limit *rateLimit, log *slog.Logger) *forwarder {
-	return &forwarder{q: q, agentID: agentID, batchMax: batchMax, batchWait: batchWait, limit: limit, log: log,
+func newForwarder(q Queue, agentID string, batchMax int, batchWait time.Duration, clock clockwork.Clock, log *slog.Logger) *forwarder {
+	return &forwarder{q: q, agentID: agentID, batchMax: batchMax, batchWait: batchWait, clock: clock, log: log,
 		urgent: make(chan struct{}, 1)}
+}
+
+// NewSource returns the uplink.Source the agent runs over q: live readings
+// first, the backlog behind them, batches of at most batchMax readings that
+// wait at most batchWait to fill up.
+func NewSource(q Queue, agentID string, batchMax int, batchWait time.Duration, log *slog.Logger) uplink.Source {
+	return newForwarder(q, agentID, batchMax, batchWait, clockwork.NewRealClock(), log)
 }
 
 // hurry makes the next live batch go out without waiting for batch_wait; the
@@ -98,7 +100,7 @@ func (f *forwarder) Rewind() {
 	f.backBegan, f.backLogged = time.Time{}, false
 	f.liveQuiet = time.Time{}
 	if st.Count > 0 {
-		f.backBegan = time.Now()
+		f.backBegan = f.clock.Now()
 	}
 	f.mu.Unlock()
 	if st.Count > 0 {
@@ -108,7 +110,7 @@ func (f *forwarder) Rewind() {
 
 // Next implements uplink.Source.
 func (f *forwarder) Next(ctx context.Context) (uplink.Batch, error) {
-	var timer *time.Timer
+	var timer clockwork.Timer
 	defer func() {
 		if timer != nil {
 			timer.Stop()
@@ -130,8 +132,8 @@ func (f *forwarder) Next(ctx context.Context) (uplink.Batch, error) {
 		default:
 		}
 		wait := time.Duration(-1)
-		if now := time.Now(); f.hurried || !now.Before(f.liveQuiet) {
-			live, err := f.q.ReadAfter(liveCursor, f.batchMax, maxPackBytes)
+		if now := f.clock.Now(); f.hurried || !now.Before(f.liveQuiet) {
+			live, err := f.q.ReadAfter(liveCursor, f.batchMax, uplink.MaxPayload)
 			if err != nil {
 				return uplink.Batch{}, err
 			}
@@ -141,7 +143,7 @@ func (f *forwarder) Next(ctx context.Context) (uplink.Batch, error) {
 			if len(live) > 0 {
 				wait = 0
 				if len(live) < f.batchMax && !f.hurried {
-					wait = f.batchWait - time.Since(live[0].Time)
+					wait = f.batchWait - now.Sub(live[0].Time)
 				}
 				if wait <= 0 {
 					f.liveQuiet, f.hurried = time.Time{}, false // there may be more
@@ -158,10 +160,10 @@ func (f *forwarder) Next(ctx context.Context) (uplink.Batch, error) {
 			// way (held in memory while the disk refuses writes, say); the
 			// append that stores it notifies.
 		} else {
-			wait = time.Until(f.liveQuiet)
+			wait = f.clock.Until(f.liveQuiet)
 		}
 		if backCursor < liveStart {
-			back, err := f.q.ReadAfter(backCursor, f.batchMax, maxPackBytes)
+			back, err := f.q.ReadAfter(backCursor, f.batchMax, uplink.MaxPayload)
 			if err != nil {
 				return uplink.Batch{}, err
 			}
@@ -186,7 +188,7 @@ func (f *forwarder) Next(ctx context.Context) (uplink.Batch, error) {
 			continue
 		}
 		if timer == nil {
-			timer = time.NewTimer(time.Hour)
+			timer = f.clock.NewTimer(time.Hour)
 		}
 		if wait < 0 {
 			wait = time.Hour
@@ -199,7 +201,7 @@ func (f *forwarder) Next(ctx context.Context) (uplink.Batch, error) {
 			f.liveQuiet = time.Time{}
 		case <-f.urgent:
 			f.hurried = true
-		case <-timer.C:
+		case <-timer.Chan():
 		}
 	}
 }
@@ -211,7 +213,7 @@ func (f *forwarder) backlogSent() {
 	f.backLogged = true
 	f.mu.Unlock()
 	if !logged && !began.IsZero() {
-		f.log.Info("backlog sent; its acknowledgements follow", "took", time.Since(began).Round(time.Millisecond))
+		f.log.Info("backlog sent; its acknowledgements follow", "took", f.clock.Since(began).Round(time.Millisecond))
 	}
 }
 
@@ -278,74 +280,4 @@ func (f *forwarder) Acked(b uplink.Batch) error {
 		f.payloads.Put(&p)
 	}
 	return err
-}
-
-// rateLimit is a token bucket over readings or bytes per second
-// (uplink.max_rate), for metered cellular links. A batch larger than the
-// bucket goes out when the bucket is full and leaves a debt, so the long-run
-// rate holds whatever the batch size.
-type rateLimit struct {
-	perSec float64
-	bytes  bool // the rate counts bytes of payload, not readings
-
-	mu     sync.Mutex
-	tokens float64
-	last   time.Time
-	now    func() time.Time
-	sleep  func(context.Context, time.Duration) error
-}
-
-func (l *rateLimit) wait(ctx context.Context, readings, bytes int) error {
-	cost := float64(readings)
-	if l.bytes {
-		cost = float64(bytes)
-	}
-	l.mu.Lock()
-	now := l.now()
-	if !l.last.IsZero() {
-		l.tokens = min(l.perSec, l.tokens+now.Sub(l.last).Seconds()*l.perSec)
-	} else {
-		l.tokens = l.perSec
-	}
-	l.last = now
-	l.tokens -= cost
-	debt := -l.tokens
-	l.mu.Unlock()
-	if debt <= 0 {
-		return nil
-	}
-	return l.sleep(ctx, time.Duration(debt/l.perSec*float64(time.Second)))
-}
-
-// parseRate reads uplink.max_rate: "500/s" (readings per second) or
-// "20KiB/s" (bytes per second). "" means unlimited.
-func parseRate(s string) (*rateLimit, error) {
-	if s == "" {
-		return nil, nil
-	}
-	num, ok := strings.CutSuffix(strings.TrimSpace(s), "/s")
-	if !ok {
-		return nil, fmt.Errorf("%q: write readings per second as \"500/s\" or bytes per second as \"20KiB/s\"", s)
-	}
-	l := &rateLimit{now: time.Now, sleep: func(ctx context.Context, d time.Duration) error {
-		t := time.NewTimer(d)
-		defer t.Stop()
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-t.C:
-			return nil
-		}
-	}}
-	if n, err := strconv.ParseFloat(num, 64); err == nil {
-		l.perSec = n
-	} else if b, err := parseSize(num); err == nil && strings.ContainsAny(num, "B") {
-		l.perSec, l.bytes = float64(b), true
-	} else {
-		return nil, fmt.Errorf("%q: write readings per second as \"500/s\" or bytes per second as \"20KiB/s\"", s)
-	}
-	if l.perSec < 1 || l.perSec > 1e9 {
-		return nil, fmt.Errorf("%q is out of range: at least 1 reading or byte per second", s)
-	}
-	return l, nil
 }

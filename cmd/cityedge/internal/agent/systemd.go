@@ -1,4 +1,4 @@
-package main
+package agent
 
 import (
 	"context"
@@ -55,14 +55,14 @@ func (a *agent) watchdog(ctx context.Context) {
 	if err != nil || interval <= 0 {
 		return
 	}
-	t := time.NewTicker(interval / 3)
+	t := a.clock.NewTicker(interval / 3)
 	defer t.Stop()
 	stalled := false
 	for {
 		select {
 		case <-ctx.Done():
 			return
-		case now := <-t.C:
+		case now := <-t.Chan():
 			if s := a.stalls(now); len(s) > 0 {
 				if !stalled {
 					a.log.Error("pipeline stalled; withholding the watchdog ping so that systemd restarts the agent",

@@ -1,9 +1,11 @@
-package main
+package agent
 
 import (
 	"context"
 	"fmt"
+	"github.com/cityedge/cityedge/cmd/cityedge/internal/config"
 	"sync"
+	"time"
 
 	"github.com/cityedge/cityedge/drivers/catalog"
 	"github.com/cityedge/cityedge/drivers/sim"
@@ -14,13 +16,23 @@ import (
 	"periph.io/x/host/v3"
 )
 
-// hardware opens the buses and pins the sensors sit on: the host's real ones,
+// Hardware opens the buses and pins the sensors sit on: the host's real ones,
 // or simulated ones holding simulated chips (--simulate). Buses are shared by
 // the sensors on them and closed once at exit; drivers never own a bus.
-type hardware interface {
-	// target returns where sensor s is attached, opening its bus or pin.
-	target(s SensorConfig) (catalog.Target, error)
-	close()
+type Hardware interface {
+	// Target returns where sensor s is attached, opening its bus or pin.
+	Target(s config.SensorConfig) (catalog.Target, error)
+	// Close closes every bus opened, once, at exit.
+	Close()
+}
+
+// OpenHardware opens the host's buses and pins, or simulated ones holding a
+// simulated chip or pin for every configured sensor.
+func OpenHardware(ctx context.Context, cfg *config.Config, simulate bool) (Hardware, error) {
+	if simulate {
+		return newSimHardware(ctx, cfg)
+	}
+	return newHostHardware()
 }
 
 type hostHardware struct {
@@ -37,7 +49,7 @@ func newHostHardware() (*hostHardware, error) {
 	return &hostHardware{buses: map[string]i2c.BusCloser{}}, nil
 }
 
-func (h *hostHardware) target(s SensorConfig) (catalog.Target, error) {
+func (h *hostHardware) Target(s config.SensorConfig) (catalog.Target, error) {
 	t := catalog.Target{Sensor: s.Name, BusName: s.Bus, Addr: s.Address}
 	drv, _ := catalog.Lookup(s.Driver)
 	if drv.Kind == catalog.GPIO {
@@ -67,9 +79,9 @@ func (h *hostHardware) target(s SensorConfig) (catalog.Target, error) {
 	return t, nil
 }
 
-// close closes every bus opened, once, at exit. A sensor that fails is
+// Close closes every bus opened, once, at exit. A sensor that fails is
 // re-opened on the bus it was on; the bus handle itself is kept.
-func (h *hostHardware) close() {
+func (h *hostHardware) Close() {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	for _, b := range h.buses {
@@ -77,6 +89,9 @@ func (h *hostHardware) close() {
 	}
 	h.buses = map[string]i2c.BusCloser{}
 }
+
+// simBayMean is how often, on average, a simulated parking bay changes state.
+const simBayMean = 15 * time.Second
 
 // simHardware backs every sensor with a simulated chip or pin, at the
 // register or line level, so that --simulate runs the real drivers.
@@ -88,7 +103,7 @@ type simHardware struct {
 	pins  map[string]gpio.PinIn
 }
 
-func newSimHardware(ctx context.Context, cfg *Config) (*simHardware, error) {
+func newSimHardware(ctx context.Context, cfg *config.Config) (*simHardware, error) {
 	h := &simHardware{ctx: ctx, world: sim.NewWorld(sim.Seed(cfg.Agent.ID)),
 		buses: map[string]*sim.Bus{}, pins: map[string]gpio.PinIn{}}
 	for _, s := range cfg.Sensors {
@@ -117,7 +132,7 @@ func newSimHardware(ctx context.Context, cfg *Config) (*simHardware, error) {
 	return h, nil
 }
 
-func (h *simHardware) target(s SensorConfig) (catalog.Target, error) {
+func (h *simHardware) Target(s config.SensorConfig) (catalog.Target, error) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	t := catalog.Target{Sensor: s.Name, BusName: s.Bus, Addr: s.Address}
@@ -133,4 +148,4 @@ func (h *simHardware) target(s SensorConfig) (catalog.Target, error) {
 	return t, nil
 }
 
-func (h *simHardware) close() {}
+func (h *simHardware) Close() {}

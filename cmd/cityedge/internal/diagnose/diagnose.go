@@ -1,4 +1,9 @@
-package main
+// Package diagnose is `cityedge --diagnose`: one Pass of checks over the
+// configuration, sensors and buses, buffer, disk, clock, certificates and
+// brokers, each with a verdict (PASS, WARN, FAIL), printed as text or JSON.
+// While the agent runs, its live state comes over the control socket
+// (agent.Query) and the hardware and buffer are left to it.
+package diagnose
 
 import (
 	"context"
@@ -6,35 +11,34 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/cityedge/cityedge/cmd/cityedge/internal/config"
 	"io"
 	"log/slog"
-	"net"
-	"net/url"
 	"os"
-	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
-	"syscall"
 	"time"
 
 	"github.com/cityedge/cityedge/buffer"
 	"github.com/cityedge/cityedge/certs"
+	"github.com/cityedge/cityedge/cmd/cityedge/internal/agent"
 	"github.com/cityedge/cityedge/drivers"
 	"github.com/cityedge/cityedge/drivers/catalog"
-	mqtt "github.com/eclipse/paho.mqtt.golang"
+	"github.com/cityedge/cityedge/uplink"
 	"golang.org/x/sys/unix"
 	"periph.io/x/conn/v3/gpio"
 )
 
-// Verdicts of a diagnostic check.
+// Verdicts of a diagnostic Check.
 const (
-	pass = "PASS"
-	warn = "WARN"
-	fail = "FAIL"
+	Pass = "PASS"
+	Warn = "WARN"
+	Fail = "FAIL"
 )
 
-type check struct {
+// Check is one line of the report.
+type Check struct {
 	Area    string `json:"area"`
 	Name    string `json:"name"`
 	Verdict string `json:"verdict"`
@@ -51,7 +55,7 @@ const (
 // report collects checks from concurrent goroutines in a stable order.
 type report struct {
 	mu     sync.Mutex
-	checks []check
+	checks []Check
 	wg     sync.WaitGroup
 }
 
@@ -59,7 +63,7 @@ type report struct {
 func (r *report) slot(area, name string) func(verdict, format string, args ...any) {
 	r.mu.Lock()
 	i := len(r.checks)
-	r.checks = append(r.checks, check{Area: area, Name: name, Verdict: fail, Detail: "not checked"})
+	r.checks = append(r.checks, Check{Area: area, Name: name, Verdict: Fail, Detail: "not checked"})
 	r.mu.Unlock()
 	return func(verdict, format string, args ...any) {
 		r.mu.Lock()
@@ -72,12 +76,13 @@ func (r *report) add(area, name, verdict, format string, args ...any) {
 	r.slot(area, name)(verdict, format, args...)
 }
 
-// async runs f in the background with its own timeout, filling a slot.
-func (r *report) async(ctx context.Context, area, name string, timeout time.Duration, f func(ctx context.Context) (string, string)) {
+// async runs f in the background with its own timeout, filling a slot; wg
+// counts it.
+func (r *report) async(ctx context.Context, wg *sync.WaitGroup, area, name string, timeout time.Duration, f func(ctx context.Context) (string, string)) {
 	set := r.slot(area, name)
-	r.wg.Add(1)
+	wg.Add(1)
 	go func() {
-		defer r.wg.Done()
+		defer wg.Done()
 		ctx, cancel := context.WithTimeout(ctx, timeout)
 		defer cancel()
 		done := make(chan [2]string, 1)
@@ -89,61 +94,66 @@ func (r *report) async(ctx context.Context, area, name string, timeout time.Dura
 		case res := <-done:
 			set(res[0], "%s", res[1])
 		case <-ctx.Done():
-			set(fail, "no answer within %v", timeout)
+			set(Fail, "no answer within %v", timeout)
 		}
 	}()
 }
 
-func runDiagnose(ctx context.Context, cfg *Config, o options, stdout io.Writer) int {
+// Options are the command line's choices for a report.
+type Options struct {
+	Simulate bool // check simulated hardware (--simulate)
+	JSON     bool // print JSON (--json)
+}
+
+// Run checks everything once, prints the report to stdout and reports
+// whether every check passed or only warned.
+func Run(ctx context.Context, cfg *config.Config, o Options, stdout io.Writer) (ok bool) {
 	r := &report{}
 	quiet := slog.New(slog.DiscardHandler)
-	r.add("config", cfg.path, pass, "valid: agent %s, %d sensors, %d brokers", cfg.Agent.ID, len(cfg.Sensors), len(cfg.Uplink.Brokers))
+	r.add("config", cfg.Path(), Pass, "valid: agent %s, %d sensors, %d brokers", cfg.Agent.ID, len(cfg.Sensors), len(cfg.Uplink.Brokers))
 
-	live, sock := queryAgent(ctx, cfg, quiet)
+	live, sock := agent.Query(ctx, cfg, quiet)
 	if live != nil {
-		r.add("agent", sock, pass, "running (pid %d, version %s, up %v): reporting its live state; hardware and buffer are left to it",
+		r.add("agent", sock, Pass, "running (pid %d, version %s, up %v): reporting its live state; hardware and buffer are left to it",
 			live.PID, live.Version, (time.Duration(live.Uptime) * time.Second).Round(time.Second))
 		diagnoseLive(cfg, live, r)
 	} else {
-		r.add("agent", "service", pass, "not running: checking hardware and buffer directly")
-		diagnoseHardware(ctx, cfg, o.simulate, r)
+		r.add("agent", "service", Pass, "not running: checking hardware and buffer directly")
+		diagnoseHardware(ctx, cfg, o.Simulate, r)
 		diagnoseBuffer(cfg, r)
 	}
 	diagnoseDisk(cfg, r)
 	diagnoseClock(r)
 
-	store, err := certs.Load(certOptions(cfg, quiet))
+	store, err := certs.Load(cfg.CertOptions(quiet))
 	if err != nil {
-		r.add("certs", "load", fail, "%v", err)
+		r.add("certs", "load", Fail, "%v", err)
 	} else {
 		st := store.Status()
-		v := pass
+		v := Pass
 		switch {
 		case st.Expired:
-			v = fail
+			v = Fail
 		case st.Warning != "" || st.LastReloadError != "":
-			v = warn
+			v = Warn
 		}
 		r.add("certs", "client", v, "%s (serial %s): %d days left, CA %d days left%s", st.ClientSubject, st.ClientSerial,
 			st.ClientDaysLeft, st.CADaysLeft, suffix("; ", st.Warning))
 		for _, b := range cfg.Uplink.Brokers {
-			r.async(ctx, "broker", b, checkTimeout, func(ctx context.Context) (string, string) { return diagnoseBroker(ctx, cfg, store, b) })
+			r.async(ctx, &r.wg, "broker", b, checkTimeout, func(ctx context.Context) (string, string) { return diagnoseBroker(ctx, cfg, store, b) })
 		}
 	}
 	r.wg.Wait()
 
-	failed := slices.ContainsFunc(r.checks, func(c check) bool { return c.Verdict == fail })
-	if o.json {
+	failed := slices.ContainsFunc(r.checks, func(c Check) bool { return c.Verdict == Fail })
+	if o.JSON {
 		enc := json.NewEncoder(stdout)
 		enc.SetIndent("", "  ")
-		_ = enc.Encode(map[string]any{"ok": !failed, "config": cfg.path, "time": time.Now().UTC(), "checks": r.checks})
+		_ = enc.Encode(map[string]any{"ok": !failed, "config": cfg.Path(), "time": time.Now().UTC(), "checks": r.checks})
 	} else {
 		printReport(stdout, r.checks, isTerminal(stdout))
 	}
-	if failed {
-		return exitRuntime
-	}
-	return exitOK
+	return !failed
 }
 
 func isTerminal(w io.Writer) bool {
@@ -155,12 +165,12 @@ func isTerminal(w io.Writer) bool {
 	return err == nil
 }
 
-func printReport(w io.Writer, checks []check, colour bool) {
+func printReport(w io.Writer, checks []Check, colour bool) {
 	width := 0
 	for _, c := range checks {
 		width = max(width, len(c.Area)+1+len(c.Name))
 	}
-	paint := map[string]string{pass: "\x1b[32m", warn: "\x1b[33m", fail: "\x1b[1;31m"}
+	paint := map[string]string{Pass: "\x1b[32m", Warn: "\x1b[33m", Fail: "\x1b[1;31m"}
 	for _, c := range checks {
 		v := c.Verdict
 		if colour {
@@ -172,42 +182,42 @@ func printReport(w io.Writer, checks []check, colour bool) {
 	for _, c := range checks {
 		counts[c.Verdict]++
 	}
-	fmt.Fprintf(w, "%d passed, %d warnings, %d failed\n", counts[pass], counts[warn], counts[fail])
+	fmt.Fprintf(w, "%d passed, %d warnings, %d failed\n", counts[Pass], counts[Warn], counts[Fail])
 }
 
 // diagnoseLive reports a running agent's own view of sensors, buffer and
 // uplink.
-func diagnoseLive(cfg *Config, live *liveState, r *report) {
+func diagnoseLive(cfg *config.Config, live *agent.LiveState, r *report) {
 	for _, s := range cfg.Sensors {
 		st, ok := live.Sensors[s.Name]
 		switch {
 		case !ok:
-			r.add("sensor", s.Name, fail, "the running agent does not know this sensor: restart it to load the configuration")
+			r.add("sensor", s.Name, Fail, "the running agent does not know this sensor: restart it to load the configuration")
 		case !st.Open || st.LastOK.IsZero():
-			r.add("sensor", s.Name, fail, "%s %s: not delivering readings; last error: %s", s.Driver, st.Where, st.LastError)
+			r.add("sensor", s.Name, Fail, "%s %s: not delivering readings; last error: %s", s.Driver, st.Where, st.LastError)
 		case time.Since(st.LastOK) > 3*s.Interval+10*time.Second:
-			r.add("sensor", s.Name, fail, "%s %s: last reading %v ago (interval %v); last error: %s", s.Driver, st.Where,
+			r.add("sensor", s.Name, Fail, "%s %s: last reading %v ago (interval %v); last error: %s", s.Driver, st.Where,
 				time.Since(st.LastOK).Round(time.Second), s.Interval, st.LastError)
 		case st.Errors > 0:
-			r.add("sensor", s.Name, warn, "%s %s: %d readings, %d errors (last: %s)", s.Driver, st.Where, st.Readings, st.Errors, st.LastError)
+			r.add("sensor", s.Name, Warn, "%s %s: %d readings, %d errors (last: %s)", s.Driver, st.Where, st.Readings, st.Errors, st.LastError)
 		default:
-			r.add("sensor", s.Name, pass, "%s %s: %d readings, last %v ago", s.Driver, st.Where, st.Readings, time.Since(st.LastOK).Round(time.Second))
+			r.add("sensor", s.Name, Pass, "%s %s: %d readings, last %v ago", s.Driver, st.Where, st.Readings, time.Since(st.LastOK).Round(time.Second))
 		}
 	}
-	v := pass
-	if live.Dropped > 0 || live.statusMessage.Buffer != "" || live.Buffer.Salvage != nil {
-		v = warn
+	v := Pass
+	if live.Dropped > 0 || live.Status.Buffer != "" || live.Buffer.Salvage != nil {
+		v = Warn
 	}
 	r.add("buffer", live.BufferFile, v, "file %s, backlog %d readings (%s), oldest %s, dropped %d%s%s",
 		bytesIEC(live.Buffer.FileBytes), live.Backlog, bytesIEC(live.Bytes), age(live.Buffer.OldestTime), live.Dropped,
-		suffix("; disk: ", live.statusMessage.Buffer), salvageNote(live.Buffer.Salvage))
+		suffix("; disk: ", live.Status.Buffer), salvageNote(live.Buffer.Salvage))
 	u := live.Uplink
 	switch {
 	case u.Connected:
-		r.add("uplink", "session", pass, "connected to %s since %s; last upload %s; %d in flight",
+		r.add("uplink", "session", Pass, "connected to %s since %s; last upload %s; %d in flight",
 			u.Broker, u.Since.Format(time.RFC3339), ago(u.LastUpload), u.InFlight)
 	default:
-		r.add("uplink", "session", fail, "not connected (last tried %s); last error: %s; last upload %s", u.Broker, u.LastError, ago(u.LastUpload))
+		r.add("uplink", "session", Fail, "not connected (last tried %s); last error: %s; last upload %s", u.Broker, u.LastError, ago(u.LastUpload))
 	}
 }
 
@@ -246,42 +256,19 @@ func bytesIEC(n int64) string {
 
 // diagnoseHardware opens every sensor and reads it once, scans each
 // configured I2C bus, and reads each GPIO pin's level.
-func diagnoseHardware(ctx context.Context, cfg *Config, simulate bool, r *report) {
-	var hw hardware
-	var err error
-	if simulate {
-		hw, err = newSimHardware(ctx, cfg)
-	} else {
-		hw, err = newHostHardware()
-	}
+func diagnoseHardware(ctx context.Context, cfg *config.Config, simulate bool, r *report) {
+	hw, err := agent.OpenHardware(ctx, cfg, simulate)
 	if err != nil {
-		r.add("sensors", "hardware", fail, "%v", err)
+		r.add("sensors", "hardware", Fail, "%v", err)
 		return
 	}
 	var sensors sync.WaitGroup
 	for _, s := range cfg.Sensors {
-		sensors.Add(1)
-		set := r.slot("sensor", s.Name)
-		go func() {
-			defer sensors.Done()
-			ctx, cancel := context.WithTimeout(ctx, sensorTimeout)
-			defer cancel()
-			done := make(chan [2]string, 1)
-			go func() {
-				v, d := diagnoseSensor(ctx, hw, s)
-				done <- [2]string{v, d}
-			}()
-			select {
-			case res := <-done:
-				set(res[0], "%s", res[1])
-			case <-ctx.Done():
-				set(fail, "no answer within %v", sensorTimeout)
-			}
-		}()
+		r.async(ctx, &sensors, "sensor", s.Name, sensorTimeout, func(ctx context.Context) (string, string) { return diagnoseSensor(ctx, hw, s) })
 	}
 	// The scan waits for the sensor checks: probing a bus while a driver
 	// waits for a conversion could take its answer away.
-	buses := map[string][]SensorConfig{}
+	buses := map[string][]config.SensorConfig{}
 	var names []string
 	for _, s := range cfg.Sensors {
 		if d, _ := catalog.Lookup(s.Driver); d.Kind == catalog.I2C {
@@ -298,12 +285,12 @@ func diagnoseHardware(ctx context.Context, cfg *Config, simulate bool, r *report
 	r.wg.Add(1)
 	go func() {
 		defer r.wg.Done()
-		defer hw.close()
+		defer hw.Close()
 		sensors.Wait()
 		for i, b := range names {
-			t, err := hw.target(buses[b][0])
+			t, err := hw.Target(buses[b][0])
 			if err != nil {
-				slots[i](fail, "%v", err)
+				slots[i](Fail, "%v", err)
 				continue
 			}
 			v, d := scanVerdict(catalog.Scan(t.Bus), buses[b])
@@ -320,12 +307,12 @@ func busLabel(b string) string {
 }
 
 // scanVerdict compares what answered on a bus with what is configured there.
-func scanVerdict(found []catalog.Found, configured []SensorConfig) (verdict, detail string) {
+func scanVerdict(found []catalog.Found, configured []config.SensorConfig) (verdict, detail string) {
 	want := map[uint16]string{}
 	for _, s := range configured {
 		want[s.Address] = s.Name
 	}
-	verdict = pass
+	verdict = Pass
 	var parts []string
 	seen := map[uint16]bool{}
 	for _, f := range found {
@@ -338,15 +325,15 @@ func scanVerdict(found []catalog.Found, configured []SensorConfig) (verdict, det
 			parts = append(parts, fmt.Sprintf("%#02x %s (configured: %s)", f.Addr, could, name))
 		} else {
 			parts = append(parts, fmt.Sprintf("%#02x %s (present but not configured)", f.Addr, could))
-			if verdict == pass {
-				verdict = warn
+			if verdict == Pass {
+				verdict = Warn
 			}
 		}
 	}
 	for _, s := range configured {
 		if !seen[s.Address] {
 			parts = append(parts, fmt.Sprintf("%#02x SILENT (configured: %s, %s)", s.Address, s.Name, s.Driver))
-			verdict = fail
+			verdict = Fail
 		}
 	}
 	if len(parts) == 0 {
@@ -355,15 +342,15 @@ func scanVerdict(found []catalog.Found, configured []SensorConfig) (verdict, det
 	return verdict, strings.Join(parts, "; ")
 }
 
-func diagnoseSensor(ctx context.Context, hw hardware, s SensorConfig) (string, string) {
+func diagnoseSensor(ctx context.Context, hw agent.Hardware, s config.SensorConfig) (string, string) {
 	drv, _ := catalog.Lookup(s.Driver)
-	t, err := hw.target(s)
+	t, err := hw.Target(s)
 	if err != nil {
-		return fail, err.Error()
+		return Fail, err.Error()
 	}
 	dev, err := drv.Open(t, s.Options)
 	if err != nil {
-		return fail, fmt.Sprintf("%s: open: %v", t.Where(), err)
+		return Fail, fmt.Sprintf("%s: open: %v", t.Where(), err)
 	}
 	defer dev.Halt()
 	level := ""
@@ -372,10 +359,10 @@ func diagnoseSensor(ctx context.Context, hw hardware, s SensorConfig) (string, s
 	}
 	vals, err := dev.Read(ctx)
 	if err != nil {
-		return fail, fmt.Sprintf("%s (%s): read: %v", t.Where(), dev, err)
+		return Fail, fmt.Sprintf("%s (%s): read: %v", t.Where(), dev, err)
 	}
 	parts := make([]string, len(vals))
-	verdict := pass
+	verdict := Pass
 	for i, v := range vals {
 		if v.IsBool {
 			parts[i] = fmt.Sprintf("%s=%t", v.Quantity, v.Bool)
@@ -384,7 +371,7 @@ func diagnoseSensor(ctx context.Context, hw hardware, s SensorConfig) (string, s
 		parts[i] = fmt.Sprintf("%s=%.6g %s", v.Quantity, v.Num, v.Unit)
 		if why := implausible(v); why != "" {
 			parts[i] += " (" + why + ")"
-			verdict = warn
+			verdict = Warn
 		}
 	}
 	return verdict, fmt.Sprintf("%s (%s)%s: %s", t.Where(), dev, level, strings.Join(parts, ", "))
@@ -404,43 +391,43 @@ func implausible(v drivers.Value) string {
 	return fmt.Sprintf("implausible outdoors: expected %g to %g", l[0], l[1])
 }
 
-func diagnoseBuffer(cfg *Config, r *report) {
-	path := filepath.Join(cfg.Agent.StateDir, bufferFile)
+func diagnoseBuffer(cfg *config.Config, r *report) {
+	path := cfg.BufferPath()
 	if _, err := os.Stat(path); errors.Is(err, os.ErrNotExist) {
-		r.add("buffer", path, warn, "no buffer file yet (created at the agent's first start)")
+		r.add("buffer", path, Warn, "no buffer file yet (created at the agent's first start)")
 		return
 	}
 	q, err := buffer.Open(path, buffer.Options{MaxBytes: int64(cfg.Buffer.MaxBytes), LockTimeout: 500 * time.Millisecond,
 		Logger: slog.New(slog.DiscardHandler)})
 	if errors.Is(err, buffer.ErrLocked) {
-		r.add("buffer", path, warn, "locked by another process, but no agent answers on the control socket")
+		r.add("buffer", path, Warn, "locked by another process, but no agent answers on the control socket")
 		return
 	}
 	if err != nil {
-		r.add("buffer", path, fail, "%v", err)
+		r.add("buffer", path, Fail, "%v", err)
 		return
 	}
 	defer q.Close()
 	st := q.Stats()
-	v := pass
+	v := Pass
 	if st.DroppedTotal > 0 || st.DiskError != "" || st.Salvage != nil {
-		v = warn
+		v = Warn
 	}
 	r.add("buffer", path, v, "file %s, backlog %d readings (%s), oldest %s, dropped %d%s%s",
 		bytesIEC(st.FileBytes), st.Count, bytesIEC(st.Bytes), age(st.OldestTime), st.DroppedTotal,
 		suffix("; disk: ", st.DiskError), salvageNote(st.Salvage))
 }
 
-func diagnoseDisk(cfg *Config, r *report) {
+func diagnoseDisk(cfg *config.Config, r *report) {
 	var fs unix.Statfs_t
 	if err := unix.Statfs(cfg.Agent.StateDir, &fs); err != nil {
-		r.add("disk", cfg.Agent.StateDir, warn, "cannot read free space: %v", err)
+		r.add("disk", cfg.Agent.StateDir, Warn, "cannot read free space: %v", err)
 		return
 	}
 	free := int64(fs.Bavail) * int64(fs.Bsize)
-	v := pass
+	v := Pass
 	if free < int64(cfg.Buffer.MaxBytes) {
-		v = warn
+		v = Warn
 	}
 	r.add("disk", cfg.Agent.StateDir, v, "%s free (buffer bound %s)", bytesIEC(free), bytesIEC(int64(cfg.Buffer.MaxBytes)))
 }
@@ -460,11 +447,11 @@ func diagnoseClock(r *report) {
 	now := time.Now().UTC().Format(time.RFC3339)
 	switch {
 	case err != nil:
-		r.add("clock", "sync", warn, "cannot ask the kernel: %v; local time %s", err, now)
+		r.add("clock", "sync", Warn, "cannot ask the kernel: %v; local time %s", err, now)
 	case state == timeError || tx.Status&staUnsync != 0:
-		r.add("clock", "sync", warn, "NOT synchronised (is NTP running?); local time %s; readings will carry this clock's time", now)
+		r.add("clock", "sync", Warn, "NOT synchronised (is NTP running?); local time %s; readings will carry this clock's time", now)
 	default:
-		r.add("clock", "sync", pass, "synchronised, estimated error %d µs; local time %s", tx.Esterror, now)
+		r.add("clock", "sync", Pass, "synchronised, estimated error %d µs; local time %s", tx.Esterror, now)
 	}
 }
 
@@ -475,84 +462,25 @@ func suffix(sep, s string) string {
 	return sep + s
 }
 
-// diagnoseBroker checks one broker: DNS, TCP, the TLS handshake with the
-// client certificate, and an MQTT CONNACK, under its own client id so that
-// it never disconnects a running agent.
-func diagnoseBroker(ctx context.Context, cfg *Config, store *certs.Store, raw string) (string, string) {
-	u, err := url.Parse(raw)
+// diagnoseBroker checks one broker through the uplink's own path (DNS, TCP,
+// the TLS handshake with the client certificate, an MQTT CONNACK), under its
+// own client id so that it never disconnects a running agent.
+func diagnoseBroker(ctx context.Context, cfg *config.Config, store *certs.Store, raw string) (string, string) {
+	res, err := uplink.Probe(ctx, raw, cfg.Agent.ID+"-diagnose", store.TLSConfig, checkTimeout)
 	if err != nil {
-		return fail, err.Error()
+		if len(res.Addrs) > 0 {
+			return Fail, fmt.Sprintf("%v (%s)", err, strings.Join(res.Addrs, ","))
+		}
+		return Fail, err.Error()
 	}
-	host, port := u.Hostname(), u.Port()
-	if port == "" {
-		port = "8883"
+	v := Pass
+	left, name := 0, "?"
+	if res.Peer != nil {
+		left, name = int(time.Until(res.Peer.NotAfter).Hours()/24), res.Peer.Subject.CommonName
 	}
-	addrs, err := net.DefaultResolver.LookupHost(ctx, host)
-	if err != nil {
-		return fail, fmt.Sprintf("DNS: %v", err)
-	}
-	tc, err := store.TLSConfig()
-	if err != nil {
-		return fail, fmt.Sprintf("TLS material: %v", err)
-	}
-	start := time.Now()
-	d := tls.Dialer{Config: tc}
-	conn, err := d.DialContext(ctx, "tcp", net.JoinHostPort(host, port))
-	if err != nil {
-		return fail, fmt.Sprintf("TCP/TLS to %s (%s): %v", net.JoinHostPort(host, port), strings.Join(addrs, ","), err)
-	}
-	handshake := time.Since(start)
-	cs := conn.(*tls.Conn).ConnectionState()
-	conn.Close()
-	opts := mqtt.NewClientOptions().AddBroker("ssl://" + net.JoinHostPort(host, port)).SetClientID(cfg.Agent.ID + "-diagnose").
-		SetTLSConfig(tc).SetAutoReconnect(false).SetConnectRetry(false).SetCleanSession(true).SetConnectTimeout(checkTimeout)
-	c := mqtt.NewClient(opts)
-	tok := c.Connect()
-	select {
-	case <-tok.Done():
-	case <-ctx.Done():
-		return fail, "MQTT CONNECT: no CONNACK in time"
-	}
-	if err := tok.Error(); err != nil {
-		return fail, fmt.Sprintf("MQTT CONNECT: %v", err)
-	}
-	c.Disconnect(100)
-	leaf := cs.PeerCertificates[0]
-	v := pass
-	left := int(time.Until(leaf.NotAfter).Hours() / 24)
 	if left < cfg.Uplink.ExpiryWarningDays {
-		v = warn
+		v = Warn
 	}
 	return v, fmt.Sprintf("%s; %s in %v; broker certificate %q verified against ca_file (%d days left); CONNACK ok",
-		strings.Join(addrs, ","), tls.VersionName(cs.Version), handshake.Round(time.Millisecond), leaf.Subject.CommonName, left)
-}
-
-// runEnroll creates the key and writes the CSR (to standard output when
-// csrPath is "-"); messages go to stderr so that the CSR can be piped.
-func runEnroll(cfg *Config, csrPath string, stderr io.Writer) int {
-	if err := certs.Enroll(cfg.Uplink.KeyFile, csrPath, cfg.Agent.ID); err != nil {
-		fmt.Fprintf(stderr, "cityedge: enroll: %v\n", err)
-		return exitRuntime
-	}
-	where := csrPath
-	if csrPath == "-" {
-		where = "standard output"
-	}
-	// Run as root (sudo), the key would belong to root and the agent, which
-	// refuses keys owned by someone else, could not use it: hand it to the
-	// service user, who owns the state directory.
-	if os.Geteuid() == 0 {
-		if fi, err := os.Stat(cfg.Agent.StateDir); err == nil {
-			if st, ok := fi.Sys().(*syscall.Stat_t); ok && st.Uid != 0 {
-				if err := os.Chown(cfg.Uplink.KeyFile, int(st.Uid), int(st.Gid)); err != nil {
-					fmt.Fprintf(stderr, "cityedge: enroll: could not give the key to uid %d (owner of %s): %v\n", st.Uid, cfg.Agent.StateDir, err)
-					return exitRuntime
-				}
-				fmt.Fprintf(stderr, "cityedge: the key belongs to uid %d, the owner of %s (the service user)\n", st.Uid, cfg.Agent.StateDir)
-			}
-		}
-	}
-	fmt.Fprintf(stderr, "cityedge: new private key at %s (mode 0600, never leaves this device); CSR for CN=%s written to %s\n",
-		cfg.Uplink.KeyFile, cfg.Agent.ID, where)
-	return exitOK
+		strings.Join(res.Addrs, ","), tls.VersionName(res.TLSVersion), res.Handshake.Round(time.Millisecond), name, left)
 }

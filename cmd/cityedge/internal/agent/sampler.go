@@ -1,4 +1,4 @@
-package main
+package agent
 
 import (
 	"context"
@@ -9,12 +9,11 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/cityedge/cityedge/cmd/cityedge/internal/config"
 	"github.com/cityedge/cityedge/drivers"
 	"github.com/cityedge/cityedge/drivers/catalog"
+	"github.com/jonboulle/clockwork"
 )
-
-// simBayMean is how often, on average, a simulated parking bay changes state.
-const simBayMean = 15 * time.Second
 
 // Sensor retry policy: a failing read is skipped; after failLimit failures in
 // a row the sensor is halted and opened again (a re-plugged chip needs its
@@ -28,8 +27,8 @@ const (
 // sink takes a reading and returns once it is durable.
 type sink func(ctx context.Context, r drivers.Reading) error
 
-// sensorState is what status and --diagnose show of one sensor.
-type sensorState struct {
+// SensorState is what status and --diagnose show of one sensor.
+type SensorState struct {
 	Driver    string    `json:"driver"`
 	Where     string    `json:"where,omitempty"`
 	Open      bool      `json:"open"`
@@ -40,18 +39,21 @@ type sensorState struct {
 }
 
 type sensorRunner struct {
-	cfg SensorConfig
-	drv catalog.Driver
-	hw  hardware
-	log *slog.Logger
+	cfg   config.SensorConfig
+	drv   catalog.Driver
+	hw    Hardware
+	clock clockwork.Clock
+	log   *slog.Logger
+	// jitter spreads a retry delay; nil: uniformly over [d/2, 3d/2).
+	jitter func(time.Duration) time.Duration
 
 	readings, errs atomic.Uint64
 	busySince      atomic.Int64 // UnixNano when the current open/read/append began; 0 when idle
 	mu             sync.Mutex
-	state          sensorState
+	state          SensorState
 }
 
-func (r *sensorRunner) snapshot() sensorState {
+func (r *sensorRunner) snapshot() SensorState {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	s := r.state
@@ -59,7 +61,7 @@ func (r *sensorRunner) snapshot() sensorState {
 	return s
 }
 
-func (r *sensorRunner) fail(stage string, err error, streak int) {
+func (r *sensorRunner) recordFailure(stage string, err error, streak int) {
 	r.errs.Add(1)
 	r.mu.Lock()
 	r.state.LastError = stage + ": " + err.Error()
@@ -82,8 +84,8 @@ func (r *sensorRunner) run(ctx context.Context, out sink) {
 		s, where, err := r.open()
 		if err != nil {
 			streak++
-			r.fail("open", err, streak)
-			sleepCtx(ctx, jitter(backoff))
+			r.recordFailure("open", err, streak)
+			r.sleep(ctx, r.spread(backoff))
 			backoff = min(backoff*2, backoffMax)
 			continue
 		}
@@ -110,7 +112,7 @@ func (r *sensorRunner) run(ctx context.Context, out sink) {
 		}
 		streak = failLimit
 		r.log.Warn("sensor halted, reopening", "sensor", r.cfg.Name, "err", err)
-		sleepCtx(ctx, jitter(backoff))
+		r.sleep(ctx, r.spread(backoff))
 		backoff = min(backoff*2, backoffMax)
 	}
 }
@@ -118,13 +120,13 @@ func (r *sensorRunner) run(ctx context.Context, out sink) {
 // busy marks the start of a step that must not hang; the returned func marks
 // its end. The watchdog looks at the marks.
 func (r *sensorRunner) busy() func() {
-	r.busySince.Store(time.Now().UnixNano())
+	r.busySince.Store(r.clock.Now().UnixNano())
 	return func() { r.busySince.Store(0) }
 }
 
 func (r *sensorRunner) open() (drivers.Sensor, string, error) {
 	defer r.busy()()
-	t, err := r.hw.target(r.cfg)
+	t, err := r.hw.Target(r.cfg)
 	if err != nil {
 		return nil, "", err
 	}
@@ -144,7 +146,7 @@ func (r *sensorRunner) sample(ctx context.Context, s drivers.Sensor, out sink) e
 		if len(vals) == 0 {
 			return // nothing to report yet (a detector still learning its baseline)
 		}
-		rd := drivers.Reading{Sensor: r.cfg.Name, Time: time.Now(), Values: vals}
+		rd := drivers.Reading{Sensor: r.cfg.Name, Time: r.clock.Now(), Values: vals}
 		done := r.busy()
 		defer done()
 		if err := out(context.WithoutCancel(ctx), rd); err != nil {
@@ -163,7 +165,7 @@ func (r *sensorRunner) sample(ctx context.Context, s drivers.Sensor, out sink) e
 		go func() { watchErr <- w.Watch(ctx, emit) }()
 	}
 	failures := 0
-	t := time.NewTicker(r.cfg.Interval)
+	t := r.clock.NewTicker(r.cfg.Interval)
 	defer t.Stop()
 	first := true
 	for {
@@ -178,9 +180,9 @@ func (r *sensorRunner) sample(ctx context.Context, s drivers.Sensor, out sink) e
 				if err == nil {
 					err = errors.New("watch ended")
 				}
-				r.fail("watch", err, failLimit)
+				r.recordFailure("watch", err, failLimit)
 				return err
-			case <-t.C:
+			case <-t.Chan():
 			}
 		}
 		if first {
@@ -197,7 +199,7 @@ func (r *sensorRunner) sample(ctx context.Context, s drivers.Sensor, out sink) e
 				return ctx.Err()
 			}
 			failures++
-			r.fail("read", err, failures)
+			r.recordFailure("read", err, failures)
 			if failures >= failLimit {
 				return err
 			}
@@ -208,15 +210,20 @@ func (r *sensorRunner) sample(ctx context.Context, s drivers.Sensor, out sink) e
 	}
 }
 
-func jitter(d time.Duration) time.Duration {
+// spread draws the actual wait for a retry delay d.
+func (r *sensorRunner) spread(d time.Duration) time.Duration {
+	if r.jitter != nil {
+		return r.jitter(d)
+	}
 	return d/2 + time.Duration(rand.Int64N(int64(d)))
 }
 
-func sleepCtx(ctx context.Context, d time.Duration) {
-	t := time.NewTimer(d)
+// sleep waits d on the runner's clock, or until ctx is done.
+func (r *sensorRunner) sleep(ctx context.Context, d time.Duration) {
+	t := r.clock.NewTimer(d)
 	defer t.Stop()
 	select {
 	case <-ctx.Done():
-	case <-t.C:
+	case <-t.Chan():
 	}
 }

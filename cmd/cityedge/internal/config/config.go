@@ -1,13 +1,19 @@
-package main
+// Package config is the agent's configuration file: the TOML keys users
+// write (a contract: extended, never renamed), their defaults, and the
+// validation that names file, line and key for every problem. Each rule that
+// belongs to another part (broker URLs, topics, windows and batches in
+// uplink; driver options in each chip's package) is checked by calling that
+// part, never by a copy.
+package config
 
 import (
 	"bufio"
 	"bytes"
 	"errors"
 	"fmt"
-	"net"
-	"net/url"
+	"log/slog"
 	"os"
+	"path/filepath"
 	"reflect"
 	"regexp"
 	"sort"
@@ -15,7 +21,9 @@ import (
 	"strings"
 	"time"
 
+	"github.com/cityedge/cityedge/certs"
 	"github.com/cityedge/cityedge/drivers/catalog"
+	"github.com/cityedge/cityedge/uplink"
 	"github.com/pelletier/go-toml/v2"
 )
 
@@ -41,28 +49,33 @@ type AgentConfig struct {
 
 // BufferConfig is the [buffer] table.
 type BufferConfig struct {
-	MaxBytes       Size             `toml:"max_bytes"`
-	CommitInterval catalog.Duration `toml:"commit_interval"`
+	MaxBytes       Size     `toml:"max_bytes"`
+	CommitInterval Duration `toml:"commit_interval"`
 }
 
 // UplinkConfig is the [uplink] table.
 type UplinkConfig struct {
-	Brokers           []string         `toml:"brokers"`
-	TopicPrefix       string           `toml:"topic_prefix"`
-	BatchMax          int              `toml:"batch_max"`
-	BatchWait         catalog.Duration `toml:"batch_wait"`
-	CAFile            string           `toml:"ca_file"`
-	CertFile          string           `toml:"cert_file"`
-	KeyFile           string           `toml:"key_file"`
-	ServerName        string           `toml:"server_name"`
-	ALPN              []string         `toml:"alpn"`
-	SystemRoots       bool             `toml:"system_roots"`
-	ExpiryWarningDays int              `toml:"expiry_warning_days"`
-	Window            int              `toml:"window"`
-	ReconnectSpread   catalog.Duration `toml:"reconnect_spread"`
-	MaxRate           string           `toml:"max_rate"`
-	DrainOrder        string           `toml:"drain_order"`
+	Brokers           []string `toml:"brokers"`
+	TopicPrefix       string   `toml:"topic_prefix"`
+	BatchMax          int      `toml:"batch_max"`
+	BatchWait         Duration `toml:"batch_wait"`
+	CAFile            string   `toml:"ca_file"`
+	CertFile          string   `toml:"cert_file"`
+	KeyFile           string   `toml:"key_file"`
+	ServerName        string   `toml:"server_name"`
+	ALPN              []string `toml:"alpn"`
+	SystemRoots       bool     `toml:"system_roots"`
+	ExpiryWarningDays int      `toml:"expiry_warning_days"`
+	Window            int      `toml:"window"`
+	ReconnectSpread   Duration `toml:"reconnect_spread"`
+	MaxRate           string   `toml:"max_rate"`
+	DrainOrder        string   `toml:"drain_order"`
+
+	rate Rate // MaxRate, parsed
 }
+
+// Rate returns uplink.max_rate as parsed at load time.
+func (u UplinkConfig) Rate() Rate { return u.rate }
 
 // SensorConfig is one [[sensors]] table.
 type SensorConfig struct {
@@ -77,12 +90,16 @@ type SensorConfig struct {
 	line int // where the table starts, for messages
 }
 
+// Duration is a time.Duration written as a Go duration string ("200ms",
+// "10s"); driver options use the same type.
+type Duration = catalog.Duration
+
 // Size is a byte count written as "256MiB", "512KiB", "1GiB" or plain bytes.
 type Size int64
 
 // UnmarshalText implements encoding.TextUnmarshaler.
 func (s *Size) UnmarshalText(b []byte) error {
-	v, err := parseSize(string(b))
+	v, err := ParseSize(string(b))
 	if err != nil {
 		return err
 	}
@@ -90,7 +107,8 @@ func (s *Size) UnmarshalText(b []byte) error {
 	return nil
 }
 
-func parseSize(t string) (int64, error) {
+// ParseSize reads a byte count: "256MiB", "512KiB", "1GiB" or plain bytes.
+func ParseSize(t string) (int64, error) {
 	t = strings.TrimSpace(t)
 	mult := int64(1)
 	for _, u := range []struct {
@@ -112,21 +130,21 @@ func parseSize(t string) (int64, error) {
 // Defaults and limits. The buffer bound stays far below the 2 GB mmap limit
 // of 32-bit ARM gateways.
 const (
-	defaultConfigPath      = "/etc/cityedge/cityedge.toml"
-	defaultStateDir        = "/var/lib/cityedge"
-	defaultMaxBytes        = 256 << 20
-	minMaxBytes            = 1 << 20
-	maxMaxBytes            = 1 << 30
-	defaultCommit          = 250 * time.Millisecond
-	defaultBatchMax        = 100
-	defaultBatchWait       = time.Second
-	defaultWindow          = 16
-	defaultExpiryWarn      = 30
-	defaultReconnectSpread = 30 * time.Second
-	defaultI2CInterval     = 10 * time.Second
-	defaultGPIOInterval    = 60 * time.Second
-	minInterval            = 100 * time.Millisecond
+	DefaultPath           = "/etc/cityedge/cityedge.toml"
+	defaultStateDir       = "/var/lib/cityedge"
+	defaultMaxBytes       = 256 << 20
+	minMaxBytes           = 1 << 20
+	maxMaxBytes           = 1 << 30
+	DefaultCommitInterval = 250 * time.Millisecond
+	defaultExpiryWarn     = 30
+	defaultI2CInterval    = 10 * time.Second
+	defaultGPIOInterval   = 60 * time.Second
+	minInterval           = 100 * time.Millisecond
 )
+
+// ReservedSensor is the sensor name under which the agent reports on itself
+// in the readings stream (drop counters); no configured sensor may take it.
+const ReservedSensor = "cityedge"
 
 var (
 	idRE     = regexp.MustCompile(`^[A-Za-z0-9._-]{1,64}$`)
@@ -155,18 +173,18 @@ func (e *ConfigError) Error() string {
 	return b.String()
 }
 
-// LoadConfig reads and validates the configuration at path.
-func LoadConfig(path string) (*Config, error) {
+// Load reads and validates the configuration at path.
+func Load(path string) (*Config, error) {
 	data, err := os.ReadFile(path)
 	if err != nil {
 		return nil, &ConfigError{File: path, Msg: fmt.Sprintf("cannot read configuration: %v", err)}
 	}
-	return ParseConfig(path, data)
+	return Parse(path, data)
 }
 
-// ParseConfig parses and validates data read from path. Every error is a
+// Parse parses and validates data read from path. Every error is a
 // *ConfigError naming the file, the line where known, and the key.
-func ParseConfig(path string, data []byte) (*Config, error) {
+func Parse(path string, data []byte) (*Config, error) {
 	pos := indexKeys(data)
 	fail := func(key, format string, args ...any) error {
 		return &ConfigError{File: path, Line: pos.line(key), Key: key, Msg: fmt.Sprintf(format, args...)}
@@ -234,7 +252,7 @@ func (c *Config) defaults(has func(table, key string) bool) {
 		c.Buffer.MaxBytes = defaultMaxBytes
 	}
 	if !has("buffer", "commit_interval") {
-		c.Buffer.CommitInterval = catalog.Duration(defaultCommit)
+		c.Buffer.CommitInterval = Duration(DefaultCommitInterval)
 	}
 	if !has("uplink", "topic_prefix") {
 		if c.Agent.Site != "" {
@@ -244,16 +262,16 @@ func (c *Config) defaults(has func(table, key string) bool) {
 		}
 	}
 	if !has("uplink", "batch_max") {
-		c.Uplink.BatchMax = defaultBatchMax
+		c.Uplink.BatchMax = uplink.DefaultBatchMax
 	}
 	if !has("uplink", "batch_wait") {
-		c.Uplink.BatchWait = catalog.Duration(defaultBatchWait)
+		c.Uplink.BatchWait = Duration(uplink.DefaultBatchWait)
 	}
 	if !has("uplink", "window") {
-		c.Uplink.Window = defaultWindow
+		c.Uplink.Window = uplink.DefaultWindow
 	}
 	if !has("uplink", "reconnect_spread") {
-		c.Uplink.ReconnectSpread = catalog.Duration(defaultReconnectSpread)
+		c.Uplink.ReconnectSpread = Duration(uplink.DefaultReconnectSpread)
 	}
 	if !has("uplink", "drain_order") {
 		c.Uplink.DrainOrder = "live-first"
@@ -284,7 +302,7 @@ func textOnly(raw map[string]any, target any, prefix string, fail func(key, form
 			continue
 		}
 		switch f.Type {
-		case reflect.TypeFor[catalog.Duration]():
+		case reflect.TypeFor[Duration]():
 			return fail(prefix+key, "must be a duration string with its unit, e.g. \"200ms\" or \"10s\", not %s", tomlType(v))
 		case reflect.TypeFor[Size]():
 			return fail(prefix+key, "must be a size string, e.g. \"256MiB\", not %s", tomlType(v))
@@ -292,6 +310,22 @@ func textOnly(raw map[string]any, target any, prefix string, fail func(key, form
 	}
 	return nil
 }
+
+// BufferFile is the buffer's file name inside agent.state_dir.
+const BufferFile = "buffer.db"
+
+// BufferPath is where the buffer lives: agent.state_dir/buffer.db.
+func (c *Config) BufferPath() string { return filepath.Join(c.Agent.StateDir, BufferFile) }
+
+// CertOptions are the certs package's options for the [uplink] TLS keys.
+func (c *Config) CertOptions(log *slog.Logger) certs.Options {
+	u := c.Uplink
+	return certs.Options{CAFile: u.CAFile, CertFile: u.CertFile, KeyFile: u.KeyFile, ServerName: u.ServerName,
+		ALPN: u.ALPN, SystemRoots: u.SystemRoots, WarnBefore: time.Duration(u.ExpiryWarningDays) * 24 * time.Hour, Logger: log}
+}
+
+// Path is the file the configuration was read from.
+func (c *Config) Path() string { return c.path }
 
 func (c *Config) validate(fail func(key, format string, args ...any) error) error {
 	a, b, u := c.Agent, c.Buffer, c.Uplink
@@ -310,30 +344,35 @@ func (c *Config) validate(fail func(key, format string, args ...any) error) erro
 		return fail("buffer.commit_interval", "%v is out of range: use 0s to 5s (it is the loss window on power cut)", b.CommitInterval.D())
 	case len(u.Brokers) == 0:
 		return fail("uplink.brokers", "required: at least one broker URL such as \"mqtts://broker.example.org:8883\"")
-	case u.BatchMax < 1 || u.BatchMax > 1000:
-		return fail("uplink.batch_max", "%d is out of range: use 1 to 1000 readings per message", u.BatchMax)
-	case u.BatchWait < 0 || u.BatchWait.D() > time.Minute:
-		return fail("uplink.batch_wait", "%v is out of range: use 0s to 1m", u.BatchWait.D())
-	case u.Window < 1 || u.Window > 256:
-		return fail("uplink.window", "%d is out of range: use 1 to 256 messages in flight", u.Window)
-	case u.ReconnectSpread < 0 || u.ReconnectSpread.D() > time.Hour:
-		return fail("uplink.reconnect_spread", "%v is out of range: use 0s to 1h", u.ReconnectSpread.D())
 	case u.DrainOrder != "live-first" && u.DrainOrder != "oldest-first":
 		return fail("uplink.drain_order", "%q: use \"live-first\" (default) or \"oldest-first\"", u.DrainOrder)
 	case u.ExpiryWarningDays < 1 || u.ExpiryWarningDays > 3650:
 		return fail("uplink.expiry_warning_days", "%d is out of range: use 1 to 3650", u.ExpiryWarningDays)
 	}
-	for i, raw := range u.Brokers {
-		if err := checkBroker(raw); err != nil {
-			return fail("uplink.brokers", "broker %d %q: %v", i+1, raw, err)
+	for _, r := range []struct {
+		key string
+		err error
+	}{
+		{"uplink.batch_max", uplink.CheckBatchMax(u.BatchMax)},
+		{"uplink.batch_wait", uplink.CheckBatchWait(u.BatchWait.D())},
+		{"uplink.window", uplink.CheckWindow(u.Window)},
+		{"uplink.reconnect_spread", uplink.CheckReconnectSpread(u.ReconnectSpread.D())},
+		{"uplink.topic_prefix", uplink.CheckTopicPrefix(u.TopicPrefix)},
+	} {
+		if r.err != nil {
+			return fail(r.key, "%v", r.err)
 		}
 	}
-	if _, err := parseRate(u.MaxRate); err != nil {
+	for i, raw := range u.Brokers {
+		if _, err := uplink.ParseBroker(raw); err != nil {
+			return fail("uplink.brokers", "broker %d: %v", i+1, err)
+		}
+	}
+	rate, err := ParseRate(u.MaxRate)
+	if err != nil {
 		return fail("uplink.max_rate", "%v", err)
 	}
-	if err := checkTopicPrefix(u.TopicPrefix); err != nil {
-		return fail("uplink.topic_prefix", "%q: %v", u.TopicPrefix, err)
-	}
+	c.Uplink.rate = rate
 	return nil
 }
 
@@ -366,46 +405,6 @@ func unwrapPath(err error) error {
 	return err
 }
 
-// checkBroker accepts only TLS URLs: there is no plaintext path in cityedge.
-func checkBroker(raw string) error {
-	u, err := url.Parse(raw)
-	if err != nil {
-		return fmt.Errorf("not a URL: %v", err)
-	}
-	switch u.Scheme {
-	case "mqtts", "ssl", "tls":
-	case "mqtt", "tcp", "ws", "wss":
-		return fmt.Errorf("scheme %q is not allowed: cityedge only speaks TLS; use mqtts://host:8883", u.Scheme)
-	default:
-		return fmt.Errorf("scheme %q is not supported: use mqtts://host:port", u.Scheme)
-	}
-	if u.Hostname() == "" {
-		return errors.New("no host name")
-	}
-	if p := u.Port(); p != "" {
-		if n, err := strconv.Atoi(p); err != nil || n < 1 || n > 65535 {
-			return fmt.Errorf("port %q is not a port number", p)
-		}
-	}
-	if u.User != nil || (u.Path != "" && u.Path != "/") || u.RawQuery != "" {
-		return errors.New("only scheme, host and port are allowed (no user, path or query)")
-	}
-	if ip := net.ParseIP(u.Hostname()); ip == nil && strings.ContainsAny(u.Hostname(), " _") {
-		return fmt.Errorf("host %q is not a valid host name", u.Hostname())
-	}
-	return nil
-}
-
-func checkTopicPrefix(p string) error {
-	if p == "" || strings.HasPrefix(p, "/") || strings.HasSuffix(p, "/") || strings.Contains(p, "//") {
-		return errors.New("use non-empty levels separated by '/', without a leading or trailing '/'")
-	}
-	if strings.ContainsAny(p, "+#\x00") || strings.HasPrefix(p, "$") {
-		return errors.New("MQTT wildcards ('+', '#') and '$' topics cannot be published to")
-	}
-	return nil
-}
-
 // commonSensorKeys are the keys every [[sensors]] table may have; all others
 // belong to the driver's options.
 var commonSensorKeys = map[string]bool{"name": true, "driver": true, "bus": true, "address": true, "pin": true, "interval": true}
@@ -434,7 +433,7 @@ func parseSensor(path string, i int, raw map[string]any, pos keyIndex, fail func
 	if !sensorRE.MatchString(s.Name) {
 		return s, fail(key("name"), "%q: use 1 to 64 letters, digits, '-' or '_'", s.Name)
 	}
-	if s.Name == agentSensor {
+	if s.Name == ReservedSensor {
 		return s, fail(key("name"), "%q is reserved for the agent's own records (drop counters); choose another name", s.Name)
 	}
 	if s.Driver, err = str("driver"); err != nil {

@@ -1,4 +1,4 @@
-package main
+package agent
 
 import (
 	"context"
@@ -12,6 +12,7 @@ import (
 	"github.com/cityedge/cityedge/buffer"
 	"github.com/cityedge/cityedge/uplink"
 	"github.com/cityedge/cityedge/uplink/senml"
+	"github.com/jonboulle/clockwork"
 )
 
 func openTestQueue(t *testing.T) *buffer.Queue {
@@ -63,7 +64,7 @@ func packSeqs(t *testing.T, payload []byte) []uint64 {
 func TestForwarderLiveFirst(t *testing.T) {
 	q := openTestQueue(t)
 	old := appendReadings(t, q, "backlog", 25, time.Now().Add(-time.Hour))
-	f := newForwarder(q, "gw", 10, time.Hour, nil, slog.Default())
+	f := newForwarder(q, "gw", 10, time.Hour, clockwork.NewRealClock(), slog.Default())
 	f.Rewind() // session starts: the 25 are backlog
 	live := appendReadings(t, q, "live", 10, time.Now())
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
@@ -118,7 +119,7 @@ func TestForwarderLiveFirst(t *testing.T) {
 // unless an occupancy change hurries it.
 func TestForwarderBatchWaitAndHurry(t *testing.T) {
 	q := openTestQueue(t)
-	f := newForwarder(q, "gw", 100, time.Hour, nil, slog.Default())
+	f := newForwarder(q, "gw", 100, time.Hour, clockwork.NewRealClock(), slog.Default())
 	f.Rewind()
 	appendReadings(t, q, "air", 3, time.Now())
 	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
@@ -144,7 +145,7 @@ func TestForwarderDropsDamagedEntries(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	f := newForwarder(q, "gw", 100, 0, nil, slog.New(slog.DiscardHandler))
+	f := newForwarder(q, "gw", 100, 0, clockwork.NewRealClock(), slog.New(slog.DiscardHandler))
 	f.Rewind()
 	b, err := f.Next(context.Background())
 	if err != nil {
@@ -157,46 +158,6 @@ func TestForwarderDropsDamagedEntries(t *testing.T) {
 	for _, e := range es {
 		if e.Seq == bad {
 			t.Fatal("damaged entry was not deleted")
-		}
-	}
-}
-
-func TestRateLimit(t *testing.T) {
-	cases := []struct {
-		spec        string
-		bytes       bool
-		perSec      float64
-		batches     [][2]int // readings, bytes
-		wantSleepMS int64
-	}{
-		{"100/s", false, 100, [][2]int{{100, 0}, {100, 0}, {50, 0}}, 1500},
-		{"1KiB/s", true, 1024, [][2]int{{1, 1024}, {1, 2048}}, 2000},
-		{"10/s", false, 10, [][2]int{{5, 0}}, 0},
-	}
-	for _, c := range cases {
-		t.Run(c.spec, func(t *testing.T) {
-			l, err := parseRate(c.spec)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if l.bytes != c.bytes || l.perSec != c.perSec {
-				t.Fatalf("parsed %+v", l)
-			}
-			now := time.Unix(1000, 0)
-			var slept time.Duration
-			l.now = func() time.Time { return now }
-			l.sleep = func(_ context.Context, d time.Duration) error { slept += d; now = now.Add(d); return nil }
-			for _, b := range c.batches {
-				l.wait(context.Background(), b[0], b[1])
-			}
-			if got := slept.Milliseconds(); got != c.wantSleepMS {
-				t.Errorf("slept %d ms, want %d", got, c.wantSleepMS)
-			}
-		})
-	}
-	for _, bad := range []string{"fast", "100", "0/s", "-5/s", "1TB/s"} {
-		if _, err := parseRate(bad); err == nil {
-			t.Errorf("parseRate(%q) accepted", bad)
 		}
 	}
 }
@@ -236,7 +197,7 @@ func TestForwarderIdleReads(t *testing.T) {
 			if tc.backlog > 0 {
 				appendReadings(t, q.Queue, "old", tc.backlog, time.Now().Add(-time.Hour))
 			}
-			f := newForwarder(q, "gw", 10, time.Hour, nil, slog.New(slog.DiscardHandler))
+			f := newForwarder(q, "gw", 10, time.Hour, clockwork.NewRealClock(), slog.New(slog.DiscardHandler))
 			f.Rewind()
 			if tc.hurry {
 				f.hurry()

@@ -1,4 +1,4 @@
-package main
+package config
 
 import (
 	"errors"
@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/cityedge/cityedge/drivers/catalog"
+	"github.com/cityedge/cityedge/uplink"
 )
 
 // validConfig returns a complete configuration whose TLS files exist in dir.
@@ -58,7 +59,7 @@ func parse(t *testing.T, dir, text string) (*Config, error) {
 	if err := os.WriteFile(path, []byte(text), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	cfg, err := LoadConfig(path)
+	cfg, err := Load(path)
 	if err == nil {
 		err = cfg.CheckFiles(true)
 	}
@@ -206,14 +207,14 @@ func TestConfigRejects(t *testing.T) {
 
 func TestParseSize(t *testing.T) {
 	for in, want := range map[string]int64{"256MiB": 256 << 20, "512KiB": 512 << 10, "1GiB": 1 << 30, "4096": 4096, "10 MiB": 10 << 20, "7B": 7} {
-		got, err := parseSize(in)
+		got, err := ParseSize(in)
 		if err != nil || got != want {
-			t.Errorf("parseSize(%q) = %d, %v; want %d", in, got, err, want)
+			t.Errorf("ParseSize(%q) = %d, %v; want %d", in, got, err, want)
 		}
 	}
 	for _, in := range []string{"", "MiB", "-1MiB", "1.5MiB", "1TB", "99999999999GiB"} {
-		if _, err := parseSize(in); err == nil {
-			t.Errorf("parseSize(%q) accepted", in)
+		if _, err := ParseSize(in); err == nil {
+			t.Errorf("ParseSize(%q) accepted", in)
 		}
 	}
 }
@@ -226,7 +227,7 @@ func FuzzConfig(f *testing.F) {
 	f.Add("[uplink]\nbrokers = [\"mqtts://[::1]:1\"]\n")
 	f.Add("[[sensors]]\n[[sensors.channels]]\nchannel = 0\n")
 	f.Fuzz(func(t *testing.T, text string) {
-		cfg, err := ParseConfig("fuzz.toml", []byte(text))
+		cfg, err := Parse("fuzz.toml", []byte(text))
 		if err != nil {
 			var ce *ConfigError
 			if !errors.As(err, &ce) {
@@ -238,9 +239,23 @@ func FuzzConfig(f *testing.F) {
 			t.Fatalf("accepted an invalid config: %+v", cfg)
 		}
 		for _, b := range cfg.Uplink.Brokers {
-			if checkBroker(b) != nil {
+			if _, err := uplink.ParseBroker(b); err != nil {
 				t.Fatalf("accepted broker %q", b)
 			}
 		}
 	})
+}
+
+func TestParseRate(t *testing.T) {
+	for in, want := range map[string]Rate{"": {}, "100/s": {PerSec: 100}, "1KiB/s": {PerSec: 1024, Bytes: true}, " 2.5/s": {PerSec: 2.5}} {
+		got, err := ParseRate(in)
+		if err != nil || got != want {
+			t.Errorf("ParseRate(%q) = %+v, %v; want %+v", in, got, err, want)
+		}
+	}
+	for _, bad := range []string{"fast", "100", "0/s", "-5/s", "1TB/s", "0.5/s"} {
+		if _, err := ParseRate(bad); err == nil {
+			t.Errorf("ParseRate(%q) accepted", bad)
+		}
+	}
 }

@@ -159,7 +159,6 @@ type Client struct {
 
 	reconnect chan struct{}
 	running   atomic.Bool
-	gen       atomic.Uint64 // current session generation
 	inFlight  atomic.Int64
 
 	// Failed attempts in a row and the last error text: a broker that stays

@@ -8,6 +8,7 @@ import (
 	"io"
 	"net"
 	"net/url"
+	"strconv"
 	"sync"
 	"syscall"
 	"time"
@@ -15,12 +16,11 @@ import (
 	mqtt "github.com/eclipse/paho.mqtt.golang"
 )
 
-// outcome is how a connection attempt ended; it chooses the next delay.
+// outcome is how a session ended.
 type outcome int
 
 const (
-	failed    outcome = iota // no session was established
-	lost                     // an established session ended on an error
+	lost      outcome = iota // an established session ended on an error
 	requested                // Reconnect was called
 	stopped                  // Run's context ended
 )
@@ -28,37 +28,58 @@ const (
 // Run connects, publishes and reconnects until ctx is done. Then it publishes
 // the offline status, waits up to StopTimeout for it and for in-flight
 // PUBACKs, disconnects cleanly and returns nil. Errors along the way are
-// logged and kept in State; they never end Run.
+// logged and kept in State; they never end Run. The waits between attempts
+// follow the reconnect policy described in backoff.go.
 func (c *Client) Run(ctx context.Context) error {
 	if !c.running.CompareAndSwap(false, true) {
 		return errors.New("uplink: Run is already running")
 	}
 	defer c.running.Store(false)
-	bo := newBackoff(c.cfg.BackoffMin, c.cfg.BackoffMax, c.cfg.ReconnectSpread, c.rnd)
-	var wait time.Duration // the first attempt at start is immediate
+	pol := newBackoff(c.cfg.BackoffMin, c.cfg.BackoffMax, c.cfg.ReconnectSpread, c.rnd)
+	ev := evStart // the first attempt at start is immediate
 	for {
-		if wait > 0 {
-			c.log.Debug("uplink: waiting before the next connection attempt", "delay", wait.Round(time.Millisecond))
-			if !c.pause(ctx, wait) {
-				return nil
-			}
+		wait := pol.next(c.clock.Now(), ev)
+		if !c.before(ctx, ev, wait, pol.attempt) {
+			return nil
 		}
 		if ctx.Err() != nil {
 			return nil
 		}
-		switch c.attempt(ctx) {
-		case failed:
-			wait = bo.afterFailure()
-		case lost:
-			bo.reset()
-			wait = bo.afterLoss()
-		case requested:
-			bo.reset()
-			wait = 0
-		case stopped:
+		if ev = c.attempt(ctx); ev == evStopped {
 			return nil
 		}
 	}
+}
+
+// before announces the wait before attempt number n (counted from the loss
+// of the session) in State and, unless the attempt follows a start or a
+// Reconnect, once in the log; then it waits. It reports false when ctx ended.
+func (c *Client) before(ctx context.Context, ev event, wait time.Duration, n int) bool {
+	c.mu.Lock()
+	c.st.NextAttempt = c.clock.Now().Add(wait)
+	c.st.Attempts = n - 1
+	lastErr := c.st.LastError
+	c.mu.Unlock()
+	defer func() {
+		c.mu.Lock()
+		c.st.NextAttempt = time.Time{}
+		c.mu.Unlock()
+	}()
+	if ev != evStart && ev != evRequested {
+		c.log.Info("uplink: reconnecting in "+delayText(wait), "attempt", n, "err", lastErr)
+	}
+	if wait <= 0 {
+		return true
+	}
+	return c.pause(ctx, wait)
+}
+
+// delayText shows a delay as an operator reads it: "0.7s", "83.4s".
+func delayText(d time.Duration) string {
+	if d > 0 && d < 100*time.Millisecond {
+		return d.Round(time.Millisecond).String()
+	}
+	return strconv.FormatFloat(d.Seconds(), 'f', 1, 64) + "s"
 }
 
 // pause waits d, cut short by Reconnect. It reports false when ctx ended.
@@ -76,24 +97,29 @@ func (c *Client) pause(ctx context.Context, d time.Duration) bool {
 }
 
 // attempt tries the brokers in order and serves the first session that is
-// established.
-func (c *Client) attempt(ctx context.Context) outcome {
+// established. It returns the event that chooses the next wait: a failed
+// attempt is evDown only when no broker accepted the TCP connection.
+func (c *Client) attempt(ctx context.Context) event {
 	// A Reconnect requested before this point is satisfied by this attempt:
 	// the TLS configuration is read afresh below.
 	select {
 	case <-c.reconnect:
 	default:
 	}
+	ev := evDown
 	for _, u := range c.brokers {
 		s, err := c.connect(ctx, u)
 		if ctx.Err() != nil {
-			return stopped
+			return evStopped
 		}
 		if err != nil {
 			c.logFailure(u.String(), err)
 			c.setError(err)
 			if errors.Is(err, errTLSConfig) {
-				return failed // the same for every broker: no attempt at all
+				return evRefused // the same for every broker: no attempt at all
+			}
+			if !brokerDown(err) {
+				ev = evRefused
 			}
 			continue
 		}
@@ -101,19 +127,29 @@ func (c *Client) attempt(ctx context.Context) outcome {
 			c.log.Info("uplink: connected after failures", "broker", u.String(), "failures", c.failStreak)
 		}
 		c.failStreak, c.failText = 0, ""
-		return c.serve(ctx, s)
+		began := c.clock.Now()
+		switch c.serve(ctx, s) {
+		case stopped:
+			return evStopped
+		case requested:
+			return evRequested
+		}
+		if s.acked && c.clock.Since(began) >= stableAfter {
+			return evLost
+		}
+		return evLostEarly
 	}
-	return failed
+	return ev
 }
 
-// logFailure logs a failed connection attempt as a warning the first time,
-// when the cause changes, and then after 2, 4, 8, ... failures in a row with
-// the count; the attempts between go to debug. A broker down for a day then
-// costs a couple of dozen journal lines, not thousands.
+// logFailure logs a failed connection attempt as a warning the first time
+// and whenever the cause changes; repeats go to debug, since the line that
+// announces the next attempt carries the error too. A broker down for a day
+// then costs one journal line per attempt.
 func (c *Client) logFailure(broker string, err error) {
 	c.failStreak++
 	text := err.Error()
-	if text != c.failText || c.failStreak&(c.failStreak-1) == 0 {
+	if text != c.failText {
 		c.log.Warn("uplink: connection failed", "broker", broker, "err", err, "failures_in_a_row", c.failStreak)
 	} else {
 		c.log.Debug("uplink: connection failed", "broker", broker, "err", err, "failures_in_a_row", c.failStreak)
@@ -123,9 +159,27 @@ func (c *Client) logFailure(broker string, err error) {
 
 var errTLSConfig = errors.New("TLS configuration unusable, not connecting")
 
+// dialError is a failure to open the TCP connection.
+type dialError struct{ err error }
+
+func (e *dialError) Error() string { return e.err.Error() }
+func (e *dialError) Unwrap() error { return e.err }
+
+// brokerDown reports whether err says that no broker process answered: the
+// TCP connection was refused or had no route. A TCP connect that timed out
+// does not count: a broker whose listen backlog is full drops connection
+// requests, and must not be retried quickly.
+func brokerDown(err error) bool {
+	var de *dialError
+	if !errors.As(err, &de) {
+		return false
+	}
+	var ne net.Error
+	return !(errors.As(err, &ne) && ne.Timeout()) && !errors.Is(err, context.DeadlineExceeded)
+}
+
 // session is one connection: a fresh paho client, never reused.
 type session struct {
-	gen     uint64
 	broker  string
 	cli     mqtt.Client
 	tls     *tls.Config
@@ -137,6 +191,8 @@ type session struct {
 	raw     net.Conn // the TCP connection under TLS, closed to abort
 	dialErr error
 	version uint16
+
+	acked bool // a PUBACK arrived; touched only by the serving goroutine
 }
 
 // open is paho's connection function: TCP connect and TLS handshake, bounded
@@ -148,6 +204,7 @@ func (s *session) open(uri *url.URL, _ mqtt.ClientOptions) (net.Conn, error) {
 	var d net.Dialer
 	raw, err := d.DialContext(ctx, "tcp", uri.Host)
 	if err != nil {
+		err = &dialError{err}
 		s.fail(err)
 		return nil, err
 	}
@@ -273,7 +330,6 @@ func (c *Client) connect(ctx context.Context, u *url.URL) (*session, error) {
 		return nil, fmt.Errorf("uplink: %w", err)
 	}
 	s := &session{
-		gen:     c.gen.Add(1),
 		broker:  broker,
 		tls:     tc,
 		ctx:     ctx,
@@ -351,7 +407,6 @@ type pending struct {
 	b      Batch
 	tok    mqtt.Token
 	sent   time.Time
-	gen    uint64
 	status bool // a status message: no slot, no Acked
 }
 
@@ -368,6 +423,7 @@ func (c *Client) serve(ctx context.Context, s *session) outcome {
 	c.st.Broker = s.broker
 	c.st.ConnectedSince = c.clock.Now()
 	c.st.Sessions++
+	c.st.Attempts = 0
 	c.mu.Unlock()
 	c.log.Info("uplink: connected", "broker", s.broker, "tls", version)
 	defer func() {
@@ -399,7 +455,7 @@ func (c *Client) serve(ctx context.Context, s *session) outcome {
 		statusPending = true
 		sent := c.clock.Now()
 		tok := s.cli.Publish(c.statusTopic, 1, true, c.cfg.Status(true))
-		queue <- &pending{tok: tok, sent: sent, gen: s.gen, status: true}
+		queue <- &pending{tok: tok, sent: sent, status: true}
 	}
 	publishStatus()
 	ticker := c.clock.NewTicker(c.cfg.StatusEvery)
@@ -495,7 +551,7 @@ loop:
 		// Offline first, so it is on its way while in-flight PUBACKs come in.
 		sent := c.clock.Now()
 		tok := s.cli.Publish(c.statusTopic, 1, true, c.cfg.Status(false))
-		rest = append(rest, &pending{tok: tok, sent: sent, gen: s.gen, status: true})
+		rest = append(rest, &pending{tok: tok, sent: sent, status: true})
 		c.settle(s, rest, c.clock.Until(stopBy))
 		s.cli.Disconnect(250)
 		c.log.Info("uplink: disconnected", "broker", s.broker)
@@ -556,12 +612,15 @@ func (c *Client) produce(ctx context.Context, s *session, slots chan struct{}, q
 		c.st.Published++
 		c.mu.Unlock()
 		c.log.Debug("uplink: published", "seq", seqRange(b.Seqs), "bytes", len(b.Payload))
-		queue <- &pending{b: b, tok: tok, sent: sent, gen: s.gen}
+		queue <- &pending{b: b, tok: tok, sent: sent}
 	}
 }
 
-// complete handles a finished publish token. A batch is reported to the
-// Source only if the token completed without error on the current session.
+// complete handles a finished publish token of session s. A batch is
+// reported to the Source only if its token completed without error. Every
+// session is a fresh paho client with automatic reconnect off, so a token can
+// only complete for the connection that sent it (the resumed-token loss of
+// paho #563 cannot happen): no generation check is needed, and none is made.
 func (c *Client) complete(s *session, p *pending, slots <-chan struct{}) error {
 	if err := p.tok.Error(); err != nil {
 		if p.status {
@@ -569,12 +628,7 @@ func (c *Client) complete(s *session, p *pending, slots <-chan struct{}) error {
 		}
 		return fmt.Errorf("publish batch seq %s: %w", seqRange(p.b.Seqs), err)
 	}
-	if cur := c.gen.Load(); p.gen != cur || p.gen != s.gen {
-		// Sessions run one after another, so this cannot happen; it is checked
-		// because acknowledging a token that completed for another connection
-		// is exactly how readings get lost (paho #563).
-		return fmt.Errorf("token of session %d completed during session %d; not acknowledged", p.gen, cur)
-	}
+	s.acked = true
 	if p.status {
 		return nil
 	}

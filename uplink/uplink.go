@@ -87,14 +87,18 @@ type Config struct {
 	// AckTimeout is the longest wait for a PUBACK; when it passes the session
 	// is dropped and everything unacknowledged is sent again (default 30s).
 	AckTimeout time.Duration
-	// BackoffMin and BackoffMax bound the delay between failed connection
-	// attempts (defaults 1s and 2m): capped exponential backoff with full
-	// jitter above BackoffMin.
+	// BackoffMin is the cadence of quick retries (default 1s): the first
+	// attempt after a session is lost comes within it, and while the broker
+	// refuses TCP (it is down) attempts follow about BackoffMin apart for the
+	// first 10 s. BackoffMax caps every wait (default 2m): attempts are never
+	// further apart. See backoff.go for the whole policy.
 	BackoffMin, BackoffMax time.Duration
-	// ReconnectSpread is the window over which the first reconnect after an
-	// established session ends is spread uniformly (default 30s). A broker
-	// restart drops every gateway of a city at the same instant; without this
-	// spread they would all come back in the same second.
+	// ReconnectSpread is the window over which reconnects are spread once
+	// quick retries would herd (default 30s): when a live broker refuses or
+	// times out the handshake, or the broker has been down for more than
+	// 10 s, the next attempt comes at a random moment within this window of
+	// the session's loss, and each further failure doubles the window up to
+	// BackoffMax (exponential backoff with full jitter).
 	ReconnectSpread time.Duration
 	// Status returns the retained status payload published to
 	// <prefix>/status: Status(true) on every connect and every StatusEvery,
@@ -140,6 +144,12 @@ type State struct {
 	Acked          uint64 // batches acknowledged by the broker since start
 	InFlight       int    // batches awaiting PUBACK now
 	Sessions       uint64 // successful connections since start
+	// While not connected: when the next connection attempt (one round over
+	// the brokers) is due, zero while an attempt runs or a session is up;
+	// and how many attempts were made since the last session ended (or
+	// since start).
+	NextAttempt time.Time
+	Attempts    int
 }
 
 // Client is an MQTT uplink. Create it with New and call Run once.
@@ -155,7 +165,6 @@ type Client struct {
 
 	reconnect chan struct{}
 	running   atomic.Bool
-	gen       atomic.Uint64 // current session generation
 	inFlight  atomic.Int64
 
 	// Failed attempts in a row and the last error text: a broker that stays

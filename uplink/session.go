@@ -35,6 +35,10 @@ func (c *Client) Run(ctx context.Context) error {
 		return errors.New("uplink: Run is already running")
 	}
 	defer c.running.Store(false)
+	inboxCtx, stopInbox := context.WithCancel(ctx)
+	inboxDone := make(chan struct{})
+	go func() { defer close(inboxDone); c.handleInbox(inboxCtx) }()
+	defer func() { stopInbox(); <-inboxDone }()
 	pol := newBackoff(c.cfg.BackoffMin, c.cfg.BackoffMax, c.cfg.ReconnectSpread, c.rnd)
 	ev := evStart // the first attempt at start is immediate
 	for {
@@ -435,6 +439,14 @@ func (c *Client) serve(ctx context.Context, s *session) outcome {
 	}()
 
 	c.src.Rewind()
+	c.side.newSession()
+	if err := c.subscribe(s); err != nil {
+		c.setError(fmt.Errorf("uplink: %s: %w", s.broker, err))
+		c.log.Warn("uplink: subscription failed, dropping the session", "broker", s.broker, "err", err)
+		s.closeConn()
+		s.cli.Disconnect(0)
+		return lost
+	}
 	sctx, stopProducer := context.WithCancel(ctx)
 	defer stopProducer()
 	slots := make(chan struct{}, c.cfg.Window)
@@ -458,6 +470,7 @@ func (c *Client) serve(ctx context.Context, s *session) outcome {
 		queue <- &pending{tok: tok, sent: sent, status: true}
 	}
 	publishStatus()
+	c.publishSides(s)
 	ticker := c.clock.NewTicker(c.cfg.StatusEvery)
 	defer ticker.Stop()
 	timer := c.clock.NewTimer(c.cfg.AckTimeout)
@@ -492,6 +505,8 @@ loop:
 			break loop
 		case <-ticker.Chan():
 			publishStatus()
+		case <-c.side.kick:
+			c.publishSides(s)
 		case p := <-next:
 			head = p
 			timer.Reset(c.cfg.AckTimeout - c.clock.Since(p.sent))

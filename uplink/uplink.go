@@ -114,6 +114,10 @@ type Config struct {
 	// Logger receives the uplink's logs and paho's warnings and errors
 	// (default slog.Default()).
 	Logger *slog.Logger
+	// Subscriptions are subscribed to, QoS 1, on every connection (see
+	// side.go); a refused subscription ends the session like a failed
+	// connect.
+	Subscriptions []Subscription
 
 	// Test seams.
 	clock clockwork.Clock
@@ -167,6 +171,9 @@ type Client struct {
 	running   atomic.Bool
 	inFlight  atomic.Int64
 
+	side  *sides     // retained topics and one-off messages beside the backlog
+	inbox chan inMsg // received messages waiting for their handler
+
 	// Failed attempts in a row and the last error text: a broker that stays
 	// down is logged at growing intervals, not on every attempt.
 	failStreak int
@@ -203,12 +210,19 @@ func New(cfg Config, src Source) (*Client, error) {
 		clock:         cfg.clock,
 		rnd:           cfg.rand,
 		reconnect:     make(chan struct{}, 1),
+		side:          newSides(),
+		inbox:         make(chan inMsg, maxInbox),
 	}, nil
 }
 
 func (cfg *Config) fill() error {
 	if len(cfg.Brokers) == 0 {
 		return errors.New("uplink: no broker configured")
+	}
+	for _, sub := range cfg.Subscriptions {
+		if sub.Suffix == "" || strings.ContainsAny(sub.Suffix, "+#\x00") || sub.Handle == nil {
+			return fmt.Errorf("uplink: subscription %q: a topic suffix without wildcards and a handler are needed", sub.Suffix)
+		}
 	}
 	if cfg.ClientID == "" || !utf8.ValidString(cfg.ClientID) || strings.ContainsRune(cfg.ClientID, 0) {
 		return fmt.Errorf("uplink: client id %q: must be non-empty UTF-8 without NUL", cfg.ClientID)

@@ -72,6 +72,9 @@ func TestFormatFixtures(t *testing.T) {
 			if st.Salvage != nil {
 				t.Fatalf("fixture was salvaged: %+v", st.Salvage)
 			}
+			if st.Format != FormatVersion {
+				t.Errorf("format after Open = %d, want it upgraded to %d", st.Format, FormatVersion)
+			}
 			if st.Epoch != m.Epoch || st.NextSeq != m.NextSeq || st.Count != uint64(len(m.Entries)) {
 				t.Fatalf("Stats epoch %d next %d count %d, manifest says %d, %d, %d", st.Epoch, st.NextSeq, st.Count, m.Epoch, m.NextSeq, len(m.Entries))
 			}

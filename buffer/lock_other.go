@@ -8,6 +8,11 @@ import (
 	"time"
 )
 
+// openOwned is os.OpenFile: file ownership is a unix matter.
+func openOwned(name string, flag int, perm os.FileMode) (*os.File, error) {
+	return os.OpenFile(name, flag, perm)
+}
+
 // lockFile opens path; on systems without flock, bbolt's own lock (taken
 // when the file is handed to it) is the only guard.
 func lockFile(path string, _ time.Duration) (*os.File, error) {

@@ -93,3 +93,16 @@ func lockFile(path string, timeout time.Duration) (*os.File, error) {
 		}
 	}
 }
+
+// lockShared takes a shared lock on f without waiting; locked reports that
+// another process holds the exclusive lock (a running agent).
+func lockShared(f *os.File) (locked bool, err error) {
+	err = syscall.Flock(int(f.Fd()), syscall.LOCK_SH|syscall.LOCK_NB)
+	if errors.Is(err, syscall.EWOULDBLOCK) {
+		return true, nil
+	}
+	if err != nil {
+		return false, fmt.Errorf("lock: %w", err)
+	}
+	return false, nil
+}

@@ -8,6 +8,8 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
+
+	bolt "go.etcd.io/bbolt"
 )
 
 // fixtureManifest is what testdata/genv1 recorded about the file it wrote.
@@ -61,9 +63,19 @@ func unpackFixture(t testing.TB, name string) (string, fixtureManifest) {
 // TestFormatFixtures opens a file of every earlier format, written by the
 // code of its time, and drains every record it holds, byte for byte.
 func TestFormatFixtures(t *testing.T) {
-	for _, name := range []string{"v1-983176d"} {
+	for _, fx := range []struct {
+		name    string
+		version uint64
+	}{
+		{"v1-983176d", 1},
+		{"v2", 2},
+	} {
+		name := fx.name
 		t.Run(name, func(t *testing.T) {
 			path, m := unpackFixture(t, name)
+			if in, err := Inspect(path); err != nil || in.Format != fx.version {
+				t.Fatalf("Inspect: format %d, %v; want format %d", in.Format, err, fx.version)
+			}
 			if len(m.Entries) == 0 || m.DroppedTotal == 0 {
 				t.Fatalf("manifest of %s lists %d records and %d drops; the fixture should have both", name, len(m.Entries), m.DroppedTotal)
 			}
@@ -112,5 +124,30 @@ func TestFormatFixtures(t *testing.T) {
 				t.Fatalf("new record got seq %d, below the fixture's next seq %d", n, m.NextSeq)
 			}
 		})
+	}
+}
+
+// TestFormatAbsentIsVersion1: a file whose bookkeeping has no format key
+// is read as version 1 and upgraded.
+func TestFormatAbsentIsVersion1(t *testing.T) {
+	path, m := unpackFixture(t, "v1-983176d")
+	db, err := bolt.Open(path, 0o600, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = db.Update(func(tx *bolt.Tx) error { return tx.Bucket(bucketMeta).Delete(keyFormat) })
+	if cerr := db.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	if in, err := Inspect(path); err != nil || in.Format != 1 {
+		t.Fatalf("Inspect: format %d, %v; want 1", in.Format, err)
+	}
+	q := openT(t, path, Options{})
+	defer closeT(t, q)
+	if st := q.Stats(); st.Salvage != nil || st.Format != FormatVersion || len(readAll(t, q)) != len(m.Entries) {
+		t.Fatalf("Stats %+v; want format %d and all %d records", st, FormatVersion, len(m.Entries))
 	}
 }

@@ -16,7 +16,8 @@ import (
 // without it is version 1). Every change of what the file holds bumps it,
 // and every earlier version is still read and drained: Open upgrades an
 // older file in place (Inspect never does); testdata keeps a file of each
-// version, written by the code of its time.
+// version, written by the code of its time (v1-983176d, v2; generators
+// in testdata/genv1 and genv2). A new version adds its own.
 //
 //	1  (commit 983176d) data buckets "d"+class holding records (record.go),
 //	   8-byte big-endian sequence keys; bucket "m" with format, epoch,

@@ -31,13 +31,20 @@
 // (value, 8-byte key and bbolt's 16-byte element header) in a counter
 // updated in the same transaction; when a commit would exceed the share of
 // MaxBytes that records may use (about 80 %, the rest being page overhead,
-// pages freed by the commit and growth steps) the oldest records of the
-// lowest priority are dropped first, then those of the next priority. Every
-// drop is counted per key, persistently, and logged (rate-limited). Freed
+// pages freed by the commit and growth steps) records are dropped by class
+// (dropOrder, the one drop policy): environmental readings and the drop
+// report first, oldest first, occupancy changes (ClassOccupancy) last. Every
+// drop is counted per key, persistently, and logged (rate-limited). The
+// agent reports the counters through PutReport, which keeps at most one
+// unsent report, so reports never pile up and push out occupancy. Freed
 // pages are reused, so the file stays within MaxBytes plus one page. When
 // the queue drains and the file is mostly free (after a fast drain, once it
 // has been quiet for a second; and at Open when at least half is free), it
 // is compacted by copying into a new file and renaming it over the old one.
+//
+// Format. The file carries its format version (FormatVersion). Open reads
+// every earlier version and upgrades it in place; Inspect reads a file
+// without writing anything, for --diagnose.
 //
 // Damaged files. Open never hands bbolt a file it has not checked: it walks
 // the whole page tree once with bounds-checked reads (bbolt trusts its file,
@@ -51,8 +58,9 @@
 // Stats().Salvage. If bbolt panics on the file later while running, the
 // queue salvages it the same way without a restart. Records that were acked
 // shortly before the damage may come back; receivers drop them by sequence
-// number. A record whose checksum fails in a sound file is skipped, logged
-// and deleted.
+// number. A record that cannot be decoded in a sound file (its checksum
+// fails) is skipped, logged, deleted and counted in Stats().Corrupt, so
+// every gap in the sequence numbers is explained.
 //
 // Disk errors. When a commit fails (disk full, I/O error) Append keeps
 // accepting into a bounded in-memory ring (Options.MemoryBytes, oldest
@@ -61,6 +69,9 @@
 // order, as soon as the disk accepts writes again (retried with backoff up
 // to 30 s). A failed commit leaves the file as it was.
 //
-// Locking. The file is locked; a second process gets ErrLocked after
-// Options.LockTimeout.
+// Locking and ownership. The file is locked; a second process gets
+// ErrLocked after Options.LockTimeout. Every file the queue creates next to
+// it (the file itself, a compaction's or a salvage's new file) belongs to
+// the owner of its directory when the queue runs as root, so a run as root
+// never locks the service user out.
 package buffer

@@ -34,8 +34,8 @@ func FuzzRecord(f *testing.F) {
 			t.Fatalf("decode of a fresh encoding: %v", err)
 		}
 		wantMs := min(max(ms, 0), maxMillis)
-		if r.priority != prio || string(r.key) != key || !bytes.Equal(r.data, data) || r.time.UnixMilli() != wantMs {
-			t.Fatalf("round trip: got {%d %q %q %d}, want {%d %q %q %d}", r.priority, r.key, r.data, r.time.UnixMilli(), prio, key, data, wantMs)
+		if r.class != prio || string(r.key) != key || !bytes.Equal(r.data, data) || r.time.UnixMilli() != wantMs {
+			t.Fatalf("round trip: got {%d %q %q %d}, want {%d %q %q %d}", r.class, r.key, r.data, r.time.UnixMilli(), prio, key, data, wantMs)
 		}
 		bad := bytes.Clone(v)
 		bad[int(flip)%len(bad)] ^= 1 << (flip % 8)

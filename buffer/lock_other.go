@@ -8,6 +8,11 @@ import (
 	"time"
 )
 
+// openOwned is os.OpenFile: file ownership is a unix matter.
+func openOwned(name string, flag int, perm os.FileMode) (*os.File, error) {
+	return os.OpenFile(name, flag, perm)
+}
+
 // lockFile opens path; on systems without flock, bbolt's own lock (taken
 // when the file is handed to it) is the only guard.
 func lockFile(path string, _ time.Duration) (*os.File, error) {
@@ -17,3 +22,7 @@ func lockFile(path string, _ time.Duration) (*os.File, error) {
 	}
 	return f, nil
 }
+
+// lockShared cannot tell whether another process holds the file here;
+// bbolt's own read-only lock is the only guard.
+func lockShared(*os.File) (locked bool, err error) { return false, nil }

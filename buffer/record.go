@@ -12,7 +12,7 @@ import (
 // 8-byte big-endian sequence number):
 //
 //	[0]    format version (recordFormat)
-//	[1]    priority
+//	[1]    class (Class: how the bound ranks it)
 //	[2..]  uvarint: append time, Unix milliseconds
 //	       uvarint: length of the producer key, then the key bytes
 //	       payload bytes (the rest, up to the checksum)
@@ -40,10 +40,10 @@ var errBadRecord = errors.New("buffer: malformed record")
 
 // record is a decoded stored value. Key and Data alias the decoded buffer.
 type record struct {
-	priority uint8
-	time     time.Time
-	key      []byte
-	data     []byte
+	class Class
+	time  time.Time
+	key   []byte
+	data  []byte
 }
 
 // encodedLen returns the stored size of a record's value.
@@ -51,10 +51,11 @@ func encodedLen(key string, data []byte, t time.Time) int {
 	return 2 + uvarintLen(uint64(min(max(t.UnixMilli(), 0), maxMillis))) + uvarintLen(uint64(len(key))) + len(key) + len(data) + crcSize
 }
 
-// encodeRecord appends the stored form of a record to dst.
-func encodeRecord(dst []byte, prio uint8, t time.Time, key string, data []byte) []byte {
+// encodeRecord appends the stored form of a record to dst. It is the only
+// encoder of records; decodeRecord is the only decoder.
+func encodeRecord(dst []byte, class Class, t time.Time, key string, data []byte) []byte {
 	start := len(dst)
-	dst = append(dst, recordFormat, prio)
+	dst = append(dst, recordFormat, class)
 	ms := min(max(t.UnixMilli(), 0), maxMillis)
 	dst = binary.AppendUvarint(dst, uint64(ms))
 	dst = binary.AppendUvarint(dst, uint64(len(key)))
@@ -77,7 +78,7 @@ func decodeRecord(v []byte) (record, error) {
 	if body[0] != recordFormat {
 		return r, fmt.Errorf("%w: format %d, want %d", errBadRecord, body[0], recordFormat)
 	}
-	r.priority = body[1]
+	r.class = body[1]
 	rest := body[2:]
 	ms, n := binary.Uvarint(rest)
 	if n <= 0 || ms > maxMillis {

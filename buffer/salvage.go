@@ -35,6 +35,7 @@ type scanFacts struct {
 	lastSeq  uint64 // largest sequence the file had handed out
 	epoch    uint64
 	dropped  uint64
+	corrupt  uint64
 	drops    map[string]uint64
 	records  int // records with a valid checksum, at any sequence
 }
@@ -115,6 +116,8 @@ func gatherFacts(r io.ReaderAt, size int64, psz int) scanFacts {
 			f.epoch = max(f.epoch, u)
 		case ks == string(keyDropped):
 			f.dropped = max(f.dropped, u)
+		case ks == string(keyCorrupt):
+			f.corrupt = max(f.corrupt, u)
 		case strings.HasPrefix(ks, dropPrefix) && len(ks) > len(dropPrefix):
 			name := ks[len(dropPrefix):]
 			f.drops[name] = max(f.drops[name], u)
@@ -139,9 +142,9 @@ func (q *Queue) salvage(f *os.File, reason error) (*bolt.DB, *SalvageReport, err
 		return nil, nil, fmt.Errorf("buffer: salvage %s: %w", path, err)
 	}
 	size := info.Size()
-	now := time.Now().UTC()
+	now := q.clock.Now().UTC()
 
-	facts := q.findLayout(f, size)
+	facts := findLayout(f, size)
 	tmp := path + salvageSuffix
 	if err := os.Remove(tmp); err != nil && !errors.Is(err, os.ErrNotExist) {
 		return nil, nil, fmt.Errorf("buffer: salvage %s: remove stale %s: %w", path, tmp, err)
@@ -173,34 +176,7 @@ func (q *Queue) salvage(f *os.File, reason error) (*bolt.DB, *SalvageReport, err
 		Recovered: copied,
 		OldEpoch:  facts.epoch,
 	}
-	err = dst.Update(func(tx *bolt.Tx) error {
-		m, err := tx.CreateBucketIfNotExists(bucketMeta)
-		if err != nil {
-			return err
-		}
-		if err := initMeta(m, base, now); err != nil {
-			return err
-		}
-		if err := m.Put(keyLive, u64(uint64(live))); err != nil {
-			return err
-		}
-		if err := m.Put(keyCount, u64(copied)); err != nil {
-			return err
-		}
-		for name, n := range facts.drops {
-			if err := m.Put([]byte(dropPrefix+name), u64(n)); err != nil {
-				return err
-			}
-		}
-		js, err := json.Marshal(report)
-		if err != nil {
-			return err
-		}
-		if err := m.Put(keySalvage, js); err != nil {
-			return err
-		}
-		return m.Put(keyDropped, u64(facts.dropped))
-	})
+	err = dst.Update(func(tx *bolt.Tx) error { return salvagedMeta(tx, base, now, copied, live, facts, report) })
 	if err != nil {
 		return fail(err)
 	}
@@ -231,9 +207,80 @@ func (q *Queue) salvage(f *os.File, reason error) (*bolt.DB, *SalvageReport, err
 	return dst, report, nil
 }
 
+// salvagedMeta writes the bookkeeping of a salvaged file: a new sequence
+// space after base, the counts of what was copied, the counters carried
+// over and the salvage report.
+func salvagedMeta(tx *bolt.Tx, base uint64, now time.Time, copied uint64, live int64, facts scanFacts, report *SalvageReport) error {
+	m, err := tx.CreateBucketIfNotExists(bucketMeta)
+	if err != nil {
+		return err
+	}
+	if err := initMeta(m, base, now); err != nil {
+		return err
+	}
+	if err := m.Put(keyLive, u64(uint64(live))); err != nil {
+		return err
+	}
+	if err := m.Put(keyCount, u64(copied)); err != nil {
+		return err
+	}
+	for name, n := range facts.drops {
+		if err := m.Put([]byte(dropPrefix+name), u64(n)); err != nil {
+			return err
+		}
+	}
+	js, err := json.Marshal(report)
+	if err != nil {
+		return err
+	}
+	if err := m.Put(keySalvage, js); err != nil {
+		return err
+	}
+	if err := m.Put(keyCorrupt, u64(facts.corrupt)); err != nil {
+		return err
+	}
+	return m.Put(keyDropped, u64(facts.dropped))
+}
+
+// salvageRunning rebuilds the file while the queue is open, after bbolt
+// panicked on it (damage checkFile could not see, or damage since Open).
+// Only the committer calls it; sequence numbers are kept, so readers'
+// cursors and pending acks stay valid.
+func (q *Queue) salvageRunning(reason error) error {
+	f, err := os.Open(q.path)
+	if err != nil {
+		return err
+	}
+	db, _, err := q.salvage(f, reason)
+	if err != nil {
+		f.Close()
+		return err
+	}
+	db.AllocSize = q.allocStep
+	db.MaxSize = max(q.hardMax, int(q.fileBytes())+q.allocStep+2*q.groupMax)
+	st, classes, err := q.loadDB(db)
+	if err != nil {
+		_ = db.Close()
+		return err
+	}
+	q.dbMu.Lock()
+	old := q.db
+	q.db = db
+	q.dbMu.Unlock()
+	func() {
+		defer func() { _ = recover() }() // the old handle is on a damaged file
+		_ = old.Close()
+	}()
+	q.mu.Lock()
+	st.Commits = q.st.Commits
+	q.st, q.classes = st, classes
+	q.mu.Unlock()
+	return nil
+}
+
 // findLayout picks the page size (from a valid meta page, else by trying
 // the usual sizes) and gathers the bookkeeping facts.
-func (q *Queue) findLayout(r io.ReaderAt, size int64) scanFacts {
+func findLayout(r io.ReaderAt, size int64) scanFacts {
 	metas, errs := readMetas(r, size)
 	var sizes []int
 	for i := range metas {
@@ -267,9 +314,9 @@ func (q *Queue) findLayout(r io.ReaderAt, size int64) scanFacts {
 // versions of rewritten pages) are written once.
 func copyRecords(r io.ReaderAt, size int64, facts scanFacts, dst *bolt.DB) (copied uint64, live int64, maxSeq uint64, err error) {
 	type kv struct {
-		seq  uint64
-		prio uint8
-		val  []byte
+		seq   uint64
+		class Class
+		val   []byte
 	}
 	var batch []kv
 	var batchBytes int
@@ -279,7 +326,7 @@ func copyRecords(r io.ReaderAt, size int64, facts scanFacts, dst *bolt.DB) (copi
 		}
 		err := dst.Update(func(tx *bolt.Tx) error {
 			for _, e := range batch {
-				b, err := tx.CreateBucketIfNotExists(dataName(e.prio))
+				b, err := tx.CreateBucketIfNotExists(dataName(e.class))
 				if err != nil {
 					return err
 				}
@@ -312,7 +359,7 @@ func copyRecords(r io.ReaderAt, size int64, facts scanFacts, dst *bolt.DB) (copi
 		if derr != nil {
 			return
 		}
-		batch = append(batch, kv{seq: seq, prio: rec.priority, val: bytes.Clone(v)})
+		batch = append(batch, kv{seq: seq, class: rec.class, val: bytes.Clone(v)})
 		if batchBytes += len(v); batchBytes >= 1<<20 {
 			err = flush()
 		}

@@ -1,0 +1,366 @@
+package buffer
+
+import (
+	"errors"
+	"fmt"
+	"maps"
+	"runtime/debug"
+	"slices"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+	berrors "go.etcd.io/bbolt/errors"
+)
+
+// Ack deletes acknowledged records. It does not wait for the disk: the
+// deletes are committed with the next group (within CommitInterval), and
+// ReadAfter no longer returns them meanwhile. After a crash, acks from that
+// last window reappear and are sent again (at-least-once). Unknown sequence
+// numbers are ignored.
+func (q *Queue) Ack(seqs ...uint64) error {
+	if len(seqs) == 0 {
+		return nil
+	}
+	q.mu.Lock()
+	if q.closing {
+		q.mu.Unlock()
+		return ErrClosed
+	}
+	first := len(q.acks) == 0
+	if first {
+		q.ackAt = q.clock.Now()
+	}
+	if q.acks == nil {
+		q.acks = make(map[uint64]struct{}, len(seqs))
+	}
+	for _, s := range seqs {
+		q.acks[s] = struct{}{}
+	}
+	full := len(q.acks) >= ackGroupMax
+	q.mu.Unlock()
+	// Only the first ack of a group (a new deadline) or a full group
+	// changes what the committer waits for; waking it on every batch would
+	// cost a context switch per message while a backlog drains.
+	if first || full {
+		q.kick()
+	}
+	return nil
+}
+
+// work is what one commit writes.
+type work struct {
+	reqs     []*request
+	acks     []uint64 // sorted
+	classes  []Class  // classes with a data bucket when the work was taken
+	ring     []pending
+	memDrops map[string]uint64
+	corrupt  map[uint64]struct{} // acks that remove undecodable records
+	ackFull  bool                // committed early because a full ack group was pending
+	ackSet   map[uint64]struct{} // the acks as taken; commit sorts them into acks
+}
+
+// run is the committer: the only goroutine that writes to the database.
+func (q *Queue) run() {
+	defer close(q.done)
+	// Turn a fault on the memory map (file damaged under us) into a panic
+	// that commit recovers, instead of a crash.
+	debug.SetPanicOnFault(true)
+	timer := q.clock.NewTimer(time.Hour)
+	timer.Stop()
+	for {
+		q.salvageIfDamaged()
+		q.mu.Lock()
+		w, wait, exit := q.takeLocked(q.clock.Now())
+		q.mu.Unlock()
+		if exit {
+			return
+		}
+		if w != nil {
+			q.commit(w)
+			continue
+		}
+		if q.compactIfQuiet(&wait) {
+			continue
+		}
+		if wait > 0 {
+			timer.Reset(wait)
+		}
+		select {
+		case <-q.wake:
+		case <-timer.Chan():
+		}
+		timer.Stop()
+	}
+}
+
+// salvageIfDamaged salvages the file when a reader found it damaged.
+func (q *Queue) salvageIfDamaged() {
+	q.mu.Lock()
+	damaged := q.damaged
+	q.damaged = nil
+	q.mu.Unlock()
+	if damaged != nil {
+		q.log.Error("buffer: file damaged while running; salvaging it now", "file", q.path, "err", damaged)
+		if err := q.salvageRunning(damaged); err != nil {
+			q.log.Error("buffer: salvage failed", "file", q.path, "err", err)
+		}
+	}
+}
+
+// takeLocked decides whether to commit now; if not, how long to wait
+// (0: until woken).
+func (q *Queue) takeLocked(now time.Time) (w *work, wait time.Duration, exit bool) {
+	hasWork := len(q.reqs) > 0 || len(q.acks) > 0 || len(q.ring) > 0 || len(q.memDrops) > 0
+	if !hasWork {
+		return nil, 0, q.closing
+	}
+	if q.closing && q.finalTried {
+		return nil, 0, true
+	}
+	due, next := q.dueLocked(now)
+	if !due {
+		return nil, max(next.Sub(now), time.Millisecond), false
+	}
+	if q.closing {
+		q.finalTried = true
+	}
+	w = &work{reqs: q.reqs, ring: q.ring, memDrops: maps.Clone(q.memDrops), classes: slices.Clone(q.classes),
+		ackFull: len(q.acks) >= ackGroupMax, corrupt: q.corrupt}
+	// The set itself goes to the commit: nobody writes to it any more, so
+	// commit sorts it outside mu, which Ack and ReadAfter wait for.
+	w.ackSet, q.ackFlight = q.acks, q.acks
+	q.acks, q.ackSpare = q.ackSpare, nil
+	q.corrupt = nil
+	q.reqs, q.reqBytes = nil, 0
+	q.ring, q.ringBytes = nil, 0
+	return w, 0, false
+}
+
+// dueLocked says whether the pending work is due now, and if not, when.
+func (q *Queue) dueLocked(now time.Time) (due bool, next time.Time) {
+	switch {
+	case q.closing:
+		return true, next
+	case q.diskErr != nil:
+		return !now.Before(q.retryAt), q.retryAt
+	}
+	if len(q.reqs) > 0 {
+		at := q.reqAt.Add(q.opts.CommitInterval)
+		due = !now.Before(at) || q.reqBytes >= q.groupMax
+		next = at
+	}
+	if len(q.acks) > 0 {
+		at := q.ackAt.Add(q.opts.CommitInterval)
+		due = due || !now.Before(at) || len(q.acks) >= ackGroupMax
+		if next.IsZero() || at.Before(next) {
+			next = at
+		}
+	}
+	if len(q.reqs) == 0 && len(q.acks) == 0 {
+		due = true // drop counts of a ring that was flushed but not persisted
+	}
+	return due, next
+}
+
+// commitResult carries what a commit learned back to the Queue.
+type commitResult struct {
+	firsts     []uint64
+	added      int
+	reports    int // of added, reports from PutReport
+	removed    int
+	corrupt    uint64
+	drops      map[string]uint64
+	newClasses []Class
+
+	count, nextSeq, oldestSeq uint64
+	live                      int64
+	oldestTime                time.Time
+}
+
+// commit writes w in one transaction and settles the waiting appends.
+func (q *Queue) commit(w *work) {
+	if len(w.ackSet) > 0 {
+		w.acks = slices.Sorted(maps.Keys(w.ackSet))
+	}
+	var res commitResult
+	err := q.update(w, &res)
+	if errors.Is(err, errDamaged) {
+		q.log.Error("buffer: file damaged while running; salvaging it now", "file", q.path, "err", err)
+		if serr := q.salvageRunning(err); serr != nil {
+			err = fmt.Errorf("%w (salvage failed: %v)", err, serr)
+		} else {
+			q.mu.Lock()
+			w.classes = slices.Clone(q.classes)
+			q.mu.Unlock()
+			err = q.update(w, &res)
+		}
+	}
+
+	q.mu.Lock()
+	q.ackFlight = nil
+	if w.ackSet != nil && len(w.ackSet) <= 2*ackGroupMax {
+		// Its storage serves a later group, unless a stall made it big.
+		clear(w.ackSet)
+		q.ackSpare = w.ackSet
+	}
+	if err != nil {
+		waiting := q.failedLocked(w, err)
+		q.mu.Unlock()
+		nd := fmt.Errorf("%w: %v", ErrNotDurable, err)
+		for _, r := range append(w.reqs, waiting...) {
+			r.err = nd
+			close(r.done)
+		}
+		return
+	}
+	q.settledLocked(w, &res)
+	q.mu.Unlock()
+	q.afterCommit(w, &res)
+}
+
+// failedLocked puts the work of a failed commit back: acks to retry,
+// records into the memory ring in order. It returns the appends that were
+// waiting for the next commit: they join the ring too and return now.
+func (q *Queue) failedLocked(w *work, err error) (waiting []*request) {
+	if len(w.acks) > 0 && q.acks == nil {
+		q.acks = make(map[uint64]struct{}, len(w.acks))
+	}
+	for _, s := range w.acks {
+		q.acks[s] = struct{}{}
+	}
+	if len(w.corrupt) > 0 && q.corrupt == nil {
+		q.corrupt = map[uint64]struct{}{}
+	}
+	maps.Copy(q.corrupt, w.corrupt)
+	if len(q.acks) > 0 && q.ackAt.IsZero() {
+		q.ackAt = q.clock.Now()
+	}
+	// Older ring first, then the group, then whatever arrived during the
+	// commit.
+	later := q.ring
+	q.ring, q.ringBytes = nil, 0
+	q.toRingLocked(w.ring)
+	for _, r := range w.reqs {
+		q.toRingLocked(r.recs)
+	}
+	q.toRingLocked(later)
+	waiting = q.reqs
+	q.reqs, q.reqBytes = nil, 0
+	for _, r := range waiting {
+		q.toRingLocked(r.recs)
+	}
+	if q.diskErr == nil {
+		q.log.Error("buffer: cannot write to disk; holding records in memory", "file", q.path, "err", err)
+	} else {
+		q.log.Warn("buffer: disk still refuses writes", "file", q.path, "err", err, "memory", len(q.ring))
+	}
+	q.diskErr = err
+	q.retryAt = q.clock.Now().Add(q.retryDelay)
+	q.retryDelay = min(2*q.retryDelay, maxRetryDelay)
+	return waiting
+}
+
+// settledLocked takes in what a successful commit changed.
+func (q *Queue) settledLocked(w *work, res *commitResult) {
+	if q.diskErr != nil {
+		q.log.Info("buffer: disk accepts writes again", "file", q.path, "written_from_memory", len(w.ring))
+	}
+	q.diskErr = nil
+	q.retryDelay = q.opts.retryBase
+	for k, n := range w.memDrops {
+		if q.memDrops[k] -= n; q.memDrops[k] == 0 {
+			delete(q.memDrops, k)
+		}
+	}
+	q.countDropsLocked(w.memDrops, false)
+	q.countDropsLocked(res.drops, true)
+	q.st.Corrupt += res.corrupt
+	q.maybeLogDropsLocked(false)
+	for _, c := range res.newClasses {
+		if !slices.Contains(q.classes, c) {
+			q.classes = append(q.classes, c)
+		}
+	}
+	slices.Sort(q.classes)
+	q.st.Count = res.count
+	q.st.Bytes = res.live
+	q.st.NextSeq = res.nextSeq
+	q.st.OldestSeq = res.oldestSeq
+	q.st.OldestTime = res.oldestTime
+	q.st.Commits++
+	if len(q.ring) > 0 || len(q.memDrops) > 0 {
+		q.kick() // records that reached the ring during this commit
+	}
+}
+
+// countDropsLocked adds committed drops to Stats (and to the drop log).
+func (q *Queue) countDropsLocked(drops map[string]uint64, log bool) {
+	if q.st.Dropped == nil {
+		q.st.Dropped = map[string]uint64{}
+	}
+	for k, n := range drops {
+		q.st.Dropped[k] += n
+		q.st.DroppedTotal += n
+		if log {
+			q.dropLog[k] += n
+		}
+	}
+}
+
+// afterCommit wakes the waiting appends and readers, and compacts the file
+// when a drain left it mostly free.
+func (q *Queue) afterCommit(w *work, res *commitResult) {
+	for i, r := range w.reqs {
+		r.first = res.firsts[i]
+		close(r.done)
+	}
+	if res.added > 0 {
+		select {
+		case q.notify <- struct{}{}:
+		default:
+		}
+	}
+	if w.ackFull {
+		q.fullAt = q.clock.Now()
+	}
+	if res.removed > 0 && shouldCompact(q.fileBytes(), res.live, 16) {
+		if quietAt := q.fullAt.Add(drainQuiet); q.clock.Now().Before(quietAt) {
+			// Full ack groups: a backlog is draining fast and the live part
+			// shrinks by the millisecond. A copy now would move megabytes
+			// that are about to be deleted, while acks pile up in memory
+			// behind it; compact once the drain has been quiet a while.
+			q.compactAt = quietAt
+		} else {
+			q.compactAt = time.Time{}
+			q.compact("drained")
+		}
+	}
+}
+
+// update runs the transaction; a panic inside bbolt (a file damaged while
+// we run) becomes an error.
+func (q *Queue) update(w *work, res *commitResult) (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("%w: bbolt panicked while writing: %v", errDamaged, r)
+		}
+	}()
+	for attempt := 0; ; attempt++ {
+		*res = commitResult{}
+		err = q.db.Update(func(tx *bolt.Tx) error { return q.apply(tx, w, res) })
+		if !errors.Is(err, berrors.ErrMaxSizeReached) || attempt > 0 {
+			return err
+		}
+		// The soft bound should keep the file below the hard cap; if it did
+		// not, free pages in a commit of their own and try once more.
+		q.log.Error("buffer: file reached its hard size cap; dropping more", "file", q.path, "cap", q.hardMax)
+		q.limit = q.limit * 7 / 8
+		var trim commitResult
+		if err := q.db.Update(func(tx *bolt.Tx) error { return q.apply(tx, &work{classes: w.classes}, &trim) }); err != nil {
+			return err
+		}
+		q.mu.Lock()
+		q.countDropsLocked(trim.drops, true)
+		q.mu.Unlock()
+	}
+}

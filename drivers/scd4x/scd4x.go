@@ -18,7 +18,6 @@ package scd4x
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"sync"
 	"time"
@@ -96,8 +95,6 @@ const (
 	maxTemp = 60
 )
 
-var errRange = errors.New("outside the datasheet range")
-
 // Dev is an open SCD4x in periodic measurement mode.
 type Dev struct {
 	mu     sync.Mutex
@@ -166,13 +163,9 @@ func (d *Dev) Sense(ctx context.Context) (Measurement, error) {
 		func(w uint16) bool { return w&0x07FF != 0 }); err != nil {
 		return Measurement{}, fmt.Errorf("scd4x: get_data_ready_status: %w (is periodic measurement running?)", err)
 	}
-	raw, err := d.s.Exec(ctx, sensirion.Cmd16(cmdReadMeasure), nil, commandWait, 3)
+	m, err := sensirion.Read(ctx, &d.s, sensirion.Cmd16(cmdReadMeasure), commandWait, 3, decode)
 	if err != nil {
 		return Measurement{}, fmt.Errorf("scd4x: read_measurement: %w", err)
-	}
-	m, err := decode(raw)
-	if err != nil {
-		return Measurement{}, fmt.Errorf("scd4x: %w", err)
 	}
 	return m, nil
 }
@@ -199,25 +192,18 @@ func (d *Dev) String() string {
 //	CO2 = word ppm    T = -45 °C + 175 °C · word / (2¹⁶ - 1)    RH = 100 %RH · word / (2¹⁶ - 1)
 //
 // CO2 above the 40000 ppm output range or a temperature outside the operating
-// range of -10..60 °C is an error.
+// range of -10..60 °C is an error (sensirion.ErrRange).
 func decode(raw []byte) (Measurement, error) {
-	if len(raw) != 9 {
-		return Measurement{}, fmt.Errorf("measurement of %d bytes, want 9", len(raw))
-	}
-	w, err := sensirion.Words(raw)
+	w, err := sensirion.Decode(raw, 3)
 	if err != nil {
-		return Measurement{}, fmt.Errorf("measurement: %w", err)
+		return Measurement{}, err
 	}
 	if w[0] > maxCO2 {
-		return Measurement{}, fmt.Errorf("CO2 %d ppm %w (0..%d ppm)", w[0], errRange, maxCO2)
+		return Measurement{}, fmt.Errorf("CO2 %d ppm %w (0..%d ppm)", w[0], sensirion.ErrRange, maxCO2)
 	}
-	t := physic.ZeroCelsius - 45*physic.Celsius + physic.Temperature((int64(w[1])*175*int64(physic.Celsius)+32767)/65535)
-	if c := t - physic.ZeroCelsius; c < minTemp*physic.Celsius || c > maxTemp*physic.Celsius {
-		return Measurement{}, fmt.Errorf("temperature %v %w (%d..%d °C)", t, errRange, minTemp, maxTemp)
+	t, err := sensirion.Temperature(w[1], minTemp, maxTemp)
+	if err != nil {
+		return Measurement{}, err
 	}
-	return Measurement{
-		CO2:         w[0],
-		Temperature: t,
-		Humidity:    physic.RelativeHumidity((int64(w[2])*100*int64(physic.PercentRH) + 32767) / 65535),
-	}, nil
+	return Measurement{CO2: w[0], Temperature: t, Humidity: sensirion.Humidity(w[2])}, nil
 }

@@ -41,9 +41,9 @@ func TestDecode(t *testing.T) {
 	}{
 		{name: "datasheet example", raw: exampleMeasurement, co2: 500, tempC: -45 + 175*26215.0/65535, rh: 100 * 24249.0 / 65535},
 		{name: "top of the output range", raw: drivertest.Words(40000, 0x6667, 0x5EB9), co2: 40000, tempC: -45 + 175*26215.0/65535, rh: 100 * 24249.0 / 65535},
-		{name: "CO2 above the output range", raw: drivertest.Words(40001, 0x6667, 0x5EB9), err: errRange},
-		{name: "colder than the operating range", raw: drivertest.Words(500, 0x2000, 0x5EB9), err: errRange},
-		{name: "hotter than the operating range", raw: drivertest.Words(500, 0xA000, 0x5EB9), err: errRange},
+		{name: "CO2 above the output range", raw: drivertest.Words(40001, 0x6667, 0x5EB9), err: sensirion.ErrRange},
+		{name: "colder than the operating range", raw: drivertest.Words(500, 0x2000, 0x5EB9), err: sensirion.ErrRange},
+		{name: "hotter than the operating range", raw: drivertest.Words(500, 0xA000, 0x5EB9), err: sensirion.ErrRange},
 		{name: "bad CO2 CRC", raw: slices.Concat([]byte{0x01, 0xF4, 0x7B}, exampleMeasurement[3:]), err: sensirion.ErrCRC},
 		{name: "short", raw: exampleMeasurement[:6], err: errors.New("want 9")},
 	} {

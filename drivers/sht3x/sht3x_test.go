@@ -39,8 +39,8 @@ func TestDecode(t *testing.T) {
 		{name: "lower range end", raw: drivertest.Words(1873, 0), tempC: -45 + 175*1873.0/65535, rh: 0},
 		{name: "bad temperature CRC", raw: slices.Concat([]byte{0xBE, 0xEF, 0x93}, beef), err: sensirion.ErrCRC},
 		{name: "bad humidity CRC", raw: slices.Concat(beef, []byte{0xBE, 0xEF, 0x00}), err: sensirion.ErrCRC},
-		{name: "below -40 °C", raw: drivertest.Words(0, 0x8000), err: errRange},
-		{name: "above 125 °C", raw: drivertest.Words(0xFFFF, 0x8000), err: errRange},
+		{name: "below -40 °C", raw: drivertest.Words(0, 0x8000), err: sensirion.ErrRange},
+		{name: "above 125 °C", raw: drivertest.Words(0xFFFF, 0x8000), err: sensirion.ErrRange},
 		{name: "short", raw: beef, errContain: "want 6"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

@@ -36,8 +36,8 @@ func TestDecode(t *testing.T) {
 		{name: "humidity cropped at 0", raw: drivertest.Words(26215, 0), tempC: -45 + 175*26215.0/65535, rh: 0},
 		{name: "humidity cropped at 100", raw: drivertest.Words(26215, 0xFFFF), tempC: -45 + 175*26215.0/65535, rh: 100},
 		{name: "bad CRC", raw: slices.Concat(beef, []byte{0xBE, 0xEF, 0x91}), err: sensirion.ErrCRC},
-		{name: "below -40 °C", raw: slices.Concat(drivertest.Words(100), beef), err: errRange},
-		{name: "above 125 °C", raw: slices.Concat(drivertest.Words(0xFFFF), beef), err: errRange},
+		{name: "below -40 °C", raw: slices.Concat(drivertest.Words(100), beef), err: sensirion.ErrRange},
+		{name: "above 125 °C", raw: slices.Concat(drivertest.Words(0xFFFF), beef), err: sensirion.ErrRange},
 		{name: "short", raw: beef, err: errors.New("want 6")},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

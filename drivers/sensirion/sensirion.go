@@ -13,6 +13,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"sync"
 	"time"
 
 	"github.com/cityedge/cityedge/drivers/internal/wait"
@@ -111,12 +112,15 @@ func Humidity(w uint16) physic.RelativeHumidity {
 	return physic.RelativeHumidity((int64(w)*100*int64(physic.PercentRH) + 32767) / 65535)
 }
 
-// Dev talks to one Sensirion chip.
+// Dev talks to one Sensirion chip. Its commands are safe for concurrent
+// use: each runs whole (write, execution time, read) before the next.
 type Dev struct {
 	I2C i2c.Dev
 	// Clock measures the execution times; nil is the real clock. Tests
 	// inject a fake one.
 	Clock clockwork.Clock
+
+	mu sync.Mutex
 }
 
 // Exec runs one command: it writes cmd (one or two bytes) followed by args,
@@ -124,6 +128,8 @@ type Dev struct {
 // when words > 0, reads that many words and returns them raw, CRCs included,
 // for the caller's pure decoder to check.
 func (d *Dev) Exec(ctx context.Context, cmd []byte, args []uint16, wait time.Duration, words int) ([]byte, error) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
 	w := make([]byte, len(cmd), len(cmd)+3*len(args))
 	copy(w, cmd)
 	for _, a := range args {

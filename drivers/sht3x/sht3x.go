@@ -15,7 +15,6 @@ import (
 	"context"
 	"encoding/binary"
 	"fmt"
-	"sync"
 	"time"
 
 	"github.com/cityedge/cityedge/drivers/sensirion"
@@ -60,7 +59,6 @@ type Measurement = sensirion.Climate
 
 // Dev is an open SHT3x.
 type Dev struct {
-	mu        sync.Mutex
 	s         sensirion.Dev
 	status    uint16
 	serial    uint32
@@ -106,8 +104,6 @@ func (d *Dev) Serial() (uint32, bool) { return d.serial, d.hasSerial }
 
 // Sense takes one single-shot measurement.
 func (d *Dev) Sense(ctx context.Context) (Measurement, error) {
-	d.mu.Lock()
-	defer d.mu.Unlock()
 	m, err := sensirion.Read(ctx, &d.s, sensirion.Cmd16(cmdMeasureHigh), measureWait, 2, decode)
 	if err != nil {
 		return Measurement{}, fmt.Errorf("sht3x: measure: %w", err)

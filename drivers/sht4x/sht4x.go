@@ -13,7 +13,6 @@ package sht4x
 import (
 	"context"
 	"fmt"
-	"sync"
 	"time"
 
 	"github.com/cityedge/cityedge/drivers/sensirion"
@@ -55,7 +54,6 @@ type Measurement = sensirion.Climate
 
 // Dev is an open SHT4x.
 type Dev struct {
-	mu     sync.Mutex
 	s      sensirion.Dev
 	serial uint32
 }
@@ -86,8 +84,6 @@ func (d *Dev) Serial() uint32 { return d.serial }
 
 // Sense takes one high-precision measurement.
 func (d *Dev) Sense(ctx context.Context) (Measurement, error) {
-	d.mu.Lock()
-	defer d.mu.Unlock()
 	m, err := sensirion.Read(ctx, &d.s, []byte{cmdMeasureHigh}, measureWait, 2, decode)
 	if err != nil {
 		return Measurement{}, fmt.Errorf("sht4x: measure: %w", err)

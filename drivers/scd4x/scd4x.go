@@ -81,6 +81,14 @@ type Opts struct {
 // DefaultOpts are the sensor's own defaults.
 var DefaultOpts = Opts{Addr: 0x62, SelfCalibration: true}
 
+// Validate reports an altitude above the datasheet's MaxAltitude.
+func (o *Opts) Validate() error {
+	if o.Altitude > MaxAltitude {
+		return fmt.Errorf("altitude %d m above the datasheet's %d m", o.Altitude, MaxAltitude)
+	}
+	return nil
+}
+
 // Measurement is one reading.
 type Measurement struct {
 	CO2         uint16 // ppm
@@ -112,8 +120,8 @@ func New(bus i2c.Bus, opts *Opts) (*Dev, error) {
 	if opts == nil {
 		opts = &DefaultOpts
 	}
-	if opts.Altitude > MaxAltitude {
-		return nil, fmt.Errorf("scd4x: altitude %d m above the datasheet's %d m", opts.Altitude, MaxAltitude)
+	if err := opts.Validate(); err != nil {
+		return nil, fmt.Errorf("scd4x: %w", err)
 	}
 	d := &Dev{s: sensirion.Dev{I2C: i2c.Dev{Bus: bus, Addr: opts.Addr}, Clock: opts.Clock}, opts: *opts}
 	ctx := context.Background()

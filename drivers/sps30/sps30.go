@@ -86,6 +86,15 @@ type Opts struct {
 // DefaultOpts are the sensor's own defaults.
 var DefaultOpts = Opts{Addr: 0x69, CleaningInterval: DefaultCleaningInterval}
 
+// Validate reports a cleaning interval the sensor cannot hold: it takes
+// whole seconds, up to 2³²-1.
+func (o *Opts) Validate() error {
+	if d := o.CleaningInterval; d < 0 || d%time.Second != 0 || d/time.Second > math.MaxUint32 {
+		return fmt.Errorf("cleaning interval %v: want whole seconds from 0 (off) to %v", d, time.Duration(math.MaxUint32)*time.Second)
+	}
+	return nil
+}
+
 // Measurement is one set of measured values, as floats the way the sensor
 // sends them. Mass concentrations are cumulative: PM2.5 includes PM1.0.
 type Measurement struct {
@@ -110,10 +119,10 @@ func New(bus i2c.Bus, opts *Opts) (*Dev, error) {
 	if opts == nil {
 		opts = &DefaultOpts
 	}
-	secs := opts.CleaningInterval / time.Second
-	if opts.CleaningInterval < 0 || opts.CleaningInterval%time.Second != 0 || secs > math.MaxUint32 {
-		return nil, fmt.Errorf("sps30: cleaning interval %v: want whole seconds from 0 to %d s", opts.CleaningInterval, uint32(math.MaxUint32))
+	if err := opts.Validate(); err != nil {
+		return nil, fmt.Errorf("sps30: %w", err)
 	}
+	secs := opts.CleaningInterval / time.Second
 	d := &Dev{s: sensirion.Dev{I2C: i2c.Dev{Bus: bus, Addr: opts.Addr}, Clock: opts.Clock}, interval: opts.CleaningInterval}
 	ctx := context.Background()
 

@@ -290,15 +290,9 @@ func FuzzDecode(f *testing.F) {
 		if err != nil {
 			return
 		}
-		if m.CO2 > maxCO2 {
-			t.Fatalf("CO2 %d", m.CO2)
-		}
-		if c := m.Temperature.Celsius(); c < minTemp || c > maxTemp {
-			t.Fatalf("temperature %v", c)
-		}
-		if m.Humidity < 0 || m.Humidity > 100*physic.PercentRH {
-			t.Fatalf("humidity %v", m.Humidity)
-		}
+		drivertest.InRange(t, "CO2 ppm", m.CO2, 0, maxCO2)
+		drivertest.InRange(t, "temperature °C", m.Temperature.Celsius(), minTemp, maxTemp)
+		drivertest.InRange(t, "humidity", m.Humidity, 0, 100*physic.PercentRH)
 	})
 }
 

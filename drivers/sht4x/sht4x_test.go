@@ -195,12 +195,8 @@ func FuzzDecode(f *testing.F) {
 		if err != nil {
 			return
 		}
-		if c := m.Temperature.Celsius(); c < -40 || c > 125 {
-			t.Fatalf("temperature %v outside the range", c)
-		}
-		if m.Humidity < 0 || m.Humidity > 100*physic.PercentRH {
-			t.Fatalf("humidity %v not cropped", m.Humidity)
-		}
+		drivertest.InRange(t, "temperature °C", m.Temperature.Celsius(), -40, 125)
+		drivertest.InRange(t, "humidity (cropped)", m.Humidity, 0, 100*physic.PercentRH)
 	})
 }
 

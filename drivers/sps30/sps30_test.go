@@ -305,9 +305,7 @@ func FuzzDecode(f *testing.F) {
 			return
 		}
 		for _, v := range []float32{m.MassPM1, m.MassPM2_5, m.MassPM4, m.MassPM10} {
-			if !(v >= 0 && v <= MaxMass) {
-				t.Fatalf("mass %v outside 0..%d", v, MaxMass)
-			}
+			drivertest.InRange(t, "mass µg/m³", v, 0, MaxMass)
 		}
 	})
 }

@@ -18,6 +18,7 @@ import (
 	"periph.io/x/conn/v3/physic"
 )
 
+// Each chip's tests start at their own date and hour, so the chips' round trips see different street weather.
 func newClock() *drivertest.Clock {
 	return drivertest.NewClock(time.Date(2024, 10, 7, 7, 30, 0, 0, time.UTC))
 }

@@ -17,6 +17,7 @@ import (
 	"periph.io/x/conn/v3/physic"
 )
 
+// Each chip's tests start at their own date and hour, so the chips' round trips see different street weather.
 func newClock() *drivertest.Clock {
 	return drivertest.NewClock(time.Date(2024, 1, 15, 8, 0, 0, 0, time.UTC))
 }
@@ -64,6 +65,7 @@ func TestDecode(t *testing.T) {
 	}
 }
 
+// Deliberately this chip's own table, not shared with its Sensirion siblings: its bytes and waits come from its own datasheet.
 func TestPlayback(t *testing.T) {
 	const a = 0x45
 	open := []i2ctest.IO{
@@ -134,6 +136,7 @@ func newSimDev(t *testing.T, seed uint64, serial uint32) (*drivertest.Clock, *sh
 	return c, chip, bus, d
 }
 
+// Deliberately its own copy of the round trip: it checks this chip's simulator against its driver, each written from the datasheet alone.
 func TestSimRoundTrip(t *testing.T) {
 	c, chip, _, d := newSimDev(t, 11, 0xCAFE0042)
 	if s, ok := d.Serial(); !ok || s != 0xCAFE0042 {

@@ -17,6 +17,7 @@ import (
 	"periph.io/x/conn/v3/physic"
 )
 
+// Each chip's tests start at their own date and hour, so the chips' round trips see different street weather.
 func newClock() *drivertest.Clock {
 	return drivertest.NewClock(time.Date(2024, 3, 1, 12, 0, 0, 0, time.UTC))
 }
@@ -61,6 +62,7 @@ func TestDecode(t *testing.T) {
 	}
 }
 
+// Deliberately this chip's own table, not shared with its Sensirion siblings: its bytes and waits come from its own datasheet.
 func TestPlayback(t *testing.T) {
 	const a = 0x44
 	open := []i2ctest.IO{{Addr: a, W: []byte{0x89}}, {Addr: a, R: drivertest.Words(0x0F3C, 0x5A21)}}
@@ -127,6 +129,7 @@ func newSimDev(t *testing.T, seed uint64, serial uint32) (*drivertest.Clock, *sh
 	return c, chip, bus, d
 }
 
+// Deliberately its own copy of the round trip: it checks this chip's simulator against its driver, each written from the datasheet alone.
 func TestSimRoundTrip(t *testing.T) {
 	c, chip, _, d := newSimDev(t, 21, 0x12345678)
 	if d.Serial() != 0x12345678 {

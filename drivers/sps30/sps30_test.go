@@ -17,6 +17,7 @@ import (
 	"periph.io/x/conn/v3/i2c/i2ctest"
 )
 
+// Each chip's tests start at their own date and hour, so the chips' round trips see different street weather.
 func newClock() *drivertest.Clock {
 	return drivertest.NewClock(time.Date(2024, 11, 20, 17, 45, 0, 0, time.UTC))
 }

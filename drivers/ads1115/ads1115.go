@@ -134,6 +134,14 @@ type Opts struct {
 // DefaultOpts is ADDR tied to GND and the chip's default data rate.
 var DefaultOpts = Opts{Addr: 0x48, Rate: SPS128}
 
+// Validate reports a rate the chip does not have.
+func (o *Opts) Validate() error {
+	if o.Rate > SPS860 {
+		return fmt.Errorf("invalid rate %d", o.Rate)
+	}
+	return nil
+}
+
 // Dev is an opened ADS1115.
 type Dev struct {
 	c     i2c.Dev
@@ -149,8 +157,8 @@ func New(bus i2c.Bus, opts *Opts) (*Dev, error) {
 	if opts == nil {
 		opts = &DefaultOpts
 	}
-	if opts.Rate > SPS860 {
-		return nil, fmt.Errorf("ads1115: invalid rate %d", opts.Rate)
+	if err := opts.Validate(); err != nil {
+		return nil, fmt.Errorf("ads1115: %w", err)
 	}
 	d := &Dev{c: i2c.Dev{Bus: bus, Addr: opts.Addr}, rate: opts.Rate, clock: wait.Clock(opts.Clock)}
 	want := d.config(0, FSR6144mV) &^ cfgOS

@@ -75,6 +75,14 @@ type Opts struct {
 // DefaultOpts is ADDR low and the chip's default sensitivity.
 var DefaultOpts = Opts{Addr: 0x23, MTreg: MTregDefault}
 
+// Validate reports an MTreg outside MTregMin..MTregMax.
+func (o *Opts) Validate() error {
+	if o.MTreg < MTregMin || o.MTreg > MTregMax {
+		return fmt.Errorf("MTreg %d is outside %d..%d", o.MTreg, MTregMin, MTregMax)
+	}
+	return nil
+}
+
 // Dev is an opened BH1750.
 type Dev struct {
 	c     i2c.Dev
@@ -91,8 +99,8 @@ func New(bus i2c.Bus, opts *Opts) (*Dev, error) {
 	if opts == nil {
 		opts = &DefaultOpts
 	}
-	if opts.MTreg < MTregMin || opts.MTreg > MTregMax {
-		return nil, fmt.Errorf("bh1750: MTreg %d is outside %d..%d", opts.MTreg, MTregMin, MTregMax)
+	if err := opts.Validate(); err != nil {
+		return nil, fmt.Errorf("bh1750: %w", err)
 	}
 	d := &Dev{c: i2c.Dev{Bus: bus, Addr: opts.Addr}, mt: opts.MTreg, clock: wait.Clock(opts.Clock)}
 	if err := d.c.Tx([]byte{opPowerOn}, nil); err != nil {

@@ -3,6 +3,7 @@ package bh1750
 import (
 	"context"
 	"errors"
+	"fmt"
 	"math"
 	"slices"
 	"strings"
@@ -218,9 +219,8 @@ func FuzzDecode(f *testing.F) {
 	f.Add([]byte{0xFF, 0xFF}, uint8(31))
 	f.Add([]byte{0x00}, uint8(0))
 	f.Fuzz(func(t *testing.T, raw []byte, mt uint8) {
-		got, err := decode(raw, mt)
-		if err == nil && (got < 0 || got > 122000*Lux) {
-			t.Fatalf("decode(% x, %d) = %s without an error", raw, mt, got)
+		if got, err := decode(raw, mt); err == nil {
+			drivertest.InRange(t, fmt.Sprintf("decode(% x, %d)", raw, mt), got, 0, 122000*Lux)
 		}
 	})
 }

@@ -152,6 +152,19 @@ type Dev struct {
 
 var _ conn.Resource = &Dev{}
 
+// Validate reports oversampling settings the chip does not have:
+// temperature X1..X16 (the pressure and humidity compensation need it),
+// pressure and humidity Off..X16.
+func (o *Opts) Validate() error {
+	if o.Temperature < X1 || o.Temperature > X16 {
+		return fmt.Errorf("temperature oversampling %d: must be X1..X16", o.Temperature)
+	}
+	if o.Pressure > X16 || o.Humidity > X16 {
+		return errors.New("oversampling must be Off..X16")
+	}
+	return nil
+}
+
 // New opens the chip at opts.Addr on bus: it checks the chip id, soft-resets
 // the chip, and reads its calibration words.
 func New(bus i2c.Bus, opts *Opts) (*Dev, error) {
@@ -159,11 +172,8 @@ func New(bus i2c.Bus, opts *Opts) (*Dev, error) {
 		o := DefaultOpts
 		opts = &o
 	}
-	if opts.Temperature < X1 || opts.Temperature > X16 {
-		return nil, fmt.Errorf("bme280: temperature oversampling %d: must be X1..X16", opts.Temperature)
-	}
-	if opts.Pressure > X16 || opts.Humidity > X16 {
-		return nil, fmt.Errorf("bme280: oversampling must be Off..X16")
+	if err := opts.Validate(); err != nil {
+		return nil, fmt.Errorf("bme280: %w", err)
 	}
 	d := &Dev{d: i2c.Dev{Bus: bus, Addr: opts.Addr}, clock: wait.Clock(opts.Clock)}
 	ctx := context.Background()

@@ -464,14 +464,12 @@ func FuzzDecode(f *testing.F) {
 		if err != nil {
 			return
 		}
-		if c := m.Temperature.Celsius(); c < -40 || c > 85 {
-			t.Fatalf("decode returned temperature %v outside the operating range", c)
+		drivertest.InRange(t, "temperature °C", m.Temperature.Celsius(), -40, 85)
+		if m.HasPressure {
+			drivertest.InRange(t, "pressure", m.Pressure, 300*physic.Pascal*100, 1100*physic.Pascal*100)
 		}
-		if m.HasPressure && (m.Pressure < 300*physic.Pascal*100 || m.Pressure > 1100*physic.Pascal*100) {
-			t.Fatalf("decode returned pressure %v outside the operating range", m.Pressure)
-		}
-		if m.HasHumidity && (m.Humidity < 0 || m.Humidity > 100*physic.PercentRH) {
-			t.Fatalf("decode returned humidity %v", m.Humidity)
+		if m.HasHumidity {
+			drivertest.InRange(t, "humidity", m.Humidity, 0, 100*physic.PercentRH)
 		}
 	})
 }

@@ -166,7 +166,10 @@ func (c adcChannel) toVolts(x float64) float64 {
 	return c.From[0] + (x-c.To[0])*(c.From[1]-c.From[0])/(c.To[1]-c.To[0])
 }
 
-func adcOptions(opts any) (*adcOpts, error) {
+// openADS1115 opens the converter. Unlike the other drivers' defaults, the
+// default options are not usable (no channels), so Open runs the same
+// Validate the config check ran rather than trusting what it is given.
+func openADS1115(t Target, opts any) (drivers.Sensor, error) {
 	o, ok := opts.(*adcOpts)
 	if !ok || o == nil {
 		return nil, fmt.Errorf("ads1115: options of type %T: the channels map is required", opts)
@@ -174,16 +177,8 @@ func adcOptions(opts any) (*adcOpts, error) {
 	if err := o.Validate(); err != nil {
 		return nil, fmt.Errorf("ads1115: %w", err)
 	}
-	return o, nil
-}
-
-func openADS1115(t Target, opts any) (drivers.Sensor, error) {
-	o, err := adcOptions(opts)
-	if err != nil {
-		return nil, err
-	}
-	rate, _ := ads1115.ParseRate(o.DataRate)
-	dev, err := ads1115.New(t.Bus, &ads1115.Opts{Addr: t.Addr, Rate: rate})
+	rate, _ := ads1115.ParseRate(o.DataRate) // validated
+	dev, err := ads1115.New(t.Bus, &ads1115.Opts{Addr: t.Addr, Rate: rate, Clock: t.Clock})
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", t.Where(), err)
 	}

@@ -3,6 +3,7 @@ package catalog
 import (
 	"context"
 	"fmt"
+	"math"
 
 	"github.com/cityedge/cityedge/drivers"
 	"github.com/cityedge/cityedge/drivers/bh1750"
@@ -27,12 +28,19 @@ type lightOpts struct {
 	MTreg int `toml:"mtreg"`
 }
 
-// Validate checks the options, naming the offending key.
+// Validate checks the options, naming the offending key; the rule is the
+// chip's (bh1750.Opts.Validate).
 func (o *lightOpts) Validate() error {
-	if o.MTreg < bh1750.MTregMin || o.MTreg > bh1750.MTregMax {
+	c := o.chip(Target{})
+	if err := c.Validate(); err != nil || o.MTreg < 0 || o.MTreg > math.MaxUint8 {
 		return fmt.Errorf("mtreg = %d: want %d to %d (%d is the chip's default; 31 for direct sun)", o.MTreg, bh1750.MTregMin, bh1750.MTregMax, bh1750.MTregDefault)
 	}
 	return nil
+}
+
+// chip is the chip's options for t.
+func (o *lightOpts) chip(t Target) bh1750.Opts {
+	return bh1750.Opts{Addr: t.Addr, MTreg: uint8(o.MTreg), Clock: t.Clock}
 }
 
 func openBH1750(t Target, opts any) (drivers.Sensor, error) {
@@ -43,10 +51,8 @@ func openBH1750(t Target, opts any) (drivers.Sensor, error) {
 	if !ok {
 		return nil, fmt.Errorf("bh1750: options of type %T", opts)
 	}
-	if err := o.Validate(); err != nil {
-		return nil, fmt.Errorf("bh1750: %w", err)
-	}
-	dev, err := bh1750.New(t.Bus, &bh1750.Opts{Addr: t.Addr, MTreg: uint8(o.MTreg)})
+	c := o.chip(t)
+	dev, err := bh1750.New(t.Bus, &c)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", t.Where(), err)
 	}

@@ -43,9 +43,12 @@ func bme280Oversampling(n int) (bme280.Oversampling, bool) {
 	return 0, false
 }
 
-// Validate implements the options check the config decoder calls.
+// Validate implements the options check the config decoder calls: which
+// settings the chip takes is its own rule (bme280.Opts.Validate); here the
+// factors are only translated.
 func (o *bme280Options) Validate() error {
-	if _, ok := bme280Oversampling(o.Temperature); !ok || o.Temperature == 0 {
+	c, _ := o.chip(Target{})
+	if _, ok := bme280Oversampling(o.Temperature); !ok || c.Validate() != nil {
 		return fmt.Errorf("oversampling_temperature = %d: must be 1, 2, 4, 8 or 16", o.Temperature)
 	}
 	for _, k := range []struct {
@@ -59,18 +62,28 @@ func (o *bme280Options) Validate() error {
 	return nil
 }
 
+// chip is the chip's options for t; ok is false when a factor has no
+// setting.
+func (o *bme280Options) chip(t Target) (c bme280.Opts, ok bool) {
+	c = bme280.Opts{Addr: t.Addr, Clock: t.Clock}
+	var okT, okP, okH bool
+	c.Temperature, okT = bme280Oversampling(o.Temperature)
+	c.Pressure, okP = bme280Oversampling(o.Pressure)
+	c.Humidity, okH = bme280Oversampling(o.Humidity)
+	return c, okT && okP && okH
+}
+
 func openBME280(t Target, opts any) (drivers.Sensor, error) {
 	o, ok := opts.(*bme280Options)
 	if !ok {
 		return nil, fmt.Errorf("%s: bme280: options of type %T", t.Where(), opts)
 	}
+	// Open is also handed options no config check saw (tests, tools): run
+	// the same Validate rather than trust them.
 	if err := o.Validate(); err != nil {
 		return nil, fmt.Errorf("%s: bme280: %w", t.Where(), err)
 	}
-	do := bme280.Opts{Addr: t.Addr}
-	do.Temperature, _ = bme280Oversampling(o.Temperature)
-	do.Pressure, _ = bme280Oversampling(o.Pressure)
-	do.Humidity, _ = bme280Oversampling(o.Humidity)
+	do, _ := o.chip(t)
 	dev, err := bme280.New(t.Bus, &do)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", t.Where(), err)

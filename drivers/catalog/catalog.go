@@ -17,6 +17,7 @@ import (
 
 	"github.com/cityedge/cityedge/drivers"
 	"github.com/cityedge/cityedge/drivers/sim"
+	"github.com/jonboulle/clockwork"
 	"periph.io/x/conn/v3/gpio"
 	"periph.io/x/conn/v3/i2c"
 )
@@ -30,12 +31,11 @@ const (
 	GPIO
 )
 
+var kindNames = map[Kind]string{I2C: "i2c", GPIO: "gpio"}
+
 func (k Kind) String() string {
-	switch k {
-	case I2C:
-		return "i2c"
-	case GPIO:
-		return "gpio"
+	if n, ok := kindNames[k]; ok {
+		return n
 	}
 	return fmt.Sprintf("Kind(%d)", int(k))
 }
@@ -47,6 +47,9 @@ type Target struct {
 	BusName string // as configured ("1", "" for the first bus)
 	Addr    uint16
 	Pin     gpio.PinIn
+	// Clock is what the sensor's waits and time stamps run on (the
+	// drivers' Opts.Clock); nil is the real clock.
+	Clock clockwork.Clock
 }
 
 // Where describes t for error messages: "bus 1 address 0x76" or "pin GPIO17".

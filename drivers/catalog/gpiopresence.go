@@ -46,10 +46,9 @@ func (o *presenceOpts) Validate() error {
 	default:
 		return fmt.Errorf("pull = %q: want \"up\", \"down\" or \"none\"", o.Pull)
 	}
-	// Below a millisecond is not a debounce but a bare number taken as
-	// nanoseconds (debounce = 200): ask for a unit.
-	if d := o.Debounce.D(); d < 0 || (d > 0 && d < time.Millisecond) || d > time.Minute {
-		return fmt.Errorf("debounce = %q: want 0 or a duration from 1ms to 1m, with its unit (e.g. \"200ms\")", d)
+	// The debounce rule is the chip's (gpiopresence.Opts.Validate).
+	if d := o.dev(); d.Validate() != nil {
+		return fmt.Errorf("debounce = %q: %w; give the unit (e.g. \"200ms\")", d.Debounce, d.Validate())
 	}
 	return nil
 }

@@ -48,10 +48,7 @@ func openMB1242(t Target, opts any) (drivers.Sensor, error) {
 	if !ok {
 		return nil, fmt.Errorf("mb1242: options of type %T", opts)
 	}
-	if err := o.Validate(); err != nil {
-		return nil, fmt.Errorf("mb1242: %w", err)
-	}
-	dev, err := mb1242.New(t.Bus, &mb1242.Opts{Addr: t.Addr})
+	dev, err := mb1242.New(t.Bus, &mb1242.Opts{Addr: t.Addr, Clock: t.Clock})
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", t.Where(), err)
 	}

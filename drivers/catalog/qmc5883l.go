@@ -2,15 +2,17 @@ package catalog
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"math"
 	"sync"
-	"time"
 
 	"github.com/cityedge/cityedge/drivers"
+	"github.com/cityedge/cityedge/drivers/internal/wait"
 	"github.com/cityedge/cityedge/drivers/qmc5883l"
 	"github.com/cityedge/cityedge/drivers/qmc5883l/qmc5883lsim"
 	"github.com/cityedge/cityedge/drivers/sim"
+	"github.com/jonboulle/clockwork"
 	"periph.io/x/conn/v3/physic"
 )
 
@@ -57,29 +59,29 @@ func defaultQMCOpts() *qmcOpts {
 	}
 }
 
-// Validate checks the options, naming the offending key.
+// Validate checks the options, naming the offending key. Besides the
+// range's name, the rules are the chip package's
+// (qmc5883l.DetectorOpts.ValidateFor); this only says them in config terms.
 func (o *qmcOpts) Validate() error {
-	full := 200.0
-	switch o.Range {
-	case "2G":
-	case "8G":
-		full = 800
-	default:
+	if o.Range != "2G" && o.Range != "8G" {
 		return fmt.Errorf("range = %q: want \"2G\" or \"8G\"", o.Range)
 	}
-	if !(o.ThresholdUT >= 1 && o.ThresholdUT <= full) {
-		return fmt.Errorf("threshold_ut = %g: want 1 to %g (µT, within the ±%s range)", o.ThresholdUT, full, o.Range)
+	err := o.detector().ValidateFor(o.chip(0).Range)
+	var oe *qmc5883l.OptionError
+	if !errors.As(err, &oe) {
+		return err
 	}
-	if !(o.ReleaseRatio > 0 && o.ReleaseRatio < 1) {
-		return fmt.Errorf("release_ratio = %g: want a number between 0 and 1 (exclusive)", o.ReleaseRatio)
+	switch oe.Field {
+	case "Threshold":
+		return fmt.Errorf("threshold_ut = %g: %s", o.ThresholdUT, oe.Reason)
+	case "ReleaseRatio":
+		return fmt.Errorf("release_ratio = %g: %s", o.ReleaseRatio, oe.Reason)
+	case "LearnSamples":
+		return fmt.Errorf("learn_samples = %d: %s", o.LearnSamples, oe.Reason)
+	case "DriftTau":
+		return fmt.Errorf("drift_tau = %q: %s, with its unit (e.g. \"10m\")", o.DriftTau.D(), oe.Reason)
 	}
-	if o.LearnSamples < 1 || o.LearnSamples > 1000 {
-		return fmt.Errorf("learn_samples = %d: want 1 to 1000", o.LearnSamples)
-	}
-	if d := o.DriftTau.D(); d < 0 || (d > 0 && d < time.Second) || d > 7*24*time.Hour {
-		return fmt.Errorf("drift_tau = %q: want 0s (frozen) or a duration from 1s to 168h, with its unit (e.g. \"10m\")", d)
-	}
-	return nil
+	return err
 }
 
 func (o *qmcOpts) chip(addr uint16) qmc5883l.Opts {
@@ -92,8 +94,12 @@ func (o *qmcOpts) chip(addr uint16) qmc5883l.Opts {
 }
 
 func (o *qmcOpts) detector() qmc5883l.DetectorOpts {
+	threshold := physic.MagneticFluxDensity(-1) // what no number converts to: refused
+	if ut := o.ThresholdUT; ut >= 0 && ut <= 1e6 {
+		threshold = physic.MagneticFluxDensity(math.Round(ut * float64(physic.MicroTesla)))
+	}
 	return qmc5883l.DetectorOpts{
-		Threshold:    physic.MagneticFluxDensity(math.Round(o.ThresholdUT * float64(physic.MicroTesla))),
+		Threshold:    threshold,
 		ReleaseRatio: o.ReleaseRatio,
 		LearnSamples: o.LearnSamples,
 		DriftTau:     o.DriftTau.D(),
@@ -141,10 +147,8 @@ func openQMC5883L(t Target, opts any) (drivers.Sensor, error) {
 	if !ok {
 		return nil, fmt.Errorf("qmc5883l: options of type %T", opts)
 	}
-	if err := o.Validate(); err != nil {
-		return nil, fmt.Errorf("qmc5883l: %w", err)
-	}
 	c := o.chip(t.Addr)
+	c.Clock = t.Clock
 	dev, err := qmc5883l.New(t.Bus, &c)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", t.Where(), err)
@@ -153,7 +157,7 @@ func openQMC5883L(t Target, opts any) (drivers.Sensor, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &magnetometer{dev: dev, det: det, where: t.Where(), occupancyOnly: o.OccupancyOnly}, nil
+	return &magnetometer{dev: dev, det: det, where: t.Where(), occupancyOnly: o.OccupancyOnly, clock: wait.Clock(t.Clock)}, nil
 }
 
 // magnetometer adapts a QMC5883L and its detector to drivers.Sensor.
@@ -162,6 +166,7 @@ type magnetometer struct {
 	det           *qmcDetector
 	where         string
 	occupancyOnly bool
+	clock         clockwork.Clock // the time of each sample, for the detector's drift
 }
 
 func (m *magnetometer) Read(ctx context.Context) ([]drivers.Value, error) {
@@ -179,7 +184,7 @@ func (m *magnetometer) Read(ctx context.Context) ([]drivers.Value, error) {
 		vals = vals[:0]
 	}
 	m.det.mu.Lock()
-	occ, ready := m.det.det.Update(time.Now(), f)
+	occ, ready := m.det.det.Update(m.clock.Now(), f)
 	m.det.mu.Unlock()
 	if ready {
 		vals = append(vals, drivers.Flag(drivers.Occupied, occ))

@@ -2,6 +2,7 @@ package catalog
 
 import (
 	"context"
+	"encoding/binary"
 	"math"
 	"strings"
 	"testing"
@@ -11,6 +12,7 @@ import (
 	"github.com/cityedge/cityedge/drivers/internal/drivertest"
 	"github.com/cityedge/cityedge/drivers/qmc5883l"
 	"github.com/cityedge/cityedge/drivers/sim"
+	"github.com/jonboulle/clockwork"
 	"periph.io/x/conn/v3/i2c/i2ctest"
 	"periph.io/x/conn/v3/physic"
 )
@@ -171,5 +173,38 @@ func TestQMC5883LStateKeeper(t *testing.T) {
 	}
 	if again, err := second.State(); err != nil || string(again) != string(state) {
 		t.Errorf("restored state reads back as %x, %v; want %x", again, err, state)
+	}
+}
+
+// Time comes from the target's clock: the driver waits on it and the
+// detector stamps each sample with it (the last eight bytes of its state),
+// not with the wall clock.
+func TestQMC5883LUsesTargetClock(t *testing.T) {
+	d := lookup(t, "qmc5883l")
+	opts, err := decodeOpts(t, d, "learn_samples = 1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := drivertest.NewClock(time.Date(2031, 1, 2, 3, 4, 5, 0, time.UTC))
+	chip := d.SimChip(SimSpec{Sensor: "bay-clock", Addr: 0x0D, Bay: sim.NewBay(1, time.Hour), Seed: 1}, opts)
+	chip.(interface{ SetClock(clockwork.Clock) }).SetClock(c)
+	bus := sim.NewBus("sim-i2c1")
+	bus.Attach(0x0D, chip)
+	s, err := d.Open(Target{Sensor: "bay-clock", Bus: bus, BusName: "1", Addr: 0x0D, Clock: c}, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Read(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	state, err := s.(StateKeeper).State()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if last := time.Unix(0, int64(binary.BigEndian.Uint64(state[len(state)-8:]))); !last.Equal(c.Now()) {
+		t.Errorf("sample stamped %v, want the target clock's %v", last, c.Now())
+	}
+	if len(c.Sleeps) == 0 {
+		t.Error("the driver did not wait on the target's clock")
 	}
 }

@@ -3,6 +3,7 @@ package catalog
 import (
 	"context"
 	"fmt"
+	"math"
 
 	"github.com/cityedge/cityedge/drivers"
 	"github.com/cityedge/cityedge/drivers/scd4x"
@@ -34,12 +35,23 @@ type scd4xOptions struct {
 	AltitudeM int `toml:"altitude_m"`
 }
 
-// Validate implements the options check the config decoder calls.
+// Validate implements the options check the config decoder calls: the
+// rule is the chip's (scd4x.Opts.Validate).
 func (o *scd4xOptions) Validate() error {
-	if o.AltitudeM < 0 || o.AltitudeM > scd4x.MaxAltitude {
+	c := o.chip(Target{})
+	if err := c.Validate(); err != nil || o.AltitudeM < 0 || o.AltitudeM > math.MaxUint16 {
 		return fmt.Errorf("altitude_m = %d: must be 0..%d (metres above sea level)", o.AltitudeM, scd4x.MaxAltitude)
 	}
 	return nil
+}
+
+// chip is the chip's options for t, from validated options.
+func (o *scd4xOptions) chip(t Target) scd4x.Opts {
+	alt := uint16(math.MaxUint16) // beyond any altitude: refused by Validate
+	if o.AltitudeM >= 0 && o.AltitudeM <= math.MaxUint16 {
+		alt = uint16(o.AltitudeM)
+	}
+	return scd4x.Opts{Addr: t.Addr, SelfCalibration: o.SelfCalibration, Altitude: alt, Clock: t.Clock}
 }
 
 func openSCD4x(t Target, opts any) (drivers.Sensor, error) {
@@ -47,10 +59,8 @@ func openSCD4x(t Target, opts any) (drivers.Sensor, error) {
 	if !ok {
 		return nil, fmt.Errorf("%s: scd4x: options of type %T", t.Where(), opts)
 	}
-	if err := o.Validate(); err != nil {
-		return nil, fmt.Errorf("%s: scd4x: %w", t.Where(), err)
-	}
-	dev, err := scd4x.New(t.Bus, &scd4x.Opts{Addr: t.Addr, SelfCalibration: o.SelfCalibration, Altitude: uint16(o.AltitudeM)})
+	c := o.chip(t)
+	dev, err := scd4x.New(t.Bus, &c)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", t.Where(), err)
 	}

@@ -1,38 +1,24 @@
 package catalog
 
 import (
-	"context"
-	"fmt"
-
 	"github.com/cityedge/cityedge/drivers"
 	"github.com/cityedge/cityedge/drivers/sht4x"
 	"github.com/cityedge/cityedge/drivers/sht4x/sht4xsim"
 	"github.com/cityedge/cityedge/drivers/sim"
-	"periph.io/x/conn/v3/physic"
 )
 
-// sht4xDriver is the catalog entry of driver "sht4x".
+// sht4xDriver is the catalog entry of driver "sht4x". No options: the
+// high-precision measurement is the only one worth having at street
+// sampling rates; the heater is not used.
 var sht4xDriver = Driver{
-	Name:  "sht4x",
-	Kind:  I2C,
-	Chips: "Sensirion SHT40/SHT41/SHT43/SHT45",
-	Addrs: []uint16{0x44, 0x45, 0x46},
-	// No options: the high-precision measurement is the only one worth
-	// having at street sampling rates; the heater is not used.
+	Name:    "sht4x",
+	Kind:    I2C,
+	Chips:   "Sensirion SHT40/SHT41/SHT43/SHT45",
+	Addrs:   []uint16{0x44, 0x45, 0x46},
 	Options: func() any { return nil },
-	Open:    openSHT4x,
-	SimChip: func(s SimSpec, _ any) sim.Chip {
-		return sht4xsim.NewSim(s.World, uint32(s.Seed))
+	Open: func(t Target, _ any) (drivers.Sensor, error) {
+		dev, err := sht4x.New(t.Bus, &sht4x.Opts{Addr: t.Addr, Clock: t.Clock})
+		return openClimate(t, dev, err)
 	},
-}
-
-func openSHT4x(t Target, _ any) (drivers.Sensor, error) {
-	dev, err := sht4x.New(t.Bus, &sht4x.Opts{Addr: t.Addr})
-	if err != nil {
-		return nil, fmt.Errorf("%s: %w", t.Where(), err)
-	}
-	return climateSensor{dev, func(ctx context.Context) (physic.Temperature, physic.RelativeHumidity, error) {
-		m, err := dev.Sense(ctx)
-		return m.Temperature, m.Humidity, err
-	}}, nil
+	SimChip: func(s SimSpec, _ any) sim.Chip { return sht4xsim.NewSim(s.World, uint32(s.Seed)) },
 }

@@ -3,8 +3,6 @@ package catalog
 import (
 	"context"
 	"fmt"
-	"math"
-	"time"
 
 	"github.com/cityedge/cityedge/drivers"
 	"github.com/cityedge/cityedge/drivers/sim"
@@ -33,13 +31,19 @@ type sps30Options struct {
 	FanCleaningInterval Duration `toml:"fan_cleaning_interval"`
 }
 
-// Validate implements the options check the config decoder calls.
+// Validate implements the options check the config decoder calls: the
+// rule is the chip's (sps30.Opts.Validate).
 func (o *sps30Options) Validate() error {
-	d := o.FanCleaningInterval.D()
-	if d < 0 || d%time.Second != 0 || d/time.Second > math.MaxUint32 {
-		return fmt.Errorf("fan_cleaning_interval = %q: want whole seconds from \"0s\" (off) to %q", d, time.Duration(math.MaxUint32)*time.Second)
+	c := o.chip(Target{})
+	if err := c.Validate(); err != nil {
+		return fmt.Errorf("fan_cleaning_interval = %q: %w", c.CleaningInterval, err)
 	}
 	return nil
+}
+
+// chip is the chip's options for t.
+func (o *sps30Options) chip(t Target) sps30.Opts {
+	return sps30.Opts{Addr: t.Addr, CleaningInterval: o.FanCleaningInterval.D(), Clock: t.Clock}
 }
 
 func openSPS30(t Target, opts any) (drivers.Sensor, error) {
@@ -47,10 +51,8 @@ func openSPS30(t Target, opts any) (drivers.Sensor, error) {
 	if !ok {
 		return nil, fmt.Errorf("%s: sps30: options of type %T", t.Where(), opts)
 	}
-	if err := o.Validate(); err != nil {
-		return nil, fmt.Errorf("%s: sps30: %w", t.Where(), err)
-	}
-	dev, err := sps30.New(t.Bus, &sps30.Opts{Addr: t.Addr, CleaningInterval: o.FanCleaningInterval.D()})
+	c := o.chip(t)
+	dev, err := sps30.New(t.Bus, &c)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", t.Where(), err)
 	}

@@ -77,6 +77,20 @@ type Dev struct {
 
 var _ conn.Resource = &Dev{}
 
+// Validate reports a debounce other than 0 or 1ms..1m (below a millisecond
+// is no debounce but a number missing its unit), or an unknown pull.
+func (o *Opts) Validate() error {
+	if d := o.Debounce; d < 0 || (d > 0 && d < time.Millisecond) || d > maxDebounce {
+		return fmt.Errorf("debounce %s is outside 0 or %s..%s", d, time.Millisecond, maxDebounce)
+	}
+	switch o.Pull {
+	case gpio.Float, gpio.PullUp, gpio.PullDown, gpio.PullNoChange:
+	default:
+		return fmt.Errorf("unknown pull %v", o.Pull)
+	}
+	return nil
+}
+
 // New configures p as an input with opts.Pull and edge detection on both
 // transitions, and takes the line's current level as the initial state.
 func New(p gpio.PinIn, opts *Opts) (*Dev, error) {
@@ -86,13 +100,8 @@ func New(p gpio.PinIn, opts *Opts) (*Dev, error) {
 	if opts == nil {
 		opts = &DefaultOpts
 	}
-	if opts.Debounce < 0 || opts.Debounce > maxDebounce {
-		return nil, fmt.Errorf("gpiopresence: %s: debounce %s is outside 0..%s", p.Name(), opts.Debounce, maxDebounce)
-	}
-	switch opts.Pull {
-	case gpio.Float, gpio.PullUp, gpio.PullDown, gpio.PullNoChange:
-	default:
-		return nil, fmt.Errorf("gpiopresence: %s: unknown pull %v", p.Name(), opts.Pull)
+	if err := opts.Validate(); err != nil {
+		return nil, fmt.Errorf("gpiopresence: %s: %w", p.Name(), err)
 	}
 	// Configure before the first Read: periph's Linux driver would otherwise
 	// silently configure the line with a pull-up and no edge detection.

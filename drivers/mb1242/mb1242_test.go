@@ -3,6 +3,7 @@ package mb1242
 import (
 	"context"
 	"errors"
+	"fmt"
 	"slices"
 	"strings"
 	"testing"
@@ -172,9 +173,8 @@ func FuzzDecode(f *testing.F) {
 	f.Add([]byte{0x02, 0xFD})
 	f.Add([]byte{0xFF})
 	f.Fuzz(func(t *testing.T, raw []byte) {
-		got, err := decode(raw)
-		if err == nil && (got < 20*centimetre || got > 765*centimetre) {
-			t.Fatalf("decode(% x) = %s without an error", raw, got)
+		if got, err := decode(raw); err == nil {
+			drivertest.InRange(t, fmt.Sprintf("decode(% x)", raw), got, 20*centimetre, 765*centimetre)
 		}
 	})
 }

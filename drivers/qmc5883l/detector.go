@@ -38,19 +38,57 @@ var DefaultDetectorOpts = DetectorOpts{
 	DriftTau:     10 * time.Minute,
 }
 
-// Validate reports options the detector cannot work with.
+// Limits of the detector options. A threshold under 1 µT is inside the
+// chip's noise; more than 1000 learning samples or a drift time constant
+// over a week would never settle at a bay's sampling rates, and one under a
+// second follows a car.
+const (
+	MinThreshold    = physic.MicroTesla
+	MaxLearnSamples = 1000
+	MinDriftTau     = time.Second
+	MaxDriftTau     = 7 * 24 * time.Hour
+)
+
+// OptionError is a detector option the detector cannot work with.
+type OptionError struct {
+	Field  string // the DetectorOpts field: Threshold, ReleaseRatio, LearnSamples or DriftTau
+	Value  any
+	Reason string // what would do, e.g. "want 1 to 1000"
+}
+
+var optionNames = map[string]string{
+	"Threshold": "threshold", "ReleaseRatio": "release ratio", "LearnSamples": "learn samples", "DriftTau": "drift time constant",
+}
+
+func (e *OptionError) Error() string {
+	return fmt.Sprintf("%s %v: %s", optionNames[e.Field], e.Value, e.Reason)
+}
+
+// Validate reports options the detector cannot work with, as an
+// *OptionError naming the first such field. It is the one place these
+// rules live: NewDetector and the catalog's config check both call it.
 func (o DetectorOpts) Validate() error {
 	switch {
-	case o.Threshold <= 0:
-		return fmt.Errorf("threshold %s: must be positive", o.Threshold)
+	case o.Threshold < MinThreshold:
+		return &OptionError{"Threshold", o.Threshold, fmt.Sprintf("want at least %s", MinThreshold)}
 	case !(o.ReleaseRatio > 0 && o.ReleaseRatio < 1):
-		return fmt.Errorf("release ratio %g: must be between 0 and 1 (exclusive)", o.ReleaseRatio)
-	case o.LearnSamples < 1:
-		return fmt.Errorf("learn samples %d: must be at least 1", o.LearnSamples)
-	case o.DriftTau < 0:
-		return errors.New("drift time constant: must not be negative")
+		return &OptionError{"ReleaseRatio", o.ReleaseRatio, "want a number between 0 and 1 (exclusive)"}
+	case o.LearnSamples < 1 || o.LearnSamples > MaxLearnSamples:
+		return &OptionError{"LearnSamples", o.LearnSamples, fmt.Sprintf("want 1 to %d", MaxLearnSamples)}
+	case o.DriftTau < 0 || (o.DriftTau > 0 && o.DriftTau < MinDriftTau) || o.DriftTau > MaxDriftTau:
+		return &OptionError{"DriftTau", o.DriftTau, fmt.Sprintf("want 0s (frozen) or a duration from %v to %v", MinDriftTau, MaxDriftTau)}
 	}
 	return nil
+}
+
+// ValidateFor is Validate for a chip measuring at range r: the threshold
+// must also lie within r's full scale.
+func (o DetectorOpts) ValidateFor(r Range) error {
+	if fs := r.FullScale(); o.Threshold < MinThreshold || o.Threshold > fs {
+		return &OptionError{"Threshold", o.Threshold, fmt.Sprintf("want %g to %g µT, within the %s range",
+			float64(MinThreshold)/float64(physic.MicroTesla), float64(fs)/float64(physic.MicroTesla), r)}
+	}
+	return o.Validate()
 }
 
 // Detector decides occupancy from a stream of fields. It is pure: its state

@@ -85,6 +85,15 @@ func (r Range) lsbPerGauss() int64 {
 	return 12000
 }
 
+// FullScale is the largest field r measures on each axis: 200 µT at ±2 G,
+// 800 µT at ±8 G.
+func (r Range) FullScale() physic.MagneticFluxDensity {
+	if r == Range8G {
+		return 800 * physic.MicroTesla
+	}
+	return 200 * physic.MicroTesla
+}
+
 func (r Range) String() string {
 	if r == Range8G {
 		return "±8G"
@@ -136,6 +145,15 @@ type Opts struct {
 // cars that stand for minutes.
 var DefaultOpts = Opts{Addr: 0x0D, Range: Range2G, Rate: Rate10Hz, Oversampling: OSR512}
 
+// Validate reports a range, rate or over-sample ratio the chip does not
+// have.
+func (o *Opts) Validate() error {
+	if o.Range > Range8G || o.Rate > Rate200Hz || o.Oversampling > OSR64 {
+		return fmt.Errorf("invalid options %+v", *o)
+	}
+	return nil
+}
+
 // Field is one measurement of the magnetic flux density on the chip's axes.
 type Field struct {
 	X, Y, Z physic.MagneticFluxDensity
@@ -160,8 +178,8 @@ func New(bus i2c.Bus, opts *Opts) (*Dev, error) {
 	if opts == nil {
 		opts = &DefaultOpts
 	}
-	if opts.Range > Range8G || opts.Rate > Rate200Hz || opts.Oversampling > OSR64 {
-		return nil, fmt.Errorf("qmc5883l: invalid options %+v", *opts)
+	if err := opts.Validate(); err != nil {
+		return nil, fmt.Errorf("qmc5883l: %w", err)
 	}
 	d := &Dev{c: i2c.Dev{Bus: bus, Addr: opts.Addr}, opts: *opts, clock: wait.Clock(opts.Clock)}
 	var id [1]byte

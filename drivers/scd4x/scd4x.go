@@ -18,7 +18,6 @@ package scd4x
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"sync"
 	"time"
@@ -82,6 +81,14 @@ type Opts struct {
 // DefaultOpts are the sensor's own defaults.
 var DefaultOpts = Opts{Addr: 0x62, SelfCalibration: true}
 
+// Validate reports an altitude above the datasheet's MaxAltitude.
+func (o *Opts) Validate() error {
+	if o.Altitude > MaxAltitude {
+		return fmt.Errorf("altitude %d m above the datasheet's %d m", o.Altitude, MaxAltitude)
+	}
+	return nil
+}
+
 // Measurement is one reading.
 type Measurement struct {
 	CO2         uint16 // ppm
@@ -95,8 +102,6 @@ const (
 	minTemp = -10
 	maxTemp = 60
 )
-
-var errRange = errors.New("outside the datasheet range")
 
 // Dev is an open SCD4x in periodic measurement mode.
 type Dev struct {
@@ -115,8 +120,8 @@ func New(bus i2c.Bus, opts *Opts) (*Dev, error) {
 	if opts == nil {
 		opts = &DefaultOpts
 	}
-	if opts.Altitude > MaxAltitude {
-		return nil, fmt.Errorf("scd4x: altitude %d m above the datasheet's %d m", opts.Altitude, MaxAltitude)
+	if err := opts.Validate(); err != nil {
+		return nil, fmt.Errorf("scd4x: %w", err)
 	}
 	d := &Dev{s: sensirion.Dev{I2C: i2c.Dev{Bus: bus, Addr: opts.Addr}, Clock: opts.Clock}, opts: *opts}
 	ctx := context.Background()
@@ -166,13 +171,9 @@ func (d *Dev) Sense(ctx context.Context) (Measurement, error) {
 		func(w uint16) bool { return w&0x07FF != 0 }); err != nil {
 		return Measurement{}, fmt.Errorf("scd4x: get_data_ready_status: %w (is periodic measurement running?)", err)
 	}
-	raw, err := d.s.Exec(ctx, sensirion.Cmd16(cmdReadMeasure), nil, commandWait, 3)
+	m, err := sensirion.Read(ctx, &d.s, sensirion.Cmd16(cmdReadMeasure), commandWait, 3, decode)
 	if err != nil {
 		return Measurement{}, fmt.Errorf("scd4x: read_measurement: %w", err)
-	}
-	m, err := decode(raw)
-	if err != nil {
-		return Measurement{}, fmt.Errorf("scd4x: %w", err)
 	}
 	return m, nil
 }
@@ -199,25 +200,18 @@ func (d *Dev) String() string {
 //	CO2 = word ppm    T = -45 °C + 175 °C · word / (2¹⁶ - 1)    RH = 100 %RH · word / (2¹⁶ - 1)
 //
 // CO2 above the 40000 ppm output range or a temperature outside the operating
-// range of -10..60 °C is an error.
+// range of -10..60 °C is an error (sensirion.ErrRange).
 func decode(raw []byte) (Measurement, error) {
-	if len(raw) != 9 {
-		return Measurement{}, fmt.Errorf("measurement of %d bytes, want 9", len(raw))
-	}
-	w, err := sensirion.Words(raw)
+	w, err := sensirion.Decode(raw, 3)
 	if err != nil {
-		return Measurement{}, fmt.Errorf("measurement: %w", err)
+		return Measurement{}, err
 	}
 	if w[0] > maxCO2 {
-		return Measurement{}, fmt.Errorf("CO2 %d ppm %w (0..%d ppm)", w[0], errRange, maxCO2)
+		return Measurement{}, fmt.Errorf("CO2 %d ppm %w (0..%d ppm)", w[0], sensirion.ErrRange, maxCO2)
 	}
-	t := physic.ZeroCelsius - 45*physic.Celsius + physic.Temperature((int64(w[1])*175*int64(physic.Celsius)+32767)/65535)
-	if c := t - physic.ZeroCelsius; c < minTemp*physic.Celsius || c > maxTemp*physic.Celsius {
-		return Measurement{}, fmt.Errorf("temperature %v %w (%d..%d °C)", t, errRange, minTemp, maxTemp)
+	t, err := sensirion.Temperature(w[1], minTemp, maxTemp)
+	if err != nil {
+		return Measurement{}, err
 	}
-	return Measurement{
-		CO2:         w[0],
-		Temperature: t,
-		Humidity:    physic.RelativeHumidity((int64(w[2])*100*int64(physic.PercentRH) + 32767) / 65535),
-	}, nil
+	return Measurement{CO2: w[0], Temperature: t, Humidity: sensirion.Humidity(w[2])}, nil
 }

@@ -13,11 +13,13 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"sync"
 	"time"
 
 	"github.com/cityedge/cityedge/drivers/internal/wait"
 	"github.com/jonboulle/clockwork"
 	"periph.io/x/conn/v3/i2c"
+	"periph.io/x/conn/v3/physic"
 )
 
 // ErrCRC reports a word whose CRC does not match: a disturbed bus, or not a
@@ -64,12 +66,61 @@ func Words(raw []byte) ([]uint16, error) {
 	return w, nil
 }
 
-// Dev talks to one Sensirion chip.
+// ErrRange reports a measured value outside the range the chip's datasheet
+// specifies.
+var ErrRange = errors.New("outside the datasheet range")
+
+// Decode is the first step of every chip's pure decoder: it checks that raw
+// is exactly n words, each with its CRC, and returns the words.
+func Decode(raw []byte, n int) ([]uint16, error) {
+	if len(raw) != 3*n {
+		return nil, fmt.Errorf("measurement of %d bytes, want %d", len(raw), 3*n)
+	}
+	w, err := Words(raw)
+	if err != nil {
+		return nil, fmt.Errorf("measurement: %w", err)
+	}
+	return w, nil
+}
+
+// Climate is a temperature and relative humidity measurement, all that the
+// SHT3x and SHT4x measure.
+type Climate struct {
+	Temperature physic.Temperature
+	Humidity    physic.RelativeHumidity
+}
+
+// Temperature converts a temperature word with the formula the SHT3x
+// (section 4.13), SHT4x and SCD4x datasheets share,
+//
+//	T = -45 °C + 175 °C · S_T / (2¹⁶ - 1),
+//
+// rounded to the nanokelvin, and refuses a temperature outside the chip's
+// range of minC..maxC °C with ErrRange.
+func Temperature(w uint16, minC, maxC int) (physic.Temperature, error) {
+	t := physic.ZeroCelsius - 45*physic.Celsius + physic.Temperature((int64(w)*175*int64(physic.Celsius)+32767)/65535)
+	if c := t - physic.ZeroCelsius; c < physic.Temperature(minC)*physic.Celsius || c > physic.Temperature(maxC)*physic.Celsius {
+		return t, fmt.Errorf("temperature %v %w (%d..%d °C)", t, ErrRange, minC, maxC)
+	}
+	return t, nil
+}
+
+// Humidity converts a relative humidity word with the formula of the SHT3x
+// (section 4.13) and SCD4x datasheets, RH = 100 %RH · S_RH / (2¹⁶ - 1),
+// rounded; it cannot leave 0..100 %RH.
+func Humidity(w uint16) physic.RelativeHumidity {
+	return physic.RelativeHumidity((int64(w)*100*int64(physic.PercentRH) + 32767) / 65535)
+}
+
+// Dev talks to one Sensirion chip. Its commands are safe for concurrent
+// use: each runs whole (write, execution time, read) before the next.
 type Dev struct {
 	I2C i2c.Dev
 	// Clock measures the execution times; nil is the real clock. Tests
 	// inject a fake one.
 	Clock clockwork.Clock
+
+	mu sync.Mutex
 }
 
 // Exec runs one command: it writes cmd (one or two bytes) followed by args,
@@ -77,6 +128,8 @@ type Dev struct {
 // when words > 0, reads that many words and returns them raw, CRCs included,
 // for the caller's pure decoder to check.
 func (d *Dev) Exec(ctx context.Context, cmd []byte, args []uint16, wait time.Duration, words int) ([]byte, error) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
 	w := make([]byte, len(cmd), len(cmd)+3*len(args))
 	copy(w, cmd)
 	for _, a := range args {
@@ -100,6 +153,28 @@ func (d *Dev) Exec(ctx context.Context, cmd []byte, args []uint16, wait time.Dur
 	return raw, nil
 }
 
+// ReadWords runs a command that answers n words (Exec) and checks their
+// CRCs.
+func (d *Dev) ReadWords(ctx context.Context, cmd []byte, wait time.Duration, n int) ([]uint16, error) {
+	raw, err := d.Exec(ctx, cmd, nil, wait, n)
+	if err != nil {
+		return nil, err
+	}
+	return Words(raw)
+}
+
+// Read runs a measurement command on d (Exec: write cmd, wait, read the
+// given number of words) and hands the raw reply, CRCs included, to the
+// chip's pure decoder.
+func Read[M any](ctx context.Context, d *Dev, cmd []byte, wait time.Duration, words int, decode func([]byte) (M, error)) (M, error) {
+	raw, err := d.Exec(ctx, cmd, nil, wait, words)
+	if err != nil {
+		var zero M
+		return zero, err
+	}
+	return decode(raw)
+}
+
 // ErrNotReady means the sensor had no new measurement within the wait.
 var ErrNotReady = errors.New("no new measurement")
 
@@ -109,11 +184,7 @@ var ErrNotReady = errors.New("no new measurement")
 // report readiness this way; only the meaning of the word differs.
 func (d *Dev) WaitReady(ctx context.Context, cmd []byte, wait, every, timeout time.Duration, ready func(word uint16) bool) error {
 	for waited := time.Duration(0); ; waited += every {
-		raw, err := d.Exec(ctx, cmd, nil, wait, 1)
-		if err != nil {
-			return fmt.Errorf("data-ready status: %w", err)
-		}
-		w, err := Words(raw)
+		w, err := d.ReadWords(ctx, cmd, wait, 1)
 		if err != nil {
 			return fmt.Errorf("data-ready status: %w", err)
 		}

@@ -12,6 +12,7 @@ import (
 	"github.com/cityedge/cityedge/drivers/sensirion"
 	"periph.io/x/conn/v3/i2c"
 	"periph.io/x/conn/v3/i2c/i2ctest"
+	"periph.io/x/conn/v3/physic"
 )
 
 func TestCRC8(t *testing.T) {
@@ -146,6 +147,59 @@ func BenchmarkCRC8(b *testing.B) {
 	for b.Loop() {
 		for i := 0; i < len(buf); i += 2 {
 			_ = sensirion.CRC8(buf[i : i+2])
+		}
+	}
+}
+
+// The decode skeleton and the conversions the SHT3x, SHT4x and SCD4x
+// datasheets share, with the datasheet's CRC example word 0xBEEF.
+func TestDecodeAndConvert(t *testing.T) {
+	beef := []byte{0xBE, 0xEF, 0x92}
+	for _, tc := range []struct {
+		name    string
+		raw     []byte
+		n       int
+		wantErr string
+	}{
+		{"two words", append(append([]byte{}, beef...), beef...), 2, ""},
+		{"short", beef, 2, "measurement of 3 bytes, want 6"},
+		{"long", append(append([]byte{}, beef...), beef...), 1, "measurement of 6 bytes, want 3"},
+		{"bad CRC", []byte{0xBE, 0xEF, 0x93}, 1, "measurement: word 0"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			w, err := sensirion.Decode(tc.raw, tc.n)
+			if drivertest.WantErr(t, "Decode", err, tc.wantErr) {
+				return
+			}
+			if len(w) != tc.n || w[0] != 0xBEEF {
+				t.Fatalf("Decode = %#04x", w)
+			}
+		})
+	}
+	for _, tc := range []struct {
+		word       uint16
+		minC, maxC int
+		wantC      float64
+		wantErr    error
+	}{
+		{0xBEEF, -40, 125, -45 + 175*48879.0/65535, nil},
+		{0x6667, -10, 60, -45 + 175*26215.0/65535, nil},
+		{0, -40, 125, -45, sensirion.ErrRange},
+		{0xFFFF, -40, 125, 130, sensirion.ErrRange},
+		{0xBEEF, -10, 60, -45 + 175*48879.0/65535, sensirion.ErrRange},
+	} {
+		got, err := sensirion.Temperature(tc.word, tc.minC, tc.maxC)
+		if !errors.Is(err, tc.wantErr) || (err == nil) != (tc.wantErr == nil) {
+			t.Errorf("Temperature(%#04x, %d, %d): error %v, want %v", tc.word, tc.minC, tc.maxC, err, tc.wantErr)
+		}
+		if c := got.Celsius(); c < tc.wantC-1e-6 || c > tc.wantC+1e-6 {
+			t.Errorf("Temperature(%#04x) = %v °C, want %v", tc.word, c, tc.wantC)
+		}
+	}
+	for word, wantPct := range map[uint16]float64{0: 0, 0xFFFF: 100, 0xBEEF: 100 * 48879.0 / 65535} {
+		got := float64(sensirion.Humidity(word)) / float64(physic.PercentRH)
+		if got < wantPct-1e-5 || got > wantPct+1e-5 {
+			t.Errorf("Humidity(%#04x) = %v %%RH, want %v", word, got, wantPct)
 		}
 	}
 }

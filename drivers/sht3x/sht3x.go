@@ -14,16 +14,13 @@ package sht3x
 import (
 	"context"
 	"encoding/binary"
-	"errors"
 	"fmt"
-	"sync"
 	"time"
 
 	"github.com/cityedge/cityedge/drivers/sensirion"
 	"github.com/jonboulle/clockwork"
 	"periph.io/x/conn/v3"
 	"periph.io/x/conn/v3/i2c"
-	"periph.io/x/conn/v3/physic"
 )
 
 // Commands (section 4.3 table 9, 4.11 table 17).
@@ -57,17 +54,11 @@ type Opts struct {
 // DefaultOpts is the address with the ADDR pin to ground.
 var DefaultOpts = Opts{Addr: 0x44}
 
-// Measurement is one reading.
-type Measurement struct {
-	Temperature physic.Temperature
-	Humidity    physic.RelativeHumidity
-}
-
-var errRange = errors.New("outside the datasheet range")
+// Measurement is one reading: temperature and relative humidity.
+type Measurement = sensirion.Climate
 
 // Dev is an open SHT3x.
 type Dev struct {
-	mu        sync.Mutex
 	s         sensirion.Dev
 	status    uint16
 	serial    uint32
@@ -100,8 +91,7 @@ func New(bus i2c.Bus, opts *Opts) (*Dev, error) {
 	if err != nil {
 		return d, nil // an older chip: identity rests on the status CRC
 	}
-	w, err = sensirion.Words(raw)
-	if err != nil {
+	if w, err = sensirion.Words(raw); err != nil {
 		return nil, fmt.Errorf("sht3x: serial number: %w", err)
 	}
 	d.serial, d.hasSerial = uint32(w[0])<<16|uint32(w[1]), true
@@ -114,15 +104,9 @@ func (d *Dev) Serial() (uint32, bool) { return d.serial, d.hasSerial }
 
 // Sense takes one single-shot measurement.
 func (d *Dev) Sense(ctx context.Context) (Measurement, error) {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	raw, err := d.s.Exec(ctx, sensirion.Cmd16(cmdMeasureHigh), nil, measureWait, 2)
+	m, err := sensirion.Read(ctx, &d.s, sensirion.Cmd16(cmdMeasureHigh), measureWait, 2, decode)
 	if err != nil {
 		return Measurement{}, fmt.Errorf("sht3x: measure: %w", err)
-	}
-	m, err := decode(raw)
-	if err != nil {
-		return Measurement{}, fmt.Errorf("sht3x: %w", err)
 	}
 	return m, nil
 }
@@ -144,30 +128,18 @@ func (d *Dev) String() string {
 //
 //	T = -45 °C + 175 °C · S_T / (2¹⁶ - 1)    RH = 100 %RH · S_RH / (2¹⁶ - 1)
 //
-// Temperatures outside the specified range of -40..125 °C are
-// errors; humidity cannot leave 0..100 %RH by construction.
+// Temperatures outside the specified range of -40..125 °C are errors
+// (sensirion.ErrRange); humidity cannot leave 0..100 %RH by construction.
 func decode(raw []byte) (Measurement, error) {
-	if len(raw) != 6 {
-		return Measurement{}, fmt.Errorf("measurement of %d bytes, want 6", len(raw))
-	}
-	w, err := sensirion.Words(raw)
+	w, err := sensirion.Decode(raw, 2)
 	if err != nil {
-		return Measurement{}, fmt.Errorf("measurement: %w", err)
+		return Measurement{}, err
 	}
-	m := Measurement{
-		Temperature: ticksToTemperature(w[0]),
-		Humidity:    physic.RelativeHumidity((int64(w[1])*100*int64(physic.PercentRH) + 32767) / 65535),
+	t, err := sensirion.Temperature(w[0], -40, 125)
+	if err != nil {
+		return Measurement{}, err
 	}
-	if c := m.Temperature - physic.ZeroCelsius; c < -40*physic.Celsius || c > 125*physic.Celsius {
-		return Measurement{}, fmt.Errorf("temperature %v %w (-40..125 °C)", m.Temperature, errRange)
-	}
-	return m, nil
-}
-
-// ticksToTemperature is -45 + 175·t/65535 °C, rounded to the nanokelvin.
-func ticksToTemperature(t uint16) physic.Temperature {
-	nano := (int64(t)*175*int64(physic.Celsius) + 32767) / 65535
-	return physic.ZeroCelsius - 45*physic.Celsius + physic.Temperature(nano)
+	return Measurement{Temperature: t, Humidity: sensirion.Humidity(w[1])}, nil
 }
 
 // serialWords splits a serial number into the two words the chip sends.

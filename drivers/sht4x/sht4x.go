@@ -12,9 +12,7 @@ package sht4x
 
 import (
 	"context"
-	"errors"
 	"fmt"
-	"sync"
 	"time"
 
 	"github.com/cityedge/cityedge/drivers/sensirion"
@@ -51,17 +49,11 @@ type Opts struct {
 // DefaultOpts is the address of the common SHT40/41/45-AD1B parts.
 var DefaultOpts = Opts{Addr: 0x44}
 
-// Measurement is one reading.
-type Measurement struct {
-	Temperature physic.Temperature
-	Humidity    physic.RelativeHumidity
-}
-
-var errRange = errors.New("outside the datasheet range")
+// Measurement is one reading: temperature and relative humidity.
+type Measurement = sensirion.Climate
 
 // Dev is an open SHT4x.
 type Dev struct {
-	mu     sync.Mutex
 	s      sensirion.Dev
 	serial uint32
 }
@@ -92,15 +84,9 @@ func (d *Dev) Serial() uint32 { return d.serial }
 
 // Sense takes one high-precision measurement.
 func (d *Dev) Sense(ctx context.Context) (Measurement, error) {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	raw, err := d.s.Exec(ctx, []byte{cmdMeasureHigh}, nil, measureWait, 2)
+	m, err := sensirion.Read(ctx, &d.s, []byte{cmdMeasureHigh}, measureWait, 2, decode)
 	if err != nil {
 		return Measurement{}, fmt.Errorf("sht4x: measure: %w", err)
-	}
-	m, err := decode(raw)
-	if err != nil {
-		return Measurement{}, fmt.Errorf("sht4x: %w", err)
 	}
 	return m, nil
 }
@@ -121,18 +107,15 @@ func (d *Dev) String() string {
 //
 // RH is cropped to 0..100 %RH as the datasheet prescribes (the signal's range
 // is wider so that cropping, not the sensor, limits it). Temperatures outside
-// the operating range of -40..125 °C are errors.
+// the operating range of -40..125 °C are errors (sensirion.ErrRange).
 func decode(raw []byte) (Measurement, error) {
-	if len(raw) != 6 {
-		return Measurement{}, fmt.Errorf("measurement of %d bytes, want 6", len(raw))
-	}
-	w, err := sensirion.Words(raw)
+	w, err := sensirion.Decode(raw, 2)
 	if err != nil {
-		return Measurement{}, fmt.Errorf("measurement: %w", err)
+		return Measurement{}, err
 	}
-	t := physic.ZeroCelsius - 45*physic.Celsius + physic.Temperature((int64(w[0])*175*int64(physic.Celsius)+32767)/65535)
-	if c := t - physic.ZeroCelsius; c < -40*physic.Celsius || c > 125*physic.Celsius {
-		return Measurement{}, fmt.Errorf("temperature %v %w (-40..125 °C)", t, errRange)
+	t, err := sensirion.Temperature(w[0], -40, 125)
+	if err != nil {
+		return Measurement{}, err
 	}
 	rh := -6*int64(physic.PercentRH) + (int64(w[1])*125*int64(physic.PercentRH)+32767)/65535
 	rh = min(max(rh, 0), 100*int64(physic.PercentRH))

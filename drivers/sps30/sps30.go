@@ -19,7 +19,6 @@ package sps30
 import (
 	"context"
 	"encoding/binary"
-	"errors"
 	"fmt"
 	"math"
 	"strings"
@@ -87,6 +86,15 @@ type Opts struct {
 // DefaultOpts are the sensor's own defaults.
 var DefaultOpts = Opts{Addr: 0x69, CleaningInterval: DefaultCleaningInterval}
 
+// Validate reports a cleaning interval the sensor cannot hold: it takes
+// whole seconds, up to 2³²-1.
+func (o *Opts) Validate() error {
+	if d := o.CleaningInterval; d < 0 || d%time.Second != 0 || d/time.Second > math.MaxUint32 {
+		return fmt.Errorf("cleaning interval %v: want whole seconds from 0 (off) to %v", d, time.Duration(math.MaxUint32)*time.Second)
+	}
+	return nil
+}
+
 // Measurement is one set of measured values, as floats the way the sensor
 // sends them. Mass concentrations are cumulative: PM2.5 includes PM1.0.
 type Measurement struct {
@@ -94,8 +102,6 @@ type Measurement struct {
 	NumberPM0_5, NumberPM1, NumberPM2_5, NumberPM4, NumberPM10 float32 // #/cm³
 	TypicalSize                                                float32 // µm
 }
-
-var errRange = errors.New("outside the datasheet range")
 
 // Dev is an open SPS30 in measurement mode.
 type Dev struct {
@@ -113,10 +119,10 @@ func New(bus i2c.Bus, opts *Opts) (*Dev, error) {
 	if opts == nil {
 		opts = &DefaultOpts
 	}
-	secs := opts.CleaningInterval / time.Second
-	if opts.CleaningInterval < 0 || opts.CleaningInterval%time.Second != 0 || secs > math.MaxUint32 {
-		return nil, fmt.Errorf("sps30: cleaning interval %v: want whole seconds from 0 to %d s", opts.CleaningInterval, uint32(math.MaxUint32))
+	if err := opts.Validate(); err != nil {
+		return nil, fmt.Errorf("sps30: %w", err)
 	}
+	secs := opts.CleaningInterval / time.Second
 	d := &Dev{s: sensirion.Dev{I2C: i2c.Dev{Bus: bus, Addr: opts.Addr}, Clock: opts.Clock}, interval: opts.CleaningInterval}
 	ctx := context.Background()
 
@@ -147,13 +153,9 @@ func New(bus i2c.Bus, opts *Opts) (*Dev, error) {
 
 	// The interval lives in the sensor's flash: write it only when it
 	// differs, to spare write cycles.
-	raw, err = d.s.Exec(ctx, sensirion.Cmd16(cmdAutoClean), nil, intervalRead, 2)
+	w, err := d.s.ReadWords(ctx, sensirion.Cmd16(cmdAutoClean), intervalRead, 2)
 	if err != nil {
 		return nil, fmt.Errorf("sps30: read auto cleaning interval: %w", err)
-	}
-	w, err := sensirion.Words(raw)
-	if err != nil {
-		return nil, fmt.Errorf("sps30: auto cleaning interval: %w", err)
 	}
 	if cur := uint32(w[0])<<16 | uint32(w[1]); cur != uint32(secs) {
 		args := []uint16{uint16(secs >> 16), uint16(secs)}
@@ -179,13 +181,9 @@ func (d *Dev) Sense(ctx context.Context) (Measurement, error) {
 		func(w uint16) bool { return w == 1 }); err != nil {
 		return Measurement{}, fmt.Errorf("sps30: read data-ready flag: %w (is measurement running?)", err)
 	}
-	raw, err := d.s.Exec(ctx, sensirion.Cmd16(cmdReadValues), nil, 0, 20)
+	m, err := sensirion.Read(ctx, &d.s, sensirion.Cmd16(cmdReadValues), 0, 20, decode)
 	if err != nil {
 		return Measurement{}, fmt.Errorf("sps30: read measured values: %w", err)
-	}
-	m, err := decode(raw)
-	if err != nil {
-		return Measurement{}, fmt.Errorf("sps30: %w", err)
 	}
 	return m, nil
 }
@@ -208,25 +206,22 @@ func (d *Dev) String() string {
 // decode turns the 60 bytes of "read measured values" in float format (ten
 // big-endian IEEE 754 floats, each as two words with their CRCs) into a
 // Measurement. A value that is not a number, negative, or a mass
-// concentration above the 0..1000 µg/m³ range is an error.
+// concentration above the 0..1000 µg/m³ range is an error (sensirion.ErrRange).
 func decode(raw []byte) (Measurement, error) {
-	if len(raw) != 60 {
-		return Measurement{}, fmt.Errorf("measured values of %d bytes, want 60", len(raw))
-	}
-	w, err := sensirion.Words(raw)
+	w, err := sensirion.Decode(raw, 20)
 	if err != nil {
-		return Measurement{}, fmt.Errorf("measured values: %w", err)
+		return Measurement{}, err
 	}
 	var f [10]float32
 	for i := range f {
 		f[i] = math.Float32frombits(uint32(w[2*i])<<16 | uint32(w[2*i+1]))
 		if v := float64(f[i]); math.IsNaN(v) || math.IsInf(v, 0) || v < 0 {
-			return Measurement{}, fmt.Errorf("value %d is %v: %w", i, v, errRange)
+			return Measurement{}, fmt.Errorf("value %d is %v: %w", i, v, sensirion.ErrRange)
 		}
 	}
 	for i, name := range []string{"PM1.0", "PM2.5", "PM4.0", "PM10"} {
 		if f[i] > MaxMass {
-			return Measurement{}, fmt.Errorf("%s mass concentration %.1f µg/m³ %w (0..%d µg/m³)", name, f[i], errRange, MaxMass)
+			return Measurement{}, fmt.Errorf("%s mass concentration %.1f µg/m³ %w (0..%d µg/m³)", name, f[i], sensirion.ErrRange, MaxMass)
 		}
 	}
 	return Measurement{

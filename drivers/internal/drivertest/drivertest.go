@@ -2,13 +2,15 @@
 // fake clock for a driver's injected clock and a simulated chip's time, an
 // i2ctest.Playback bus that can fail one transaction like a chip that does
 // not acknowledge, Sensirion word encoding for playback scripts, and the
-// error checks that end a table case (WantErr, WantNACK).
+// error checks that end a table case (WantErr, WantNACK) and the range check
+// of a decoder's Fuzz target (InRange).
 //
 // Only _test.go files may import it: no driver links it into the agent
 // (TestImportedOnlyByTests keeps it so).
 package drivertest
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"strings"
@@ -127,5 +129,16 @@ func WantNACK(t testing.TB, step string, err error, nack int, nacked bool) {
 	}
 	if got := errors.Is(err, sim.ErrNACK); got != nacked {
 		t.Errorf("%s: %v: wraps sim.ErrNACK %v, want %v", step, err, got, nacked)
+	}
+}
+
+// InRange is the range check of a decoder's Fuzz target: a value decode
+// returned without an error must lie within lo..hi, the datasheet's range.
+// It stops the test naming what (e.g. "temperature °C") otherwise; NaN is
+// never in range.
+func InRange[T cmp.Ordered](t testing.TB, what string, v, lo, hi T) {
+	t.Helper()
+	if !(v >= lo && v <= hi) {
+		t.Fatalf("%s %v outside %v..%v without an error", what, v, lo, hi)
 	}
 }

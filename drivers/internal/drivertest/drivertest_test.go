@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"os/exec"
 	"slices"
 	"strings"
@@ -204,5 +205,21 @@ func TestImportedOnlyByTests(t *testing.T) {
 	}
 	if usedByTests == 0 {
 		t.Error("no package's tests import drivertest: the check above saw nothing")
+	}
+}
+
+func TestInRange(t *testing.T) {
+	for _, tc := range []struct {
+		v, lo, hi float64
+		fail      bool
+	}{
+		{5, 0, 10, false}, {0, 0, 10, false}, {10, 0, 10, false},
+		{-0.1, 0, 10, true}, {10.1, 0, 10, true}, {math.NaN(), 0, 10, true},
+	} {
+		r := &recorder{}
+		InRange(r, "x", tc.v, tc.lo, tc.hi)
+		if failed := len(r.fails) > 0; failed != tc.fail {
+			t.Errorf("InRange(%v, %v..%v): failed %v, want %v", tc.v, tc.lo, tc.hi, failed, tc.fail)
+		}
 	}
 }

@@ -11,7 +11,6 @@ import (
 
 	"github.com/cityedge/cityedge/drivers/sensirion/sensirionsim"
 	"github.com/cityedge/cityedge/drivers/sim"
-	"github.com/jonboulle/clockwork"
 )
 
 // The commands the simulation answers and their execution times, from the
@@ -42,16 +41,11 @@ const (
 // formulas. Commands are CRC-framed and obey their execution times; anything
 // else is not acknowledged.
 type Sim struct {
-	chip sensirionsim.Chip
+	*sensirionsim.Sensor // SetClock, Tx, Measured
 
 	mu        sync.Mutex
-	world     *sim.World
 	serial    [3]uint16
-	periodic  bool
-	next      time.Time // when the next measurement is ready
-	ready     bool
-	data      []uint16
-	measured  sim.Weather
+	periodic  sensirionsim.Periodic
 	asc       bool
 	altitudeM uint16
 }
@@ -61,25 +55,11 @@ var _ sim.Chip = (*Sim)(nil)
 // NewSim returns a simulated SCD4x in idle mode, with the given 48-bit serial
 // number, measuring world.
 func NewSim(world *sim.World, serial uint64) *Sim {
-	s := &Sim{world: world, asc: true,
+	s := &Sim{asc: true,
 		serial: [3]uint16{uint16(serial >> 32), uint16(serial >> 16), uint16(serial)}}
-	s.chip = sensirionsim.Chip{Name: "scd4x sim", CmdLen: 2, Handle: s.handle}
+	s.Sensor = sensirionsim.NewSensor("scd4x sim", 2, world, s.handle)
+	s.periodic = sensirionsim.Periodic{Every: signalInterval, Encode: s.encode}
 	return s
-}
-
-// SetClock makes the simulation read its time from c, such as a test's fake
-// clock shared with the driver; the default is the real clock. Call it
-// before the first transaction.
-func (s *Sim) SetClock(c clockwork.Clock) { s.chip.Clock = c }
-
-// Tx implements sim.Chip.
-func (s *Sim) Tx(w, r []byte) error { return s.chip.Tx(w, r) }
-
-// Measured returns the weather the last measurement encoded.
-func (s *Sim) Measured() sim.Weather {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.measured
 }
 
 // Settings returns the self-calibration and altitude settings the sensor
@@ -94,7 +74,7 @@ func (s *Sim) Settings() (selfCalibration bool, altitudeM uint16) {
 func (s *Sim) Periodic() bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return s.periodic
+	return s.periodic.Running()
 }
 
 var (
@@ -105,7 +85,7 @@ var (
 func (s *Sim) handle(cmd uint16, args []uint16, now time.Time) ([]uint16, time.Duration, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.advance(now)
+	s.periodic.Advance(now)
 	want := 0
 	if cmd == setASCEnabled || cmd == setSensorAltitude {
 		want = 1
@@ -115,30 +95,29 @@ func (s *Sim) handle(cmd uint16, args []uint16, now time.Time) ([]uint16, time.D
 	}
 	switch cmd {
 	case stopPeriodicMeasurement:
-		s.periodic, s.ready = false, false
+		s.periodic.Stop()
 		return nil, stopTime, nil
 	case getDataReadyStatus:
-		if s.ready {
+		if s.periodic.Ready() {
 			return []uint16{0x8006}, oneMs, nil
 		}
 		return []uint16{0x8000}, oneMs, nil
 	case readMeasurement:
-		if !s.periodic {
+		if !s.periodic.Running() {
 			return nil, 0, errPeriodicOnly
 		}
-		if !s.ready {
+		data, ok := s.periodic.Take()
+		if !ok {
 			return nil, 0, errors.New("no measurement available")
 		}
-		s.ready = false
-		return s.data, oneMs, nil
+		return data, oneMs, nil
 	}
-	if s.periodic {
+	if s.periodic.Running() {
 		return nil, 0, errIdleOnly
 	}
 	switch cmd {
 	case startPeriodicMeasurement:
-		s.periodic, s.ready = true, false
-		s.next = now.Add(signalInterval)
+		s.periodic.Start(now)
 		return nil, 0, nil
 	case getSerialNumber:
 		return s.serial[:], oneMs, nil
@@ -165,27 +144,13 @@ func (s *Sim) handle(cmd uint16, args []uint16, now time.Time) ([]uint16, time.D
 	return nil, 0, errors.New("unknown command")
 }
 
-// advance produces the measurements due by now; only the latest is kept, as
-// the sensor's buffer holds one.
-func (s *Sim) advance(now time.Time) {
-	if !s.periodic || now.Before(s.next) {
-		return
-	}
-	at := s.next
-	for !now.Before(s.next) {
-		at = s.next
-		s.next = s.next.Add(signalInterval)
-	}
-	wx := s.world.At(at)
-	s.measured = wx
-	s.data = []uint16{
+// encode is the measurement due at t (the sensor's buffer holds only the
+// latest).
+func (s *Sim) encode(t time.Time) []uint16 {
+	wx := s.Sample(t)
+	return []uint16{
 		uint16(math.Round(math.Max(0, math.Min(40000, wx.CO2)))),
-		ticks((wx.TempC + 45) / 175),
-		ticks(wx.RH / 100),
+		sensirionsim.Ticks((wx.TempC + 45) / 175),
+		sensirionsim.Ticks(wx.RH / 100),
 	}
-	s.ready = true
-}
-
-func ticks(fraction float64) uint16 {
-	return uint16(math.Round(math.Max(0, math.Min(1, fraction)) * 65535))
 }

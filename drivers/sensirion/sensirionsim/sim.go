@@ -8,6 +8,7 @@ package sensirionsim
 import (
 	"encoding/binary"
 	"fmt"
+	"math"
 	"sync"
 	"time"
 
@@ -103,4 +104,105 @@ func (s *Chip) command(w []byte, now time.Time) error {
 	}
 	s.readyAt = now.Add(exec)
 	return nil
+}
+
+// Sensor is what every simulated Sensirion chip shares: its I2C side (a
+// Chip) and the World it measures, with the weather its last measurement
+// encoded. A chip's simulator embeds it and only answers its commands in
+// its handle function.
+type Sensor struct {
+	chip  Chip
+	world *sim.World
+
+	mu       sync.Mutex
+	measured sim.Weather
+}
+
+// NewSensor returns the shared part of a simulated chip called name with
+// commands of cmdLen bytes, measuring world and answering through handle
+// (see Chip.Handle).
+func NewSensor(name string, cmdLen int, world *sim.World, handle func(cmd uint16, args []uint16, now time.Time) ([]uint16, time.Duration, error)) *Sensor {
+	return &Sensor{chip: Chip{Name: name, CmdLen: cmdLen, Handle: handle}, world: world}
+}
+
+// SetClock makes the simulation read its time from c, such as a test's fake
+// clock shared with the driver; the default is the real clock. Call it
+// before the first transaction.
+func (s *Sensor) SetClock(c clockwork.Clock) { s.chip.Clock = c }
+
+// Tx implements sim.Chip.
+func (s *Sensor) Tx(w, r []byte) error { return s.chip.Tx(w, r) }
+
+// Measured returns the weather the last measurement encoded.
+func (s *Sensor) Measured() sim.Weather {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.measured
+}
+
+// Sample measures the World at t and keeps it as the last measurement.
+func (s *Sensor) Sample(t time.Time) sim.Weather {
+	wx := s.world.At(t)
+	s.mu.Lock()
+	s.measured = wx
+	s.mu.Unlock()
+	return wx
+}
+
+// Ticks is the inverse of the datasheets' linear conversions: the 16-bit
+// signal for a fraction of full scale, clamped to 0..1.
+func Ticks(fraction float64) uint16 {
+	return uint16(math.Round(math.Max(0, math.Min(1, fraction)) * 65535))
+}
+
+// Periodic is the measurement schedule of a chip that measures on its own
+// (the SCD4x's periodic measurement, the SPS30's measurement mode): once
+// started, a measurement falls due every Every; the chip keeps only the
+// latest, flags it ready until it is read, and forgets it when stopped.
+type Periodic struct {
+	Every time.Duration
+	// Encode returns the response words of the measurement due at t.
+	Encode func(t time.Time) []uint16
+
+	on, ready bool
+	next      time.Time
+	data      []uint16
+}
+
+// Start starts measuring at now; the first measurement is due Every later.
+func (p *Periodic) Start(now time.Time) {
+	p.on, p.ready = true, false
+	p.next = now.Add(p.Every)
+}
+
+// Stop stops measuring and drops an unread measurement.
+func (p *Periodic) Stop() { p.on, p.ready = false, false }
+
+// Running reports whether the chip is measuring.
+func (p *Periodic) Running() bool { return p.on }
+
+// Advance makes the measurements due by now; only the latest is kept.
+func (p *Periodic) Advance(now time.Time) {
+	if !p.on || now.Before(p.next) {
+		return
+	}
+	at := p.next
+	for !now.Before(p.next) {
+		at = p.next
+		p.next = p.next.Add(p.Every)
+	}
+	p.data = p.Encode(at)
+	p.ready = true
+}
+
+// Ready reports whether a new measurement waits to be read.
+func (p *Periodic) Ready() bool { return p.ready }
+
+// Take returns the new measurement once, and false when there is none.
+func (p *Periodic) Take() ([]uint16, bool) {
+	if !p.on || !p.ready {
+		return nil, false
+	}
+	p.ready = false
+	return p.data, true
 }

@@ -70,3 +70,57 @@ func TestChip(t *testing.T) {
 		t.Errorf("valid write: %v", err)
 	}
 }
+
+// A periodic schedule makes one measurement per interval, keeps only the
+// latest, hands it out once, and forgets it when stopped.
+func TestPeriodic(t *testing.T) {
+	t0 := time.Unix(1000, 0)
+	var encoded []time.Time
+	p := Periodic{Every: 5 * time.Second, Encode: func(at time.Time) []uint16 {
+		encoded = append(encoded, at)
+		return []uint16{uint16(at.Unix())}
+	}}
+	p.Advance(t0.Add(time.Hour))
+	if p.Running() || p.Ready() || len(encoded) != 0 {
+		t.Fatal("measured before Start")
+	}
+	p.Start(t0)
+	p.Advance(t0.Add(4999 * time.Millisecond))
+	if p.Ready() {
+		t.Fatal("ready before the first interval ended")
+	}
+	if _, ok := p.Take(); ok {
+		t.Fatal("took a measurement that is not there")
+	}
+	p.Advance(t0.Add(17 * time.Second)) // due at 5, 10 and 15 s: the latest is kept
+	if got, ok := p.Take(); !ok || got[0] != 1015 || len(encoded) != 1 || !encoded[0].Equal(t0.Add(15*time.Second)) {
+		t.Fatalf("Take = %v, %v after encoding %v; want the measurement of 15 s, once", got, ok, encoded)
+	}
+	if _, ok := p.Take(); ok || p.Ready() {
+		t.Fatal("a measurement was handed out twice")
+	}
+	p.Advance(t0.Add(20 * time.Second))
+	p.Stop()
+	if _, ok := p.Take(); ok || p.Running() {
+		t.Fatal("a measurement survived Stop")
+	}
+}
+
+func TestSensorSamples(t *testing.T) {
+	w := sim.NewWorld(1)
+	at := time.Date(2024, 6, 1, 12, 0, 0, 0, time.UTC)
+	s := NewSensor("test sim", 1, w, func(uint16, []uint16, time.Time) ([]uint16, time.Duration, error) { return nil, 0, nil })
+	if s.Measured() != (sim.Weather{}) {
+		t.Fatal("Measured before any measurement")
+	}
+	// The world adds fresh noise at each look, so only the street's slow
+	// parts compare with a second look.
+	if got, again := s.Sample(at), w.At(at); s.Measured() != got || got.Lux < again.Lux-100 || got.Lux > again.Lux+100 {
+		t.Fatalf("Sample = %+v, Measured = %+v, world %+v", got, s.Measured(), again)
+	}
+	for frac, want := range map[float64]uint16{-1: 0, 0: 0, 0.5: 32768, 1: 65535, 2: 65535} {
+		if got := Ticks(frac); got != want {
+			t.Errorf("Ticks(%v) = %d, want %d", frac, got, want)
+		}
+	}
+}

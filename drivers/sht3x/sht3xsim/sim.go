@@ -5,13 +5,11 @@ package sht3xsim
 
 import (
 	"errors"
-	"math"
 	"sync"
 	"time"
 
 	"github.com/cityedge/cityedge/drivers/sensirion/sensirionsim"
 	"github.com/cityedge/cityedge/drivers/sim"
-	"github.com/jonboulle/clockwork"
 )
 
 // The commands the simulation answers, as the datasheet numbers them
@@ -33,13 +31,11 @@ const (
 // inverting the formulas of section 4.13, readable after the typical
 // measurement time (12.5 ms). Other commands are not acknowledged.
 type Sim struct {
-	chip sensirionsim.Chip
+	*sensirionsim.Sensor // SetClock, Tx, Measured
 
-	mu       sync.Mutex
-	world    *sim.World
-	serial   uint32
-	status   uint16
-	measured sim.Weather
+	mu     sync.Mutex
+	serial uint32
+	status uint16
 }
 
 var _ sim.Chip = (*Sim)(nil)
@@ -48,24 +44,9 @@ var _ sim.Chip = (*Sim)(nil)
 // world.
 func NewSim(world *sim.World, serial uint32) *Sim {
 	// Status after power-up: alert pending and reset detected (table 18).
-	s := &Sim{world: world, serial: serial, status: 0x8010}
-	s.chip = sensirionsim.Chip{Name: "sht3x sim", CmdLen: 2, Handle: s.handle}
+	s := &Sim{serial: serial, status: 0x8010}
+	s.Sensor = sensirionsim.NewSensor("sht3x sim", 2, world, s.handle)
 	return s
-}
-
-// SetClock makes the simulation read its time from c, such as a test's fake
-// clock shared with the driver; the default is the real clock. Call it
-// before the first transaction.
-func (s *Sim) SetClock(c clockwork.Clock) { s.chip.Clock = c }
-
-// Tx implements sim.Chip.
-func (s *Sim) Tx(w, r []byte) error { return s.chip.Tx(w, r) }
-
-// Measured returns the weather the last measurement encoded.
-func (s *Sim) Measured() sim.Weather {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.measured
 }
 
 func (s *Sim) handle(cmd uint16, args []uint16, now time.Time) ([]uint16, time.Duration, error) {
@@ -76,9 +57,8 @@ func (s *Sim) handle(cmd uint16, args []uint16, now time.Time) ([]uint16, time.D
 	}
 	switch cmd {
 	case measureHighRepeatability:
-		wx := s.world.At(now)
-		s.measured = wx
-		return []uint16{ticks((wx.TempC + 45) / 175), ticks(wx.RH / 100)}, 12500 * time.Microsecond, nil
+		wx := s.Sample(now)
+		return []uint16{sensirionsim.Ticks((wx.TempC + 45) / 175), sensirionsim.Ticks(wx.RH / 100)}, 12500 * time.Microsecond, nil
 	case readStatus:
 		return []uint16{s.status}, 0, nil
 	case readSerial:
@@ -93,10 +73,4 @@ func (s *Sim) handle(cmd uint16, args []uint16, now time.Time) ([]uint16, time.D
 		return nil, time.Millisecond, nil
 	}
 	return nil, 0, errors.New("unknown command")
-}
-
-// ticks is the inverse of the datasheet's linear conversions: the 16-bit
-// signal for a fraction of full scale.
-func ticks(fraction float64) uint16 {
-	return uint16(math.Round(math.Max(0, math.Min(1, fraction)) * 65535))
 }

@@ -5,13 +5,11 @@ package sht4xsim
 
 import (
 	"errors"
-	"math"
 	"sync"
 	"time"
 
 	"github.com/cityedge/cityedge/drivers/sensirion/sensirionsim"
 	"github.com/cityedge/cityedge/drivers/sim"
-	"github.com/jonboulle/clockwork"
 )
 
 // The commands the simulation answers (datasheet command table), kept apart
@@ -28,12 +26,10 @@ const (
 // datasheet's conversion formulas and is readable after the typical 6.9 ms. Other commands are
 // not acknowledged.
 type Sim struct {
-	chip sensirionsim.Chip
+	*sensirionsim.Sensor // SetClock, Tx, Measured
 
-	mu       sync.Mutex
-	world    *sim.World
-	serial   uint32
-	measured sim.Weather
+	mu     sync.Mutex
+	serial uint32
 }
 
 var _ sim.Chip = (*Sim)(nil)
@@ -41,24 +37,9 @@ var _ sim.Chip = (*Sim)(nil)
 // NewSim returns a simulated SHT4x with the given serial number, measuring
 // world.
 func NewSim(world *sim.World, serial uint32) *Sim {
-	s := &Sim{world: world, serial: serial}
-	s.chip = sensirionsim.Chip{Name: "sht4x sim", CmdLen: 1, Handle: s.handle}
+	s := &Sim{serial: serial}
+	s.Sensor = sensirionsim.NewSensor("sht4x sim", 1, world, s.handle)
 	return s
-}
-
-// SetClock makes the simulation read its time from c, such as a test's fake
-// clock shared with the driver; the default is the real clock. Call it
-// before the first transaction.
-func (s *Sim) SetClock(c clockwork.Clock) { s.chip.Clock = c }
-
-// Tx implements sim.Chip.
-func (s *Sim) Tx(w, r []byte) error { return s.chip.Tx(w, r) }
-
-// Measured returns the weather the last measurement encoded.
-func (s *Sim) Measured() sim.Weather {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.measured
 }
 
 func (s *Sim) handle(cmd uint16, args []uint16, now time.Time) ([]uint16, time.Duration, error) {
@@ -69,18 +50,12 @@ func (s *Sim) handle(cmd uint16, args []uint16, now time.Time) ([]uint16, time.D
 	}
 	switch cmd {
 	case measureHighPrecision:
-		wx := s.world.At(now)
-		s.measured = wx
-		return []uint16{ticks((wx.TempC + 45) / 175), ticks((wx.RH + 6) / 125)}, 6900 * time.Microsecond, nil
+		wx := s.Sample(now)
+		return []uint16{sensirionsim.Ticks((wx.TempC + 45) / 175), sensirionsim.Ticks((wx.RH + 6) / 125)}, 6900 * time.Microsecond, nil
 	case readSerial:
 		return []uint16{uint16(s.serial >> 16), uint16(s.serial)}, time.Millisecond, nil
 	case softReset:
 		return nil, time.Millisecond, nil
 	}
 	return nil, 0, errors.New("unknown command")
-}
-
-// ticks is the inverse of the datasheet's linear conversions.
-func ticks(fraction float64) uint16 {
-	return uint16(math.Round(math.Max(0, math.Min(1, fraction)) * 65535))
 }

@@ -12,7 +12,6 @@ import (
 
 	"github.com/cityedge/cityedge/drivers/sensirion/sensirionsim"
 	"github.com/cityedge/cityedge/drivers/sim"
-	"github.com/jonboulle/clockwork"
 )
 
 // The commands (pointer addresses) the simulation answers and their
@@ -48,16 +47,11 @@ const (
 // are CRC-framed and obey their execution times; anything else is not
 // acknowledged.
 type Sim struct {
-	chip sensirionsim.Chip
+	*sensirionsim.Sensor // SetClock, Tx, Measured
 
 	mu        sync.Mutex
-	world     *sim.World
 	serial    string
-	measuring bool
-	next      time.Time
-	ready     bool
-	data      []uint16
-	measured  sim.Weather
+	measuring sensirionsim.Periodic
 	interval  uint32 // in force
 	readBack  uint32 // what a read returns: the value at the last reset
 	writes    int
@@ -73,24 +67,10 @@ func NewSim(world *sim.World, serial string) *Sim {
 	if len(serial) > 31 {
 		serial = serial[:31] // 32 bytes with the terminating NUL
 	}
-	s := &Sim{world: world, serial: serial, interval: iv, readBack: iv}
-	s.chip = sensirionsim.Chip{Name: "sps30 sim", CmdLen: 2, Handle: s.handle}
+	s := &Sim{serial: serial, interval: iv, readBack: iv}
+	s.Sensor = sensirionsim.NewSensor("sps30 sim", 2, world, s.handle)
+	s.measuring = sensirionsim.Periodic{Every: measuresEvery, Encode: s.encode}
 	return s
-}
-
-// SetClock makes the simulation read its time from c, such as a test's fake
-// clock shared with the driver; the default is the real clock. Call it
-// before the first transaction.
-func (s *Sim) SetClock(c clockwork.Clock) { s.chip.Clock = c }
-
-// Tx implements sim.Chip.
-func (s *Sim) Tx(w, r []byte) error { return s.chip.Tx(w, r) }
-
-// Measured returns the weather the last measurement encoded.
-func (s *Sim) Measured() sim.Weather {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.measured
 }
 
 // CleaningInterval returns the auto-cleaning interval in force and how many
@@ -105,19 +85,19 @@ func (s *Sim) CleaningInterval() (time.Duration, int) {
 func (s *Sim) Measuring() bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return s.measuring
+	return s.measuring.Running()
 }
 
 func (s *Sim) handle(cmd uint16, args []uint16, now time.Time) ([]uint16, time.Duration, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.advance(now)
+	s.measuring.Advance(now)
 	if len(args) != 0 && cmd != startMeasurement && cmd != autoCleanInterval {
 		return nil, 0, errors.New("takes no argument")
 	}
 	switch cmd {
 	case deviceReset:
-		s.measuring, s.ready = false, false
+		s.measuring.Stop()
 		s.readBack = s.interval
 		return nil, resetTime, nil
 	case readProductType:
@@ -137,34 +117,33 @@ func (s *Sim) handle(cmd uint16, args []uint16, now time.Time) ([]uint16, time.D
 		}
 		return nil, 0, errors.New("auto cleaning interval takes none or two words")
 	case readDataReady:
-		if s.ready {
+		if s.measuring.Ready() {
 			return []uint16{1}, 0, nil
 		}
 		return []uint16{0}, 0, nil
 	case startMeasurement:
-		if s.measuring {
+		if s.measuring.Running() {
 			return nil, 0, errors.New("already measuring")
 		}
 		if len(args) != 1 || args[0] != floatFormat {
 			return nil, 0, errors.New("only the float output format (0x0300) is simulated")
 		}
-		s.measuring, s.ready = true, false
-		s.next = now.Add(measuresEvery)
+		s.measuring.Start(now)
 		return nil, startStop, nil
 	case stopMeasurement:
-		if !s.measuring {
+		if !s.measuring.Running() {
 			return nil, 0, errors.New("not measuring")
 		}
-		s.measuring, s.ready = false, false
+		s.measuring.Stop()
 		return nil, startStop, nil
 	case readMeasuredValues:
-		if !s.measuring || !s.ready {
+		data, ok := s.measuring.Take()
+		if !ok {
 			return nil, 0, errors.New("no new measured values")
 		}
-		s.ready = false
-		return s.data, 0, nil
+		return data, 0, nil
 	case startFanCleaning:
-		if !s.measuring {
+		if !s.measuring.Running() {
 			return nil, 0, errors.New("fan cleaning needs measurement mode")
 		}
 		s.cleanings++
@@ -173,28 +152,18 @@ func (s *Sim) handle(cmd uint16, args []uint16, now time.Time) ([]uint16, time.D
 	return nil, 0, errors.New("unknown command")
 }
 
-// advance produces the measurement due by now; the sensor keeps the latest.
-func (s *Sim) advance(now time.Time) {
-	if !s.measuring || now.Before(s.next) {
-		return
-	}
-	at := s.next
-	for !now.Before(s.next) {
-		at = s.next
-		s.next = s.next.Add(measuresEvery)
-	}
-	wx := s.world.At(at)
-	s.measured = wx
-	pm := wx.PM
+// encode is the float-format measurement due at t.
+func (s *Sim) encode(t time.Time) []uint16 {
+	pm := s.Sample(t).PM
 	// Number concentrations and typical size are not part of the World;
 	// these follow a plausible urban size distribution.
 	vals := []float64{pm[0], pm[1], pm[2], pm[3], pm[0] * 6.5, pm[1] * 7.6, pm[2] * 7.7, pm[3] * 7.7, pm[3] * 7.8, 0.55}
-	s.data = make([]uint16, 0, 2*len(vals))
+	data := make([]uint16, 0, 2*len(vals))
 	for _, v := range vals {
 		b := math.Float32bits(float32(math.Max(0, v)))
-		s.data = append(s.data, uint16(b>>16), uint16(b))
+		data = append(data, uint16(b>>16), uint16(b))
 	}
-	s.ready = true
+	return data
 }
 
 // ascii packs str into n words, NUL-padded.

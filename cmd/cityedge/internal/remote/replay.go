@@ -9,6 +9,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/cityedge/cityedge/cmd/cityedge/internal/atomicfile"
 	"github.com/jonboulle/clockwork"
 )
 
@@ -140,45 +141,8 @@ func (s *ReplayStore) save() error {
 	if err != nil {
 		return fmt.Errorf("remote: replay store: %w", err)
 	}
-	if err := writeFileAtomic(s.path, data, 0o600); err != nil {
+	if err := atomicfile.Write(s.path, data, 0o600); err != nil {
 		return fmt.Errorf("remote: replay store: %w", err)
 	}
 	return nil
-}
-
-// writeFileAtomic replaces path with data: a temporary file in the same
-// directory, fsynced, renamed over path, and the directory fsynced, so that
-// a power cut leaves either the old or the new file.
-func writeFileAtomic(path string, data []byte, perm os.FileMode) (err error) {
-	dir := filepath.Dir(path)
-	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp-*")
-	if err != nil {
-		return err
-	}
-	tmp := f.Name()
-	defer func() {
-		if err != nil {
-			_ = os.Remove(tmp)
-		}
-	}()
-	if _, err = f.Write(data); err == nil {
-		if err = f.Chmod(perm); err == nil {
-			err = f.Sync()
-		}
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err != nil {
-		return err
-	}
-	if err = os.Rename(tmp, path); err != nil {
-		return err
-	}
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	return d.Sync()
 }

@@ -97,7 +97,7 @@ func TestSubscriptionChecked(t *testing.T) {
 // publish sends one QoS 1 message as another client of the broker.
 func publish(t *testing.T, b *testbroker.Broker, topic, payload string) {
 	t.Helper()
-	opts := mqtt.NewClientOptions().AddBroker(b.URL).SetClientID("publisher-"+strings.ReplaceAll(t.Name(), "/", "-")).
+	opts := mqtt.NewClientOptions().AddBroker(b.URL).SetClientID("publisher-" + strings.ReplaceAll(t.Name(), "/", "-")).
 		SetTLSConfig(b.ClientTLS(t)).SetConnectTimeout(5 * time.Second)
 	cli := mqtt.NewClient(opts)
 	if tok := cli.Connect(); !tok.WaitTimeout(10*time.Second) || tok.Error() != nil {

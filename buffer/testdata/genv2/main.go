@@ -1,7 +1,8 @@
 // Command genv2 wrote buffer/testdata/v2.db.gz and its manifest v2.json: a
 // real buffer file of format version 2, the first with the drop report kept
 // by PutReport (at most one unsent) and the "corrupt" counter. It is genv1
-// with reports stored through PutReport; run it from the commit that
+// with reports stored through PutReport — a deliberate copy, since genv1
+// must still build against commit 983176d's API and so can share nothing; run it from the commit that
 // introduced format 2 (or any later one still writing version 2):
 //
 //	go run ./buffer/testdata/genv2 -out /tmp/v2out

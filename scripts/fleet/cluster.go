@@ -364,13 +364,13 @@ func (c *cluster) Members(ctx context.Context, n *node) ([]string, error) {
 
 // MQTTConnections counts the MQTT connections of the whole cluster.
 func (c *cluster) MQTTConnections(ctx context.Context, n *node) (int, error) {
-	out, err := c.ctl(ctx, n, "list_connections", "protocol")
+	out, err := c.ctl(ctx, n, "list_mqtt_connections", "client_id")
 	if err != nil {
 		return 0, err
 	}
 	count := 0
 	for _, l := range strings.Split(out, "\n") {
-		if strings.Contains(strings.ToLower(l), "mqtt") {
+		if strings.HasPrefix(strings.TrimSpace(l), "f") { // fgw-…, fleet-…
 			count++
 		}
 	}

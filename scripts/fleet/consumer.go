@@ -138,7 +138,10 @@ func (c *consumer) close() { c.cli.Disconnect(500) }
 // retainedStatus connects a fresh clean session to one broker, subscribes
 // to every gateway's status and returns what the broker hands over as
 // retained within wait: agent id → state.
-func retainedStatus(broker string, id string, tc *tls.Config, topic string, wait time.Duration) (map[string]string, error) {
+//
+// RabbitMQ 3.10 hands retained messages only to subscriptions without
+// wildcards, so it subscribes to each gateway's own status topic.
+func retainedStatus(broker string, id string, tc *tls.Config, topics []string, wait time.Duration) (map[string]string, error) {
 	var mu sync.Mutex
 	seen := map[string]string{}
 	o := mqtt.NewClientOptions().AddBroker(strings.Replace(broker, "mqtts://", "ssl://", 1))
@@ -149,7 +152,11 @@ func retainedStatus(broker string, id string, tc *tls.Config, topic string, wait
 		return nil, fmt.Errorf("late subscriber on %s: %v", broker, tok.Error())
 	}
 	defer cli.Disconnect(200)
-	sub := cli.Subscribe(topic, 1, func(_ mqtt.Client, m mqtt.Message) {
+	filters := map[string]byte{}
+	for _, t := range topics {
+		filters[t] = 1
+	}
+	sub := cli.SubscribeMultiple(filters, func(_ mqtt.Client, m mqtt.Message) {
 		if !m.Retained() {
 			return
 		}

@@ -107,7 +107,9 @@ func TestBusiest(t *testing.T) {
 
 func TestFailover(t *testing.T) {
 	t0 := time.Unix(1000, 0)
-	ev := func(s int, msg, broker string) logEvent { return logEvent{t0.Add(time.Duration(s) * time.Second), msg, broker} }
+	ev := func(s int, msg, broker string) logEvent {
+		return logEvent{t0.Add(time.Duration(s) * time.Second), msg, broker}
+	}
 	events := map[string][]logEvent{
 		"a": {ev(-50, "uplink: connected", "n1"), ev(0, "uplink: session ended", "n1"), ev(4, "uplink: connected", "n2")},
 		"b": {ev(-50, "uplink: connected", "n2")},

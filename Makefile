@@ -13,7 +13,7 @@ FUZZTIME ?= 2s
 # the same tests without it.
 RACE    ?= $(shell command -v gcc >/dev/null 2>&1 && echo -race)
 
-.PHONY: all build cross dist demo test test-go test-fuzz vm-test lint bench fuzz clean
+.PHONY: all build cross dist demo test test-go test-fuzz vm-test fleet-test lint bench fuzz clean
 
 all: build
 
@@ -42,7 +42,7 @@ demo: build
 # Everything CI runs. Tests that need mosquitto or qemu-user skip with a clear
 # message when they are missing, and fail instead under CITYEDGE_REQUIRE_*=1;
 # under CITYEDGE_REQUIRE_NO_SKIP=1 (CI) any skipped test fails the run.
-test: test-go test-fuzz vm-test
+test: test-go test-fuzz vm-test fleet-test
 
 test-go:
 	$(GO) mod tidy -diff
@@ -56,6 +56,14 @@ test-go:
 # simulated chips); CITYEDGE_VM_TEST=0 skips it. See scripts/vm/README.md.
 vm-test:
 	scripts/vm/run.sh all
+
+# The city fleet: 200 agents on a 3-node RabbitMQ cluster through node loss,
+# a whole-cluster restart and a rolling restart (about 6 minutes; needs
+# rabbitmq-server and root, see docs/FLEET.md). FLEET_ARGS=-doc=docs/FLEET.md
+# refreshes the measured section of docs/FLEET.md.
+fleet-test:
+	@mkdir -p bin
+	$(GO) run ./scripts/fleet -report bin/fleet-report.md $(FLEET_ARGS)
 
 # Every fuzz target for a short fixed time (the seed corpora already ran above).
 test-fuzz:

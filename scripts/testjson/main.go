@@ -1,6 +1,7 @@
 // Command testjson reads the event stream of `go test -json` on standard
-// input, prints the tests' own output as `go test` would, and closes with a
-// count of passed, failed and skipped tests.
+// input and prints what `go test` without -v would: each package's result
+// line, and the whole output of every test that failed (a skipped test's
+// reason too), then closes with a count of passed, failed and skipped tests.
 //
 // It exists so that CI can refuse a green run in which a test skipped: a
 // skipped test proves nothing, and a missing capability (mosquitto, qemu, a
@@ -33,7 +34,8 @@ type summary struct {
 	passed, failed int
 	skipped        []string          // "pkg TestName: reason"
 	pkgFailed      []string          // packages that failed outside any test (build errors, panics in init)
-	lastOutput     map[string]string // the newest output line of each test, for a skip's reason
+	lastOutput     map[string]string   // the newest output line of each test, for a skip's reason
+	held           map[string][]string // output of tests still running, printed only if they fail
 }
 
 func main() {
@@ -47,7 +49,7 @@ func main() {
 
 // scan copies every output line to out and tallies the results.
 func scan(in io.Reader, out io.Writer) (*summary, error) {
-	s := &summary{lastOutput: map[string]string{}}
+	s := &summary{lastOutput: map[string]string{}, held: map[string][]string{}}
 	sc := bufio.NewScanner(in)
 	sc.Buffer(make([]byte, 0, 64<<10), 16<<20)
 	for sc.Scan() {
@@ -67,11 +69,16 @@ func (s *summary) add(e event, out io.Writer) {
 	key := e.Package + " " + e.Test
 	switch e.Action {
 	case "output", "build-output":
-		io.WriteString(out, e.Output)
-		if e.Test != "" {
-			if t := strings.TrimSpace(e.Output); t != "" && !strings.HasPrefix(t, "--- SKIP") && !strings.HasPrefix(t, "=== ") {
-				s.lastOutput[key] = t
+		if e.Test == "" {
+			// Package lines: ok/FAIL, build errors, a panic outside tests.
+			if t := strings.TrimSpace(e.Output); t != "PASS" && !strings.HasPrefix(t, "=== ") {
+				io.WriteString(out, e.Output)
 			}
+			return
+		}
+		s.held[key] = append(s.held[key], e.Output)
+		if t := strings.TrimSpace(e.Output); t != "" && !strings.HasPrefix(t, "--- SKIP") && !strings.HasPrefix(t, "=== ") {
+			s.lastOutput[key] = t
 		}
 		return
 	case "pass":
@@ -81,6 +88,9 @@ func (s *summary) add(e event, out io.Writer) {
 	case "fail", "build-fail":
 		if e.Test != "" {
 			s.failed++
+			for _, line := range s.held[key] {
+				io.WriteString(out, line)
+			}
 		} else {
 			s.pkgFailed = append(s.pkgFailed, e.Package)
 		}
@@ -90,6 +100,9 @@ func (s *summary) add(e event, out io.Writer) {
 		}
 	}
 	delete(s.lastOutput, key)
+	if e.Test != "" && (e.Action == "pass" || e.Action == "fail" || e.Action == "skip") {
+		delete(s.held, key)
+	}
 }
 
 // report prints the closing lines and returns the exit status.

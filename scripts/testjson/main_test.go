@@ -15,6 +15,7 @@ func TestSummary(t *testing.T) {
 {"Action":"output","Package":"p","Test":"TestB","Output":"--- SKIP: TestB (0.00s)\n"}
 {"Action":"skip","Package":"p","Test":"TestB"}
 {"Action":"run","Package":"p","Test":"TestC"}
+{"Action":"output","Package":"p","Test":"TestC","Output":"    c_test.go:3: broke\n"}
 {"Action":"fail","Package":"p","Test":"TestC"}
 {"Action":"output","Package":"p","Output":"ok  \tp\t0.1s\n"}
 {"Action":"fail","Package":"q"}
@@ -27,7 +28,7 @@ go: downloading example.com/x v1.0.0
 		input      string
 		wantOut    []string
 	}{
-		{"all kinds", false, 1, stream, []string{"=== RUN   TestA", "ok  \tp", "go: downloading", "1 passed, 1 failed, 1 skipped",
+		{"all kinds", false, 1, stream, []string{"c_test.go:3: broke", "ok  \tp", "go: downloading", "1 passed, 1 failed, 1 skipped",
 			"p TestB: b_test.go:9: mosquitto not found", "packages failed: q"}},
 		{"skip allowed", false, 0, `{"Action":"skip","Package":"p","Test":"TestB"}` + "\n", []string{"0 passed, 0 failed, 1 skipped", "allowed outside CI"}},
 		{"skip refused in CI", true, 1, `{"Action":"skip","Package":"p","Test":"TestB"}` + "\n", []string{"CI does not allow"}},
@@ -42,6 +43,9 @@ go: downloading example.com/x v1.0.0
 			}
 			if got := s.report(&out, c.noSkip); got != c.wantStatus {
 				t.Errorf("status %d, want %d\n%s", got, c.wantStatus, out.String())
+			}
+			if strings.Contains(out.String(), "=== RUN   TestA") {
+				t.Errorf("a passing test's output was printed:\n%s", out.String())
 			}
 			for _, w := range c.wantOut {
 				if !strings.Contains(out.String(), w) {

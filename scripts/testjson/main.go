@@ -32,8 +32,8 @@ type event struct {
 
 type summary struct {
 	passed, failed int
-	skipped        []string          // "pkg TestName: reason"
-	pkgFailed      []string          // packages that failed outside any test (build errors, panics in init)
+	skipped        []string            // "pkg TestName: reason"
+	pkgFailed      []string            // packages that failed outside any test (build errors, panics in init)
 	lastOutput     map[string]string   // the newest output line of each test, for a skip's reason
 	held           map[string][]string // output of tests still running, printed only if they fail
 }

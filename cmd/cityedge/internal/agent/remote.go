@@ -33,7 +33,7 @@ const (
 
 // remoteInbox bounds commands received and not yet handled; beyond it a
 // command is dropped with a warning (the operator may send it again).
-const remoteInbox = 16
+const remoteInbox = 64
 
 // ops is the agent's remote channel, metrics and restart state.
 type ops struct {

@@ -261,6 +261,9 @@ func restartNeeded(old, next *config.Config) []string {
 	if !reflect.DeepEqual(o.Uplink, n.Uplink) {
 		out = append(out, "uplink")
 	}
+	if o.Remote != n.Remote || o.Metrics != n.Metrics {
+		out = append(out, "remote/metrics")
+	}
 	if !reflect.DeepEqual(sensorKeys(o.Sensors), sensorKeys(n.Sensors)) {
 		out = append(out, "sensors")
 	}

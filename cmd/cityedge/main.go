@@ -139,8 +139,10 @@ func run(args []string, stdout, stderr io.Writer) int {
 		Diagnose: liveDiagnose})
 	var setup *agent.SetupError
 	switch {
-	case errors.Is(err, agent.ErrRestart):
+	case errors.Is(err, agent.ErrRestart) && ctx.Err() == nil: // not when asked to stop meanwhile
 		return restart(logger)
+	case errors.Is(err, agent.ErrRestart):
+		return exitOK
 	case errors.As(err, &setup):
 		return exitUsage
 	case err != nil:

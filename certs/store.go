@@ -205,7 +205,8 @@ func (o Options) check() error {
 // (usableAt), except that the chain must be valid at some moment of the
 // client certificate's life.
 func (s *Store) read(now time.Time) (*material, error) {
-	srcCA, srcCert, srcKey := source{keyCA, s.opts.CAFile}, source{keyCert, s.opts.CertFile}, source{keyKey, s.opts.KeyFile}
+	caFile, certFile, keyFile := s.files()
+	srcCA, srcCert, srcKey := source{keyCA, caFile}, source{keyCert, certFile}, source{keyKey, keyFile}
 
 	u := s.users()
 	caPEM, stCA, err := readFile(srcCA, false, u)
@@ -502,9 +503,10 @@ func (s *Store) Status() Status {
 		return st
 	}
 	var warn []string
+	_, certFile, keyFile := s.files()
 	if leaf.NotAfter.Sub(now) < s.opts.WarnBefore {
 		warn = append(warn, fmt.Sprintf("client certificate %s expires in %d days (%s); install the renewed certificate and key at %s and %s",
-			leaf.Subject, st.ClientDaysLeft, date(leaf.NotAfter), s.opts.CertFile, s.opts.KeyFile))
+			leaf.Subject, st.ClientDaysLeft, date(leaf.NotAfter), certFile, keyFile))
 	}
 	if ca != leaf && ca.NotAfter.Sub(now) < s.opts.WarnBefore {
 		warn = append(warn, fmt.Sprintf("CA certificate %s expires in %d days (%s); the city's PKI must roll it over and install the new one in %s",

@@ -28,7 +28,6 @@ func (s *Store) Watch(ctx context.Context, every time.Duration, changed func()) 
 	if every <= 0 {
 		return fmt.Errorf("certs: watch interval must be positive, got %v", every)
 	}
-	paths := [3]string{s.opts.CAFile, s.opts.CertFile, s.opts.KeyFile}
 	var processed [3]stamp
 	if m := s.live.Load(); m != nil {
 		processed = m.stamps
@@ -47,7 +46,8 @@ func (s *Store) Watch(ctx context.Context, every time.Duration, changed func()) 
 			return nil
 		case <-t.C:
 		}
-		cur := statAll(paths)
+		ca, cert, key := s.files() // Install may point the store at other files
+		cur := statAll([3]string{ca, cert, key})
 		switch {
 		case cur != processed && cur == pending:
 			processed = cur

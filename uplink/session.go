@@ -505,6 +505,8 @@ loop:
 			break loop
 		case <-ticker.Chan():
 			publishStatus()
+		case <-c.statusNow:
+			publishStatus()
 		case <-c.side.kick:
 			c.publishSides(s)
 		case p := <-next:

@@ -168,6 +168,7 @@ type Client struct {
 	rnd           *rand.Rand
 
 	reconnect chan struct{}
+	statusNow chan struct{} // PublishStatus
 	running   atomic.Bool
 	inFlight  atomic.Int64
 
@@ -210,6 +211,7 @@ func New(cfg Config, src Source) (*Client, error) {
 		clock:         cfg.clock,
 		rnd:           cfg.rand,
 		reconnect:     make(chan struct{}, 1),
+		statusNow:     make(chan struct{}, 1),
 		side:          newSides(),
 		inbox:         make(chan inMsg, maxInbox),
 	}, nil

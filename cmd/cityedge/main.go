@@ -109,7 +109,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stdout, versionString())
 		return exitOK
 	}
-	cfg, err := config.Load(o.config)
+	var notes []string // remote.go: a pushed configuration set aside
+	cfg, err := config.LoadInForce(o.config, func(msg string) { notes = append(notes, msg) })
 	if err == nil {
 		err = cfg.CheckFiles(!o.enroll) // --enroll creates the key and needs a certificate only later
 	}
@@ -121,6 +122,9 @@ func run(args []string, stdout, stderr io.Writer) int {
 	_ = logLevel.UnmarshalText([]byte(cfg.Agent.LogLevel)) // validated with the config
 	logger := newLogger(stderr, logLevel)
 	slog.SetDefault(logger)
+	for _, n := range notes {
+		logger.Warn("pushed configuration not used", "detail", n)
+	}
 
 	switch {
 	case o.enroll:
@@ -131,9 +135,14 @@ func run(args []string, stdout, stderr io.Writer) int {
 		}
 		return exitOK
 	}
-	err = agent.Run(ctx, cfg, agent.Deps{Version: version, Simulate: o.simulate, Logger: logger, Level: logLevel, Hup: hup})
+	err = agent.Run(ctx, cfg, agent.Deps{Version: version, Simulate: o.simulate, Logger: logger, Level: logLevel, Hup: hup,
+		Diagnose: liveDiagnose})
 	var setup *agent.SetupError
 	switch {
+	case errors.Is(err, agent.ErrRestart) && ctx.Err() == nil: // not when asked to stop meanwhile
+		return restart(logger)
+	case errors.Is(err, agent.ErrRestart):
+		return exitOK
 	case errors.As(err, &setup):
 		return exitUsage
 	case err != nil:

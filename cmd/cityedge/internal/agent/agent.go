@@ -43,6 +43,9 @@ type Deps struct {
 	Level    *slog.LevelVar   // the logger's level; SIGHUP may change it (nil: none)
 	Hup      <-chan os.Signal // SIGHUP: reload certificates and configuration
 	Clock    clockwork.Clock  // nil: the real clock
+	// Diagnose makes the --diagnose --json report from the running agent's
+	// live state, for the remote diagnose command (nil: not available).
+	Diagnose func(ctx context.Context, cfg *config.Config, live *LiveState) ([]byte, error)
 }
 
 // SetupError is a start-up problem the operator has to fix (TLS material
@@ -73,12 +76,14 @@ type agent struct {
 	up      *uplink.Client
 	runners []*sensorRunner
 	started time.Time
+	ops     *ops // remote.go, restart.go, metrics.go
 }
 
 // Run runs the agent until ctx is done and then shuts down in order: stop
 // sampling, commit what was sampled, say goodbye to the broker, close the
-// buffer. Each start-up failure is logged before Run returns it.
-func Run(ctx context.Context, cfg *config.Config, d Deps) error {
+// buffer. Each start-up failure is logged before Run returns it. It returns
+// ErrRestart when the agent is to restart in place (restart.go).
+func Run(ctx context.Context, cfg *config.Config, d Deps) (err error) {
 	log, clock := d.Logger, d.Clock
 	if log == nil {
 		log = slog.Default()
@@ -86,6 +91,7 @@ func Run(ctx context.Context, cfg *config.Config, d Deps) error {
 	if clock == nil {
 		clock = clockwork.NewRealClock()
 	}
+	defer func() { err = failedStart(cfg, log, err) }()
 	store, err := certs.Load(cfg.CertOptions(log))
 	if err != nil {
 		log.Error("TLS material rejected", "err", err)
@@ -105,6 +111,10 @@ func Run(ctx context.Context, cfg *config.Config, d Deps) error {
 			log.Error("close buffer", "err", err)
 		}
 	}()
+	if err := a.openOps(d); err != nil {
+		log.Error("remote commands", "err", err)
+		return &SetupError{err}
+	}
 
 	hw, err := OpenHardware(ctx, cfg, d.Simulate)
 	if err != nil {
@@ -125,6 +135,7 @@ func Run(ctx context.Context, cfg *config.Config, d Deps) error {
 		ReconnectSpread: cfg.Uplink.ReconnectSpread.D(),
 		Status:          a.status,
 		Logger:          log,
+		Subscriptions:   a.subscriptions(),
 	}, a.fwd)
 	if err != nil {
 		log.Error("uplink", "err", err)
@@ -149,6 +160,7 @@ func Run(ctx context.Context, cfg *config.Config, d Deps) error {
 
 	go a.reportDrops(sampleCtx, 5*time.Second)
 	go a.serveControl(sampleCtx)
+	go a.runOps(sampleCtx)
 	// Ready once the buffer is open and sampling runs: a dead sensor or an
 	// unreachable broker is reported, not a reason to fail the start.
 	notify(log, daemon.SdNotifyReady)
@@ -184,6 +196,7 @@ func Run(ctx context.Context, cfg *config.Config, d Deps) error {
 
 	select {
 	case <-ctx.Done():
+	case <-a.ops.restart: // a pushed configuration or its rollback
 	case err := <-upDone:
 		// The uplink only returns on its own for a permanent problem.
 		log.Error("uplink stopped", "err", err)
@@ -192,7 +205,7 @@ func Run(ctx context.Context, cfg *config.Config, d Deps) error {
 		return fmt.Errorf("uplink stopped: %w", err)
 	}
 	log.Info("shutting down: stop sampling, commit, say goodbye, close buffer")
-	notify(log, daemon.SdNotifyStopping)
+	a.notifyStopping()
 	stopSampling()
 	sampling.Wait()
 	stopUplink()
@@ -201,7 +214,7 @@ func Run(ctx context.Context, cfg *config.Config, d Deps) error {
 	case <-clock.After(shutdownGrace + time.Second):
 		log.Warn("uplink did not stop in time")
 	}
-	return nil
+	return a.exitErr()
 }
 
 // reload is SIGHUP: take new TLS material now (reconnecting when the client
@@ -219,7 +232,7 @@ func (a *agent) reload(level *slog.LevelVar) {
 		a.log.Info("client certificate changed; reconnecting with it")
 		a.up.Reconnect()
 	}
-	next, err := config.Load(a.cfg.Path())
+	next, err := config.LoadInForce(a.cfg.BasePath(), nil)
 	if err != nil {
 		a.log.Error("configuration reload rejected; keeping the running configuration", "err", err)
 		return
@@ -247,6 +260,9 @@ func restartNeeded(old, next *config.Config) []string {
 	}
 	if !reflect.DeepEqual(o.Uplink, n.Uplink) {
 		out = append(out, "uplink")
+	}
+	if o.Remote != n.Remote || o.Metrics != n.Metrics {
+		out = append(out, "remote/metrics")
 	}
 	if !reflect.DeepEqual(sensorKeys(o.Sensors), sensorKeys(n.Sensors)) {
 		out = append(out, "sensors")
@@ -351,6 +367,10 @@ type Status struct {
 	Buffer    string                 `json:"buffer_problem,omitempty"`
 	Sensors   map[string]SensorState `json:"sensors,omitempty"`
 	Certs     *CertStatus            `json:"certs,omitempty"`
+	// The configuration in force and the remote channel (remote.go).
+	Config       string        `json:"config,omitempty"`
+	ConfigSource string        `json:"config_source,omitempty"` // "local" or "remote"
+	Remote       *RemoteStatus `json:"remote,omitempty"`
 }
 
 // CertStatus is the status message's view of the TLS material.
@@ -374,6 +394,7 @@ func (a *agent) status(online bool) []byte {
 		m.Sensors[r.cfg.Name] = r.snapshot()
 	}
 	cs := a.store.Status()
+	a.fillRemoteStatus(&m)
 	m.Certs = &CertStatus{ClientSerial: cs.ClientSerial, ClientDaysLeft: cs.ClientDaysLeft, CADaysLeft: cs.CADaysLeft, Warning: cs.Warning, LastReloadError: cs.LastReloadError}
 	b, err := json.Marshal(m)
 	if err != nil {

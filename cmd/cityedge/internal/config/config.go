@@ -22,6 +22,7 @@ import (
 	"time"
 
 	"github.com/cityedge/cityedge/certs"
+	"github.com/cityedge/cityedge/cmd/cityedge/internal/remote"
 	"github.com/cityedge/cityedge/drivers/catalog"
 	"github.com/cityedge/cityedge/uplink"
 	"github.com/pelletier/go-toml/v2"
@@ -33,10 +34,18 @@ type Config struct {
 	Agent   AgentConfig    `toml:"agent"`
 	Buffer  BufferConfig   `toml:"buffer"`
 	Uplink  UplinkConfig   `toml:"uplink"`
+	Remote  RemoteConfig   `toml:"remote"`  // remote.go
+	Metrics MetricsConfig  `toml:"metrics"` // remote.go
 	Sensors []SensorConfig `toml:"-"`
 
 	path string
 	pos  keyIndex
+	// remote.go: read from agent.state_dir/remote.toml; the --config file;
+	// the client pair installed under agent.state_dir/certs.
+	remote     bool
+	base       string
+	installed  bool
+	remoteKeys *remote.KeySet
 }
 
 // AgentConfig is the [agent] table.
@@ -207,7 +216,7 @@ func Parse(path string, data []byte) (*Config, error) {
 	if err := toml.Unmarshal(data, &raw); err != nil {
 		return nil, tomlError(path, pos, err)
 	}
-	for table, v := range map[string]any{"agent": c.Agent, "buffer": c.Buffer, "uplink": c.Uplink} {
+	for table, v := range map[string]any{"agent": c.Agent, "buffer": c.Buffer, "uplink": c.Uplink, "remote": c.Remote, "metrics": c.Metrics} {
 		t, _ := raw[table].(map[string]any)
 		if err := textOnly(t, v, table+".", fail); err != nil {
 			return nil, err
@@ -219,6 +228,9 @@ func Parse(path string, data []byte) (*Config, error) {
 		return ok
 	})
 	if err := c.validate(fail); err != nil {
+		return nil, err
+	}
+	if err := c.validateRemote(fail); err != nil {
 		return nil, err
 	}
 	names := map[string]int{}
@@ -279,6 +291,7 @@ func (c *Config) defaults(has func(table, key string) bool) {
 	if !has("uplink", "expiry_warning_days") {
 		c.Uplink.ExpiryWarningDays = defaultExpiryWarn
 	}
+	c.remoteDefaults(has)
 }
 
 // textOnly refuses numbers where a duration or size string belongs: go-toml
@@ -637,7 +650,7 @@ func tomlError(path string, pos keyIndex, err error) error {
 var fieldRE = regexp.MustCompile(`struct field (\w+)\.(\w+)`)
 
 func fieldKey(typ, field string) string {
-	tables := map[string]any{"agent": AgentConfig{}, "buffer": BufferConfig{}, "uplink": UplinkConfig{}}
+	tables := map[string]any{"agent": AgentConfig{}, "buffer": BufferConfig{}, "uplink": UplinkConfig{}, "remote": RemoteConfig{}, "metrics": MetricsConfig{}}
 	for table, v := range tables {
 		t := reflect.TypeOf(v)
 		if t.Name() != typ {

@@ -103,6 +103,9 @@ func (r *report) async(ctx context.Context, wg *sync.WaitGroup, area, name strin
 type Options struct {
 	Simulate bool // check simulated hardware (--simulate)
 	JSON     bool // print JSON (--json)
+	// Live is the running agent's own state (the remote diagnose command):
+	// the report is made from it, the hardware and the buffer are left alone.
+	Live *agent.LiveState
 }
 
 // Run checks everything once, prints the report to stdout and reports
@@ -110,9 +113,12 @@ type Options struct {
 func Run(ctx context.Context, cfg *config.Config, o Options, stdout io.Writer) (ok bool) {
 	r := &report{}
 	quiet := slog.New(slog.DiscardHandler)
-	r.add("config", cfg.Path(), Pass, "valid: agent %s, %d sensors, %d brokers", cfg.Agent.ID, len(cfg.Sensors), len(cfg.Uplink.Brokers))
+	r.add("config", cfg.Path(), Pass, "valid: agent %s, %d sensors, %d brokers%s", cfg.Agent.ID, len(cfg.Sensors), len(cfg.Uplink.Brokers), configNote(cfg))
 
-	live, sock := agent.Query(ctx, cfg, quiet)
+	live, sock := o.Live, "in-process"
+	if live == nil {
+		live, sock = agent.Query(ctx, cfg, quiet)
+	}
 	if live != nil {
 		r.add("agent", sock, Pass, "running (pid %d, version %s, up %v): reporting its live state; hardware and buffer are left to it",
 			live.PID, live.Version, (time.Duration(live.Uptime) * time.Second).Round(time.Second))

@@ -13,7 +13,7 @@ FUZZTIME ?= 2s
 # the same tests without it.
 RACE    ?= $(shell command -v gcc >/dev/null 2>&1 && echo -race)
 
-.PHONY: all build cross dist demo test test-go test-fuzz vm-test fleet-test lint bench fuzz clean
+.PHONY: all build cross dist demo test test-go test-fuzz vm-test fleet-test lint bench bench-arm fuzz clean
 
 all: build
 
@@ -82,7 +82,14 @@ bench:
 	@set -o pipefail; { $(GO) test -run '^$$' -bench . -benchtime 2s ./buffer/ ./uplink/senml/ && \
 	  $(GO) test -run '^$$' -bench 'MTLS' -benchtime 10000x ./uplink/ ./cmd/cityedge/ && \
 	  $(GO) test -run '^$$' -bench 'Agent' -benchtime 1x -timeout 20m ./cmd/cityedge/; } 2>&1 | grep -v ' INFO ' | tee bench.out
-	$(GO) run ./scripts/benchdoc -in bench.out -out docs/BENCHMARKS.md -cmd 'make bench'
+	$(GO) run ./scripts/benchdoc -in bench.out $(foreach a,armv7 arm64,$(if $(wildcard bench-$(a).out),-in $(a)=bench-$(a).out)) \
+	  -out docs/BENCHMARKS.md -cmd 'make bench (ARM: make bench-arm first)'
+
+# The buffer, SenML and drain benchmarks for armv7 and arm64 under qemu-user:
+# ratios to their raw baselines on the same emulator (bench-armv7.out,
+# bench-arm64.out; the next `make bench` puts them beside amd64).
+bench-arm:
+	@scripts/bench-arm.sh
 
 clean:
-	rm -rf bin dist .demo bench.out
+	rm -rf bin dist .demo bench.out bench-armv7.out bench-arm64.out

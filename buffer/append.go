@@ -13,12 +13,15 @@ type Record struct {
 	Data     []byte
 }
 
-// Append stores records durably: when it returns nil they are committed and
-// fsynced, and first is the sequence number of recs[0], the others following
-// in order. Appends arriving within CommitInterval share one transaction.
-// If ctx ends while waiting, Append returns ctx.Err() and the records are
-// still committed with their group. If the disk refuses the write, the
-// error wraps ErrNotDurable and the records wait in memory (see Options).
+// Append stores records durably: when it returns nil each of them is
+// committed and fsynced, or was acknowledged (Ack) before its commit fell
+// due and so never needed writing; first is the sequence number of
+// recs[0], the others following in order. The records are readable at once
+// (ReadAfter), before their commit. Appends within CommitInterval share one
+// transaction. If ctx ends while waiting, Append returns ctx.Err() and the
+// records are still committed with their group. If the disk refuses the
+// write, the error wraps ErrNotDurable and the records wait in memory (see
+// Options).
 func (q *Queue) Append(ctx context.Context, recs []Record) (first uint64, err error) {
 	return q.add(ctx, recs, false)
 }
@@ -32,7 +35,7 @@ func (q *Queue) add(ctx context.Context, recs []Record, replace bool) (first uin
 		return 0, nil
 	}
 	now := q.clock.Now()
-	req := &request{recs: make([]pending, len(recs)), done: make(chan struct{})}
+	req := &request{recs: make([]pending, len(recs)), at: now, left: len(recs), done: make(chan struct{})}
 	size := 0
 	for i, r := range recs {
 		p, err := q.encode(r, now)
@@ -49,20 +52,31 @@ func (q *Queue) add(ctx context.Context, recs []Record, replace bool) (first uin
 		q.mu.Unlock()
 		return 0, ErrClosed
 	}
+	req.first = q.nextSeq
+	for i := range req.recs {
+		req.recs[i].seq = q.nextSeq
+		q.nextSeq++
+	}
 	if q.diskErr != nil {
 		// Do not hammer a failing disk: the committer retries on its schedule.
 		q.toRingLocked(req.recs)
 		err := fmt.Errorf("%w: %v", ErrNotDurable, q.diskErr)
 		q.mu.Unlock()
-		return 0, err
+		return req.first, err
 	}
-	if len(q.reqs) == 0 {
-		q.reqAt = now
+	for _, r := range req.recs {
+		if r.class == ClassOccupancy {
+			q.occPending++
+		}
 	}
 	q.reqs = append(q.reqs, req)
 	q.reqBytes += size
 	q.mu.Unlock()
 	q.kick()
+	select {
+	case q.notify <- struct{}{}: // readable now
+	default:
+	}
 
 	select {
 	case <-req.done:
@@ -102,6 +116,9 @@ func (q *Queue) encode(r Record, now time.Time) (pending, error) {
 // MemoryBytes (counted per key, persisted with the next commit).
 func (q *Queue) toRingLocked(recs []pending) {
 	for _, r := range recs {
+		if r.acked {
+			continue // the broker has it
+		}
 		q.ring = append(q.ring, r)
 		q.ringBytes += int64(len(r.val))
 	}

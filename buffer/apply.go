@@ -32,20 +32,29 @@ func (q *Queue) apply(tx *bolt.Tx, w *work, res *commitResult) error {
 		return err
 	}
 	for _, r := range w.ring {
-		if _, err := t.put(r); err != nil {
+		if _, acked := w.ackSet[r.seq]; acked {
+			continue // sent before a failed commit, acknowledged since
+		}
+		if err := t.put(r); err != nil {
 			return err
 		}
 	}
-	res.firsts = make([]uint64, len(w.reqs))
-	for i, req := range w.reqs {
-		for j, r := range req.recs {
-			seq, err := t.put(r)
-			if err != nil {
+	for _, req := range w.reqs {
+		for _, r := range req.recs {
+			if r.acked {
+				continue // the broker has it: never written
+			}
+			if err := t.put(r); err != nil {
 				return err
 			}
-			if j == 0 {
-				res.firsts[i] = seq
-			}
+		}
+	}
+	if err := t.m.SetSequence(max(t.m.Sequence(), w.seqTo)); err != nil {
+		return err
+	}
+	if w.reserve > getU64(t.m, keyReserved) || w.reserve == w.seqTo+1 {
+		if err := t.m.Put(keyReserved, u64(w.reserve)); err != nil {
+			return err
 		}
 	}
 	// A commit that only stores a report drops nothing: the report was made
@@ -139,36 +148,32 @@ func (t *txn) remove(c *bolt.Cursor, v []byte) error {
 	return c.Delete()
 }
 
-// put stores one record under the next sequence number. A report (from
+// put stores one record under its sequence number. A report (from
 // PutReport) first replaces the unsent records of its class.
-func (t *txn) put(r pending) (uint64, error) {
+func (t *txn) put(r pending) error {
 	b, err := t.bucket(r.class, true)
 	if err != nil {
-		return 0, err
+		return err
 	}
 	if r.replace {
 		c := b.Cursor()
 		for k, v := c.First(); k != nil; k, v = c.First() {
 			if err := t.remove(c, v); err != nil {
-				return 0, err
+				return err
 			}
 		}
 		t.res.reports++
 	}
-	seq, err := t.m.NextSequence()
-	if err != nil {
-		return 0, err
+	if r.seq >= seqLimit {
+		return fmt.Errorf("sequence %d is beyond 2^53", r.seq)
 	}
-	if seq >= seqLimit {
-		return 0, fmt.Errorf("sequence %d is beyond 2^53", seq)
-	}
-	if err := b.Put(seqKey(seq), r.val); err != nil {
-		return 0, err
+	if err := b.Put(seqKey(r.seq), r.val); err != nil {
+		return err
 	}
 	t.live += int64(elemOverhead + len(r.val))
 	t.count++
 	t.res.added++
-	return seq, nil
+	return nil
 }
 
 // writeMeta writes the counters and the low-water mark, and fills in the

@@ -14,9 +14,10 @@ import (
 
 // Ack deletes acknowledged records. It does not wait for the disk: the
 // deletes are committed with the next group (within CommitInterval), and
-// ReadAfter no longer returns them meanwhile. After a crash, acks from that
-// last window reappear and are sent again (at-least-once). Unknown sequence
-// numbers are ignored.
+// ReadAfter no longer returns them meanwhile. A record acknowledged before
+// its own commit fell due is never written, and its Append returns. After
+// a crash, acks from that last window reappear and are sent again
+// (at-least-once). Unknown sequence numbers are ignored.
 func (q *Queue) Ack(seqs ...uint64) error {
 	if len(seqs) == 0 {
 		return nil
@@ -27,16 +28,21 @@ func (q *Queue) Ack(seqs ...uint64) error {
 		return ErrClosed
 	}
 	first := len(q.acks) == 0
-	if first {
-		q.ackAt = q.clock.Now()
-	}
-	if q.acks == nil {
-		q.acks = make(map[uint64]struct{}, len(seqs))
-	}
+	full := false
 	for _, s := range seqs {
+		if q.ackPendingLocked(s) {
+			continue
+		}
+		if len(q.acks) == 0 {
+			q.ackAt = q.clock.Now()
+		}
+		if q.acks == nil {
+			q.acks = make(map[uint64]struct{}, len(seqs))
+		}
 		q.acks[s] = struct{}{}
 	}
-	full := len(q.acks) >= ackGroupMax
+	full = len(q.acks) >= ackGroupMax
+	first = first && len(q.acks) > 0
 	q.mu.Unlock()
 	// Only the first ack of a group (a new deadline) or a full group
 	// changes what the committer waits for; waking it on every batch would
@@ -47,9 +53,44 @@ func (q *Queue) Ack(seqs ...uint64) error {
 	return nil
 }
 
+// ackPendingLocked marks seq acknowledged if it is waiting for its commit,
+// and settles its Append when nothing of it is left to write.
+func (q *Queue) ackPendingLocked(seq uint64) bool {
+	if len(q.reqs) == 0 || seq < q.reqs[0].first {
+		return false
+	}
+	i, _ := slices.BinarySearchFunc(q.reqs, seq, func(r *request, s uint64) int {
+		switch {
+		case r.first+uint64(len(r.recs)) <= s:
+			return -1
+		case r.first > s:
+			return 1
+		}
+		return 0
+	})
+	if i >= len(q.reqs) || q.reqs[i].first > seq {
+		return false
+	}
+	r := q.reqs[i]
+	p := &r.recs[seq-r.first]
+	if p.acked {
+		return true
+	}
+	p.acked = true
+	if p.class == ClassOccupancy {
+		q.occPending--
+	}
+	if r.left--; r.left == 0 {
+		r.settle(nil)
+	}
+	return true
+}
+
 // work is what one commit writes.
 type work struct {
 	reqs     []*request
+	seqTo    uint64   // the highest sequence number handed out
+	reserve  uint64   // numbers below this are reserved once the commit is durable
 	acks     []uint64 // sorted
 	classes  []Class  // classes with a data bucket when the work was taken
 	ring     []pending
@@ -110,7 +151,9 @@ func (q *Queue) salvageIfDamaged() {
 // takeLocked decides whether to commit now; if not, how long to wait
 // (0: until woken).
 func (q *Queue) takeLocked(now time.Time) (w *work, wait time.Duration, exit bool) {
-	hasWork := len(q.reqs) > 0 || len(q.acks) > 0 || len(q.ring) > 0 || len(q.memDrops) > 0
+	q.dropAckedLocked()
+	hasWork := len(q.reqs) > 0 || len(q.acks) > 0 || len(q.ring) > 0 || len(q.memDrops) > 0 ||
+		(q.closing && q.reserved > q.nextSeq) // a clean close gives the unused numbers back
 	if !hasWork {
 		return nil, 0, q.closing
 	}
@@ -125,18 +168,51 @@ func (q *Queue) takeLocked(now time.Time) (w *work, wait time.Duration, exit boo
 		q.finalTried = true
 	}
 	w = &work{reqs: q.reqs, ring: q.ring, memDrops: maps.Clone(q.memDrops), classes: slices.Clone(q.classes),
-		ackFull: len(q.acks) >= ackGroupMax, corrupt: q.corrupt}
+		ackFull: len(q.acks) >= ackGroupMax, corrupt: q.corrupt, seqTo: q.nextSeq - 1, reserve: q.nextSeq}
+	if !q.closing {
+		w.reserve += reserveBlock
+	}
 	// The set itself goes to the commit: nobody writes to it any more, so
 	// commit sorts it outside mu, which Ack and ReadAfter wait for.
 	w.ackSet, q.ackFlight = q.acks, q.acks
 	q.acks, q.ackSpare = q.ackSpare, nil
 	q.corrupt = nil
-	q.reqs, q.reqBytes = nil, 0
+	q.flight = q.reqs
+	q.reqs, q.reqBytes, q.occPending = nil, 0, 0
 	q.ring, q.ringBytes = nil, 0
 	return w, 0, false
 }
 
+// dropAckedLocked lets go of the appends at the head of the queue that were
+// acknowledged whole before their commit: they will never be written.
+func (q *Queue) dropAckedLocked() {
+	n := 0
+	for n < len(q.reqs) && q.reqs[n].left < 0 && q.reqs[n].err == nil {
+		for _, p := range q.reqs[n].recs {
+			q.reqBytes -= len(p.val)
+		}
+		q.reqs[n] = nil
+		n++
+	}
+	if n > 0 {
+		q.reqs = q.reqs[n:]
+		if len(q.reqs) == 0 {
+			q.reqs, q.reqBytes = nil, 0
+		}
+	}
+}
+
+// reserveLowLocked says whether the durable reservation of sequence
+// numbers runs short, so that a commit must extend it even if it has
+// nothing else to write.
+func (q *Queue) reserveLowLocked() bool {
+	return q.nextSeq+reserveBlock/2 > q.reserved
+}
+
 // dueLocked says whether the pending work is due now, and if not, when.
+// A group's deadline is its oldest record not yet acknowledged plus
+// CommitInterval (OccupancyWindow for an occupancy change); acks alone
+// wait CommitInterval too and otherwise ride with the next group.
 func (q *Queue) dueLocked(now time.Time) (due bool, next time.Time) {
 	switch {
 	case q.closing:
@@ -144,17 +220,22 @@ func (q *Queue) dueLocked(now time.Time) (due bool, next time.Time) {
 	case q.diskErr != nil:
 		return !now.Before(q.retryAt), q.retryAt
 	}
+	at := func(t time.Time) {
+		due = due || !now.Before(t)
+		if next.IsZero() || t.Before(next) {
+			next = t
+		}
+	}
 	if len(q.reqs) > 0 {
-		at := q.reqAt.Add(q.opts.CommitInterval)
-		due = !now.Before(at) || q.reqBytes >= q.groupMax
-		next = at
+		at(q.reqs[0].at.Add(q.opts.CommitInterval))
+		if q.occPending > 0 {
+			at(q.oldestOccupancyLocked().Add(min(q.opts.CommitInterval, OccupancyWindow)))
+		}
+		due = due || q.reqBytes >= q.groupMax || q.reserveLowLocked()
 	}
 	if len(q.acks) > 0 {
-		at := q.ackAt.Add(q.opts.CommitInterval)
-		due = due || !now.Before(at) || len(q.acks) >= ackGroupMax
-		if next.IsZero() || at.Before(next) {
-			next = at
-		}
+		at(q.ackAt.Add(q.opts.CommitInterval))
+		due = due || len(q.acks) >= ackGroupMax
 	}
 	if len(q.reqs) == 0 && len(q.acks) == 0 {
 		due = true // drop counts of a ring that was flushed but not persisted
@@ -162,9 +243,21 @@ func (q *Queue) dueLocked(now time.Time) (due bool, next time.Time) {
 	return due, next
 }
 
+// oldestOccupancyLocked is the append time of the oldest occupancy change
+// waiting for its commit (occPending > 0).
+func (q *Queue) oldestOccupancyLocked() time.Time {
+	for _, r := range q.reqs {
+		for _, p := range r.recs {
+			if p.class == ClassOccupancy && !p.acked {
+				return r.at
+			}
+		}
+	}
+	return time.Time{}
+}
+
 // commitResult carries what a commit learned back to the Queue.
 type commitResult struct {
-	firsts     []uint64
 	added      int
 	reports    int // of added, reports from PutReport
 	removed    int
@@ -198,6 +291,7 @@ func (q *Queue) commit(w *work) {
 
 	q.mu.Lock()
 	q.ackFlight = nil
+	q.flight = nil
 	if w.ackSet != nil && len(w.ackSet) <= 2*ackGroupMax {
 		// Its storage serves a later group, unless a stall made it big.
 		clear(w.ackSet)
@@ -208,8 +302,7 @@ func (q *Queue) commit(w *work) {
 		q.mu.Unlock()
 		nd := fmt.Errorf("%w: %v", ErrNotDurable, err)
 		for _, r := range append(w.reqs, waiting...) {
-			r.err = nd
-			close(r.done)
+			r.settle(nd) // those acknowledged whole are settled already
 		}
 		return
 	}
@@ -245,7 +338,7 @@ func (q *Queue) failedLocked(w *work, err error) (waiting []*request) {
 	}
 	q.toRingLocked(later)
 	waiting = q.reqs
-	q.reqs, q.reqBytes = nil, 0
+	q.reqs, q.reqBytes, q.occPending = nil, 0, 0
 	for _, r := range waiting {
 		q.toRingLocked(r.recs)
 	}
@@ -285,6 +378,7 @@ func (q *Queue) settledLocked(w *work, res *commitResult) {
 	q.st.Count = res.count
 	q.st.Bytes = res.live
 	q.st.NextSeq = res.nextSeq
+	q.reserved = max(q.reserved, w.reserve)
 	q.st.OldestSeq = res.oldestSeq
 	q.st.OldestTime = res.oldestTime
 	q.st.Commits++
@@ -310,9 +404,8 @@ func (q *Queue) countDropsLocked(drops map[string]uint64, log bool) {
 // afterCommit wakes the waiting appends and readers, and compacts the file
 // when a drain left it mostly free.
 func (q *Queue) afterCommit(w *work, res *commitResult) {
-	for i, r := range w.reqs {
-		r.first = res.firsts[i]
-		close(r.done)
+	for _, r := range w.reqs {
+		r.settle(nil) // nobody else settles a request taken by a commit
 	}
 	if res.added > 0 {
 		select {

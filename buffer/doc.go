@@ -4,16 +4,25 @@
 // after the broker's PUBACK. It knows bytes, not sensors.
 //
 // Durability. A record is durable when Append returns nil: it is committed
-// in a bbolt transaction and fsynced. Appends that arrive within
-// Options.CommitInterval of each other share one transaction and one fsync
-// (group commit), so hundreds of sensors cost a few fsyncs per second. On a
-// power cut, what is lost is at most the appends of the last interval, and
+// in a bbolt transaction and fsynced, or the reader acknowledged it (Ack)
+// before its commit fell due, in which case it is never written. A record
+// is readable at once (ReadAfter), before its commit. Its commit falls due
+// Options.CommitInterval after its Append (OccupancyWindow for an
+// occupancy change) unless it was acknowledged by then, and takes every
+// other record then waiting (group commit), so hundreds of sensors cost a
+// few fsyncs per second, and with a reader that keeps up (a broker that is
+// up) almost nothing is written at all. On a power cut, what is lost is at
+// most the records of the last interval that nobody had acknowledged, and
 // their callers had not been told they were stored.
 //
-// Order and sequence numbers. Every record gets a sequence number, unique and
-// increasing per gateway, that survives restarts (it is the bbolt bucket
-// sequence, committed with the record). ReadAfter returns records in
-// sequence order. When a file is replaced (a new file, or a damaged one
+// Order and sequence numbers. Every record gets a sequence number at
+// Append, unique and increasing per gateway, that survives restarts.
+// ReadAfter returns records in sequence order. A record may be read before
+// its commit only when its number is below the durable reservation (meta
+// "reserved", extended 8,192 at a time in commits that happen anyway), so
+// a number a reader has seen is never handed out again: after a crash the
+// rest of the reserved block is skipped (logged), and a clean Close gives
+// it back. When a file is replaced (a new file, or a damaged one
 // salvaged) a new sequence space starts above both the largest number seen
 // in the old file and the current time in Unix microseconds (never below
 // 2025-01-01), so numbers never repeat even if the old file is lost and a

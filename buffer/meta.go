@@ -16,8 +16,8 @@ import (
 // without it is version 1). Every change of what the file holds bumps it,
 // and every earlier version is still read and drained: Open upgrades an
 // older file in place (Inspect never does); testdata keeps a file of each
-// version, written by the code of its time (v1-983176d, v2; generators
-// in testdata/genv1 and genv2). A new version adds its own.
+// version, written by the code of its time (v1-983176d, v2, v3; generators
+// in testdata/genv1, genv2 and genv3). A new version adds its own.
 //
 //	1  (commit 983176d) data buckets "d"+class holding records (record.go),
 //	   8-byte big-endian sequence keys; bucket "m" with format, epoch,
@@ -26,12 +26,32 @@ import (
 //	   ClassReport holds at most one unsent record. Upgrading from 1 only
 //	   rewrites the version: records stay as they are, and the first report
 //	   stored replaces every older one.
-const FormatVersion = 2
+//	3  sequence numbers are handed out at Append and records may be read
+//	   and acknowledged before their commit (one acknowledged in time is
+//	   never written): meta key "reserved" holds the first number not yet
+//	   durably reserved (the bucket sequence of "m" stays the highest number
+//	   handed out as of the last commit), and a file without it continues at
+//	   sequence+1. New records have record format 2 (record.go): a flags
+//	   byte announcing optional fields, room for what later versions stamp
+//	   on a record. Records of format 1 stay readable; upgrading from 2 only
+//	   rewrites the version.
+//
+// Room for per-output progress (a second output beside MQTT): each output
+// will keep, in meta, "progress/<output>" = the sequence number below
+// which it has acknowledged everything, written in the commits that acks
+// already cause; its acknowledgements above that mark stay in memory (lost
+// in a crash, so those records are sent to it again: at-least-once). A
+// record is deleted once every configured output has acknowledged it. With
+// MQTT alone, as in this version, that is the record's own Ack, and the
+// low-water mark "low" is MQTT's progress; adding outputs adds keys, not a
+// new record layout.
+const FormatVersion = 3
 
 // upgrades[v] turns the bookkeeping of version v into version v+1 inside
 // the transaction of Open.
 var upgrades = map[uint64]func(m *bolt.Bucket) error{
 	1: func(*bolt.Bucket) error { return nil }, // "corrupt" absent reads as 0
+	2: func(*bolt.Bucket) error { return nil }, // "reserved" absent: continue at sequence+1
 }
 
 var (
@@ -45,6 +65,7 @@ var (
 	keyDropped  = []byte("dropped")
 	keyCorrupt  = []byte("corrupt")
 	keySalvage  = []byte("salvage")
+	keyReserved = []byte("reserved")
 	dropPrefix  = "dropped/"
 	dataPrefix  = byte('d')
 	errNotQueue = errors.New("not a cityedge buffer file")
@@ -117,6 +138,7 @@ func initMeta(m *bolt.Bucket, base uint64, now time.Time) error {
 		{keyLive, 0},
 		{keyCount, 0},
 		{keyLow, base + 1},
+		{keyReserved, base + 1},
 	} {
 		if err := m.Put(kv.k, u64(kv.v)); err != nil {
 			return err

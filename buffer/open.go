@@ -39,6 +39,7 @@ func Open(path string, opts Options) (*Queue, error) {
 	if err := q.openFile(); err != nil {
 		return nil, err
 	}
+	q.nextSeq, q.reserved = q.st.NextSeq, q.st.reserved
 	db := q.db
 	q.size(db.Info().PageSize)
 	db.AllocSize = q.allocStep
@@ -280,7 +281,20 @@ func (q *Queue) loadMeta(tx *bolt.Tx, m *bolt.Bucket) (Stats, error) {
 	}
 	var r commitResult
 	snapshot(tx, m, &r)
-	return Stats{
+	if res := getU64(m, keyReserved); res > r.nextSeq {
+		// The last run ended without its final commit (a crash, a power
+		// cut): the numbers it had reserved may have reached a receiver.
+		q.log.Warn("buffer: the last run did not close the file; skipping the sequence numbers it had reserved",
+			"file", q.path, "from", r.nextSeq, "to", res-1)
+		r.nextSeq = res
+	}
+	// Reserve the first block of this run in the transaction Open runs
+	// anyway.
+	reserved := r.nextSeq + reserveBlock
+	if err := m.Put(keyReserved, u64(reserved)); err != nil {
+		return Stats{}, err
+	}
+	return Stats{reserved: reserved,
 		Count: r.count, Bytes: r.live, NextSeq: r.nextSeq, OldestSeq: r.oldestSeq, OldestTime: r.oldestTime,
 		Epoch: facts.epoch, Format: facts.format, Dropped: facts.dropped, DroppedTotal: facts.droppedTotal,
 		Corrupt: facts.corrupt, Salvage: facts.salvage,

@@ -21,9 +21,14 @@ type Options struct {
 	// drops the oldest records once they would need more than MaxBytes of
 	// file; the file itself stays within MaxBytes plus one page.
 	MaxBytes int64
-	// CommitInterval is the group-commit window: Append waits at most this
-	// long for other appends to share its transaction and fsync (0 → commit
-	// at once; the agent uses 250ms). It is the loss window on power cut.
+	// CommitInterval is the group-commit window (0 → commit at once; the
+	// agent's default is buffer.commit_interval's). A record is written at
+	// the latest this long after its Append, with every other record then
+	// waiting, in one transaction and fsync; a record the reader has
+	// acknowledged by then is never written at all. Occupancy changes wait
+	// at most OccupancyWindow instead. It is the loss window on power cut:
+	// what is lost is at most the records of the last CommitInterval that
+	// nobody had acknowledged.
 	CommitInterval time.Duration
 	// LockTimeout bounds the wait for the file lock (0 → 2s); a second
 	// process gets ErrLocked.
@@ -49,6 +54,19 @@ const (
 	defaultRetryBase   = time.Second
 	maxRetryDelay      = 30 * time.Second
 	dropLogEvery       = 10 * time.Second
+
+	// OccupancyWindow is how long at most an occupancy change
+	// (ClassOccupancy) waits for its commit: committed (fsynced) within this
+	// much and the fsync's time, unless acknowledged before, so that it is
+	// on disk or at the broker within 100 ms of being detected.
+	OccupancyWindow = 50 * time.Millisecond
+
+	// reserveBlock is how many sequence numbers a commit reserves beyond
+	// those handed out: a record may be read (and sent) before it is
+	// written only when its number is below the durable reservation, so a
+	// number a receiver has seen is never handed out again after a crash.
+	// A crash leaves the unused rest of the block as a gap.
+	reserveBlock = 8192
 
 	// ackGroupMax bounds the deletes of one commit. A backlog drains at
 	// hundreds of thousands of readings per second; waiting CommitInterval
@@ -104,12 +122,12 @@ var (
 
 // Stats is a snapshot of the queue.
 type Stats struct {
-	Count      uint64    // records on disk
+	Count      uint64    // records queued: on disk, or appended and waiting for their commit
 	Bytes      int64     // live bytes: the records as stored (value + key + element header)
 	FileBytes  int64     // size of the file on disk
 	OldestSeq  uint64    // 0 when empty
 	OldestTime time.Time // append time of the oldest record; zero when empty
-	NextSeq    uint64    // sequence the next record written will get
+	NextSeq    uint64    // sequence the next record appended will get
 	Epoch      uint64    // first value of this file's sequence space
 	Format     uint64    // format version of the file (see FormatVersion)
 	// The drop counters, persistent and only growing. Dropped counts the
@@ -125,6 +143,8 @@ type Stats struct {
 	DiskError    string // the disk error while it lasts, "" when writes succeed
 	Commits      uint64 // write transactions since Open
 	Salvage      *SalvageReport
+
+	reserved uint64 // Open: numbers below this are durably reserved
 }
 
 // Queue is a durable FIFO of records in a bbolt file. It is safe for
@@ -152,9 +172,12 @@ type Queue struct {
 	mu          sync.Mutex
 	closing     bool
 	finalTried  bool
-	reqs        []*request
+	reqs        []*request // appended, not yet taken by a commit (ascending seq)
 	reqBytes    int
-	reqAt       time.Time
+	flight      []*request          // taken by the running commit
+	nextSeq     uint64              // the next sequence number to hand out
+	reserved    uint64              // numbers below this are durably reserved: readable before their commit
+	occPending  int                 // unacked occupancy records in reqs
 	acks        map[uint64]struct{} // acked, not yet committed
 	ackAt       time.Time
 	ackFlight   map[uint64]struct{} // acks in the running commit (read-only then)
@@ -181,17 +204,30 @@ type Queue struct {
 
 // pending is an encoded record waiting for its commit.
 type pending struct {
+	seq     uint64
 	class   Class
 	key     string
 	val     []byte
 	replace bool // a report (PutReport): replaces the unsent ones of its class
+	acked   bool // acknowledged before its commit: never written
 }
 
 type request struct {
 	recs  []pending
+	at    time.Time // when Append took it
 	done  chan struct{}
 	first uint64
+	left  int // records neither acknowledged nor committed; done closes at 0
 	err   error
+}
+
+// settle closes done once (the caller holds mu, or owns the request).
+func (r *request) settle(err error) {
+	if r.left >= 0 {
+		r.left = -1
+		r.err = err
+		close(r.done)
+	}
 }
 
 // Stats returns a snapshot.
@@ -207,6 +243,19 @@ func (q *Queue) Stats() Stats {
 		s.DroppedTotal += n
 	}
 	s.Memory = len(q.ring)
+	s.NextSeq = q.nextSeq
+	for _, reqs := range [][]*request{q.flight, q.reqs} {
+		for _, r := range reqs {
+			for _, p := range r.recs {
+				if !p.acked {
+					s.Count++
+					if s.OldestSeq == 0 {
+						s.OldestSeq = p.seq
+					}
+				}
+			}
+		}
+	}
 	if q.diskErr != nil {
 		s.DiskError = q.diskErr.Error()
 	}

@@ -21,7 +21,9 @@ type Entry struct {
 
 // ReadAfter returns up to max records with sequence numbers above after, in
 // ascending order, stopping before the payloads exceed maxBytes (0: no byte
-// limit; at least one record is returned). Acked records are skipped. A
+// limit; at least one record is returned). Records still waiting for their
+// commit are included (their numbers are durably reserved, so a reader may
+// send them). Acked records are skipped. A
 // record that cannot be decoded is skipped, removed and counted in
 // Stats().Corrupt.
 func (q *Queue) ReadAfter(after uint64, max int, maxBytes int) (out []Entry, err error) {
@@ -52,14 +54,41 @@ func (q *Queue) ReadAfter(after uint64, max int, maxBytes int) (out []Entry, err
 		// Holding mu here is safe: no holder of mu ever waits for bbolt.
 		q.mu.Lock()
 		defer q.mu.Unlock()
-		out = q.collectLocked(heads, max, maxBytes)
+		out = q.collectLocked(heads, q.memAfterLocked(after), max, maxBytes)
 		return nil
 	})
 	return out, err
 }
 
-// collectLocked copies records from the merged cursors into entries.
-func (q *Queue) collectLocked(heads merge, max, maxBytes int) (out []Entry) {
+// memAfterLocked returns the records waiting for (or in) their commit with
+// numbers above after that a reader may have: reserved and not acked.
+func (q *Queue) memAfterLocked(after uint64) (out []*pending) {
+	for _, reqs := range [][]*request{q.flight, q.reqs} {
+		i, _ := slices.BinarySearchFunc(reqs, after, func(r *request, s uint64) int {
+			if r.first+uint64(len(r.recs)) <= s+1 {
+				return -1
+			}
+			return 1
+		})
+		for _, r := range reqs[i:] {
+			for j := range r.recs {
+				p := &r.recs[j]
+				if p.seq <= after || p.acked {
+					continue
+				}
+				if p.seq >= q.reserved {
+					return out
+				}
+				out = append(out, p)
+			}
+		}
+	}
+	return out
+}
+
+// collectLocked copies records from the merged cursors and the records in
+// memory (ascending) into entries.
+func (q *Queue) collectLocked(heads merge, mem []*pending, max, maxBytes int) (out []Entry) {
 	total := 0
 	// The copies share one buffer (arena), sized from the first record,
 	// and a run of records of the same producer shares one Key string:
@@ -67,14 +96,26 @@ func (q *Queue) collectLocked(heads merge, max, maxBytes int) (out []Entry) {
 	// a second, and one allocation per record was most of its garbage.
 	var a arena
 	var key string
+	var last uint64
 	for len(out) < max {
+		var seq uint64
+		var k, v []byte
 		i := heads.oldest()
-		if i < 0 {
+		if len(mem) > 0 && (i < 0 || mem[0].seq <= keySeq(heads[i].k)) {
+			seq, v = mem[0].seq, mem[0].val
+			mem = mem[1:]
+			k = seqKey(seq)
+		} else if i >= 0 {
+			k, v = heads[i].k, heads[i].v
+			heads[i].k, heads[i].v = heads[i].c.Next()
+			seq = keySeq(k)
+		} else {
 			break
 		}
-		k, v := heads[i].k, heads[i].v
-		heads[i].k, heads[i].v = heads[i].c.Next()
-		seq := keySeq(k)
+		if seq != 0 && seq == last {
+			continue // committed while we looked: on disk and still in memory
+		}
+		last = seq
 		if seq == 0 {
 			q.badRecordLocked(seq, fmt.Errorf("%w: key of %d bytes", errBadRecord, len(k)))
 			continue

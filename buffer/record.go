@@ -11,17 +11,31 @@ import (
 // Stored value layout (one bbolt value per record; the bbolt key is the
 // 8-byte big-endian sequence number):
 //
-//	[0]    format version (recordFormat)
+//	[0]    record format: 1 (no optional fields), 2 (optional fields follow)
 //	[1]    class (Class: how the bound ranks it)
-//	[2..]  uvarint: append time, Unix milliseconds
+//	[2]    record format 2 only: flags, one bit per optional field
+//	[..]   uvarint: append time, Unix milliseconds
+//	       record format 2 only: the optional fields of the bits set in
+//	       flags, lowest bit first, each a uvarint length and that many bytes
 //	       uvarint: length of the producer key, then the key bytes
 //	       payload bytes (the rest, up to the checksum)
 //	[-4:]  CRC-32C (Castagnoli) of everything before it, little-endian
 //
 // The checksum lets salvage tell a real record from stale or damaged bytes
 // when it has to read pages that no valid tree points to any more.
+//
+// Optional fields are how a record grows without a new layout: a later
+// version gives a bit its meaning (the boot-time stamp of the clock work,
+// say: bit 0, boot id and milliseconds since boot), writes record format 2
+// for the records that carry one, bumps FormatVersion and keeps reading
+// records of format 1. This version reads both (file format 3 on), skips
+// the fields of bits it does not know, so a record with a field it does not
+// understand still delivers its payload, and, having no optional field to
+// write, writes format 1: a byte per record is 5 % of the records that
+// fit in a page at the bound.
 const (
-	recordFormat   = 1
+	recordFormatV1 = 1
+	recordFormat   = 2 // with a flags byte
 	crcSize        = 4
 	maxKeyLen      = 255
 	minRecordBytes = 2 + 1 + 1 + crcSize // version, priority, time, key length, crc
@@ -55,7 +69,7 @@ func encodedLen(key string, data []byte, t time.Time) int {
 // encoder of records; decodeRecord is the only decoder.
 func encodeRecord(dst []byte, class Class, t time.Time, key string, data []byte) []byte {
 	start := len(dst)
-	dst = append(dst, recordFormat, class)
+	dst = append(dst, recordFormatV1, class)
 	ms := min(max(t.UnixMilli(), 0), maxMillis)
 	dst = binary.AppendUvarint(dst, uint64(ms))
 	dst = binary.AppendUvarint(dst, uint64(len(key)))
@@ -75,16 +89,29 @@ func decodeRecord(v []byte) (record, error) {
 	if got, want := crc32.Checksum(body, castagnoli), binary.LittleEndian.Uint32(v[len(v)-crcSize:]); got != want {
 		return r, fmt.Errorf("%w: checksum %08x, want %08x", errBadRecord, got, want)
 	}
-	if body[0] != recordFormat {
-		return r, fmt.Errorf("%w: format %d, want %d", errBadRecord, body[0], recordFormat)
+	var flags byte
+	rest := body[2:]
+	switch body[0] {
+	case recordFormatV1:
+	case recordFormat:
+		flags, rest = body[2], body[3:]
+	default:
+		return r, fmt.Errorf("%w: record format %d, want %d or %d", errBadRecord, body[0], recordFormatV1, recordFormat)
 	}
 	r.class = body[1]
-	rest := body[2:]
 	ms, n := binary.Uvarint(rest)
 	if n <= 0 || ms > maxMillis {
 		return r, fmt.Errorf("%w: bad time field", errBadRecord)
 	}
 	rest = rest[n:]
+	for ; flags != 0; flags &= flags - 1 {
+		// An optional field this version has no use for: skip it.
+		flen, n := binary.Uvarint(rest)
+		if n <= 0 || flen > uint64(len(rest)-n) {
+			return r, fmt.Errorf("%w: bad optional field", errBadRecord)
+		}
+		rest = rest[n+int(flen):]
+	}
 	klen, n := binary.Uvarint(rest)
 	if n <= 0 || klen > maxKeyLen || klen > uint64(len(rest)-n) {
 		return r, fmt.Errorf("%w: bad key length", errBadRecord)

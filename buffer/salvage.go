@@ -112,6 +112,8 @@ func gatherFacts(r io.ReaderAt, size int64, psz int) scanFacts {
 		switch ks := string(k); {
 		case ks == string(keyLow):
 			f.low = max(f.low, u)
+		case ks == string(keyReserved) && u < seqLimit:
+			f.lastSeq = max(f.lastSeq, u)
 		case ks == string(keyEpoch):
 			f.epoch = max(f.epoch, u)
 		case ks == string(keyDropped):
@@ -274,6 +276,10 @@ func (q *Queue) salvageRunning(reason error) error {
 	q.mu.Lock()
 	st.Commits = q.st.Commits
 	q.st, q.classes = st, classes
+	// Records waiting for their commit keep their numbers: the new space
+	// starts above them.
+	q.nextSeq = max(q.nextSeq, st.NextSeq)
+	q.reserved = st.reserved
 	q.mu.Unlock()
 	return nil
 }

@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/cityedge/cityedge/buffer"
+	"github.com/cityedge/cityedge/drivers"
 	"github.com/cityedge/cityedge/scripts/testbroker"
 	"github.com/cityedge/cityedge/uplink/senml"
 )
@@ -174,8 +175,8 @@ func TestOutageBacklog(t *testing.T) {
 	for i := 0; i < backlog; i += 1000 {
 		recs := make([]buffer.Record, 1000)
 		for j := range recs {
-			data, err := senml.AppendReading(nil, senml.Reading{Sensor: "air-1", Time: start.Add(time.Duration(i+j) * 36 * time.Millisecond),
-				Values: []senml.Value{{Quantity: "temperature", Unit: "Cel", Num: 20}, {Quantity: "humidity", Unit: "%RH", Num: 50}}})
+			data, err := senml.AppendReading(nil, drivers.Reading{Sensor: "air-1", Time: start.Add(time.Duration(i+j) * 36 * time.Millisecond),
+				Values: []drivers.Value{{Quantity: "temperature", Unit: "Cel", Num: 20}, {Quantity: "humidity", Unit: "%RH", Num: 50}}})
 			if err != nil {
 				t.Fatal(err)
 			}

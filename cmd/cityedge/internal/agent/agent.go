@@ -274,11 +274,7 @@ func (a *agent) put(ctx context.Context, r drivers.Reading) error {
 }
 
 func (a *agent) putPrio(ctx context.Context, r drivers.Reading, prio uint8) error {
-	sr := senml.Reading{Sensor: r.Sensor, Time: r.Time, Values: make([]senml.Value, len(r.Values))}
-	for i, v := range r.Values {
-		sr.Values[i] = senml.Value{Quantity: v.Quantity, Unit: v.Unit, Num: v.Num, Bool: v.Bool, IsBool: v.IsBool}
-	}
-	data, err := senml.AppendReading(nil, sr)
+	data, err := senml.AppendReading(nil, r)
 	if err != nil {
 		return err
 	}

@@ -456,6 +456,7 @@ func TestBadConfigExitsTwo(t *testing.T) {
 	cases := map[string]string{
 		"plaintext": strings.Replace(good, "mqtts://", "mqtt://", 1),
 		"unknown":   strings.Replace(good, "[buffer]", "[buffer]\nmax_byte = 1", 1),
+		"agent id":  strings.Replace(good, `"gw-0042"`, `"_gw-0042"`, 1), // RFC 8428 §4.5.1
 	}
 	for name, text := range cases {
 		t.Run(name, func(t *testing.T) {

@@ -44,6 +44,7 @@ const (
 	UnitLux       = "lx"
 	UnitVolt      = "V"
 	UnitDecibel   = "dB"
+	UnitCount     = "count" // a number of things (RFC 8798): the agent's drop counters
 )
 
 // Value is one measured quantity: a number with its SenML unit, or a boolean

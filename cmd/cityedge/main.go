@@ -111,7 +111,9 @@ func run(args []string, stdout, stderr io.Writer) int {
 	}
 	cfg, err := config.Load(o.config)
 	if err == nil {
-		err = cfg.CheckFiles(!o.enroll) // --enroll creates the key and needs a certificate only later
+		// Only that the TLS files are named: files that are missing or wrong
+		// stop the uplink, never sampling (the agent and --diagnose say why).
+		err = cfg.CheckFiles(false)
 	}
 	if err != nil {
 		fmt.Fprintf(stderr, "cityedge: bad configuration: %v\n", err)

@@ -16,7 +16,6 @@ import (
 	"log/slog"
 	"os"
 	"reflect"
-	"sort"
 	"sync"
 	"time"
 
@@ -45,9 +44,11 @@ type Deps struct {
 	Clock    clockwork.Clock  // nil: the real clock
 }
 
-// SetupError is a start-up problem the operator has to fix (TLS material
-// rejected, another agent holding the buffer, an unusable uplink setting);
-// restarting would not help. The command exits 2 on it, 1 on other errors.
+// SetupError is a start-up problem of the configuration that restarting
+// would not help (another agent holding the buffer, an unusable uplink or
+// TLS setting). The command exits 2 on it, 1 on other errors. TLS files that
+// are missing or wrong are not one: the agent samples and buffers, keeps the
+// uplink down and says why until a valid set appears.
 type SetupError struct{ Err error }
 
 func (e *SetupError) Error() string { return e.Err.Error() }
@@ -86,9 +87,12 @@ func Run(ctx context.Context, cfg *config.Config, d Deps) error {
 	if clock == nil {
 		clock = clockwork.NewRealClock()
 	}
-	store, err := certs.Load(cfg.CertOptions(log))
+	// Open, not Load: TLS files that cannot be used stop the uplink, never
+	// sampling. It logs the reason and the fix; Watch and SIGHUP pick up a
+	// valid set, and the uplink connects with it at once.
+	store, err := certs.Open(cfg.CertOptions(log))
 	if err != nil {
-		log.Error("TLS material rejected", "err", err)
+		log.Error("TLS settings rejected", "err", err)
 		return &SetupError{err}
 	}
 	q, err := openBuffer(cfg, log)
@@ -147,7 +151,7 @@ func Run(ctx context.Context, cfg *config.Config, d Deps) error {
 		}()
 	}
 
-	go a.reportDrops(sampleCtx, 5*time.Second)
+	go a.reportDrops(sampleCtx, dropReportEvery)
 	go a.serveControl(sampleCtx)
 	// Ready once the buffer is open and sampling runs: a dead sensor or an
 	// unreachable broker is reported, not a reason to fail the start.
@@ -295,42 +299,6 @@ func (a *agent) putPrio(ctx context.Context, r drivers.Reading, prio uint8) erro
 	return nil
 }
 
-// reportDrops puts the buffer's drop counters into the readings stream when
-// they change, as <agent id>/cityedge/dropped (total) and
-// <agent id>/cityedge/dropped/<sensor>, so integrators see in their own data
-// how many readings the bound cost, not only gaps in seq.
-func (a *agent) reportDrops(ctx context.Context, every time.Duration) {
-	var last uint64
-	t := a.clock.NewTicker(every)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.Chan():
-		}
-		st := a.q.Stats()
-		if st.DroppedTotal == last {
-			continue
-		}
-		last = st.DroppedTotal
-		vals := []drivers.Value{drivers.Number("dropped", "", float64(st.DroppedTotal))}
-		names := make([]string, 0, len(st.Dropped))
-		for k := range st.Dropped {
-			names = append(names, k)
-		}
-		sort.Strings(names)
-		for _, k := range names {
-			vals = append(vals, drivers.Number("dropped/"+k, "", float64(st.Dropped[k])))
-		}
-		// The buffer logs drops itself, rate-limited; this is the detail.
-		a.log.Debug("reporting drop counters in the readings stream", "dropped", st.DroppedTotal, "by_sensor", st.Dropped)
-		if err := a.putPrio(ctx, drivers.Reading{Sensor: config.ReservedSensor, Time: a.clock.Now(), Values: vals}, 2); err != nil {
-			a.log.Error("report drops", "err", err)
-		}
-	}
-}
-
 // Status is published retained on <topic_prefix>/status. Field names
 // are a contract with integrators: extend, never rename.
 type Status struct {
@@ -356,6 +324,9 @@ type CertStatus struct {
 	CADaysLeft      int    `json:"ca_days_left"`
 	Warning         string `json:"warning,omitempty"`
 	LastReloadError string `json:"last_reload_error,omitempty"`
+	// Problem is set while the TLS material cannot be used (the uplink is
+	// down, readings are buffered): the reason and the fix.
+	Problem string `json:"problem,omitempty"`
 }
 
 func (a *agent) status(online bool) []byte {
@@ -370,7 +341,7 @@ func (a *agent) status(online bool) []byte {
 		m.Sensors[r.cfg.Name] = r.snapshot()
 	}
 	cs := a.store.Status()
-	m.Certs = &CertStatus{ClientSerial: cs.ClientSerial, ClientDaysLeft: cs.ClientDaysLeft, CADaysLeft: cs.CADaysLeft, Warning: cs.Warning, LastReloadError: cs.LastReloadError}
+	m.Certs = &CertStatus{ClientSerial: cs.ClientSerial, ClientDaysLeft: cs.ClientDaysLeft, CADaysLeft: cs.CADaysLeft, Warning: cs.Warning, LastReloadError: cs.LastReloadError, Problem: tlsProblem(cs)}
 	b, err := json.Marshal(m)
 	if err != nil {
 		a.log.Error("status", "err", err)

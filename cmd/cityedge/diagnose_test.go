@@ -2,7 +2,9 @@ package main
 
 import (
 	"encoding/json"
+	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -55,6 +57,7 @@ func TestDiagnoseStopped(t *testing.T) {
 		{"sensor", "bay-1", "line level"},
 		{"i2c", "bus 1", "0x76 could be bme280 (configured: air-1)"},
 		{"broker", b.URL, "CONNACK ok"},
+		{"broker", b.URL, "delivered back"},
 		{"certs", "client", "days left"},
 		{"clock", "sync", "local time"},
 		{"disk", "", "free"},
@@ -99,4 +102,26 @@ func TestDiagnoseRunning(t *testing.T) {
 		t.Errorf("diagnose fought the agent for its buffer:\n%s", p.stderr.String())
 	}
 	p.stop(t)
+}
+
+// TestDiagnoseBrokerACL: MQTT 3.1.1 acknowledges a publish that the broker's
+// ACL denies, so a wrong ACL would lose every reading silently. --diagnose
+// publishes one test message on <prefix>/diagnose/<random> and reads it
+// back: here the ACL lets the gateway read but not write, and the report
+// FAILs with the cause.
+func TestDiagnoseBrokerACL(t *testing.T) {
+	acl := filepath.Join(t.TempDir(), "acl")
+	if err := os.WriteFile(acl, []byte("user gw-test\ntopic read cityedge/#\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	b := testbroker.Start(t, testbroker.Options{Extra: "acl_file " + acl})
+	s := newSetup(t, b, b.PKI.Client, "")
+	r, code, out := runDiagnose(t, s.config, "--simulate")
+	c := verdictOf(r, "broker", b.URL)
+	if code != 1 || c.Verdict != diagnose.Fail || !strings.Contains(c.Detail, "the broker accepted but did not deliver: check its ACL") {
+		t.Fatalf("exit %d, broker check %+v\n%s", code, c, out)
+	}
+	if !strings.Contains(c.Detail, "CONNACK ok") || !strings.Contains(c.Detail, "cityedge/test/gw-test/diagnose/") {
+		t.Errorf("the check does not say that the session worked and which topic it tried: %s", c.Detail)
+	}
 }

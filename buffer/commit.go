@@ -57,6 +57,7 @@ type work struct {
 	corrupt  map[uint64]struct{} // acks that remove undecodable records
 	ackFull  bool                // committed early because a full ack group was pending
 	ackSet   map[uint64]struct{} // the acks as taken; commit sorts them into acks
+	state    map[string][]byte   // SetState values to write
 }
 
 // run is the committer: the only goroutine that writes to the database.
@@ -110,7 +111,7 @@ func (q *Queue) salvageIfDamaged() {
 // takeLocked decides whether to commit now; if not, how long to wait
 // (0: until woken).
 func (q *Queue) takeLocked(now time.Time) (w *work, wait time.Duration, exit bool) {
-	hasWork := len(q.reqs) > 0 || len(q.acks) > 0 || len(q.ring) > 0 || len(q.memDrops) > 0
+	hasWork := len(q.reqs) > 0 || len(q.acks) > 0 || len(q.ring) > 0 || len(q.memDrops) > 0 || len(q.statePending) > 0
 	if !hasWork {
 		return nil, 0, q.closing
 	}
@@ -125,7 +126,7 @@ func (q *Queue) takeLocked(now time.Time) (w *work, wait time.Duration, exit boo
 		q.finalTried = true
 	}
 	w = &work{reqs: q.reqs, ring: q.ring, memDrops: maps.Clone(q.memDrops), classes: slices.Clone(q.classes),
-		ackFull: len(q.acks) >= ackGroupMax, corrupt: q.corrupt}
+		ackFull: len(q.acks) >= ackGroupMax, corrupt: q.corrupt, state: q.takeStateLocked()}
 	// The set itself goes to the commit: nobody writes to it any more, so
 	// commit sorts it outside mu, which Ack and ReadAfter wait for.
 	w.ackSet, q.ackFlight = q.acks, q.acks
@@ -232,6 +233,7 @@ func (q *Queue) failedLocked(w *work, err error) (waiting []*request) {
 		q.corrupt = map[uint64]struct{}{}
 	}
 	maps.Copy(q.corrupt, w.corrupt)
+	q.restoreStateLocked(w.state)
 	if len(q.acks) > 0 && q.ackAt.IsZero() {
 		q.ackAt = q.clock.Now()
 	}

@@ -26,6 +26,10 @@ import (
 //	   ClassReport holds at most one unsent record. Upgrading from 1 only
 //	   rewrites the version: records stay as they are, and the first report
 //	   stored replaces every older one.
+//
+// Meta keys "state/<key>" (SetState, state.go) may appear in a file of any
+// version: a file without them has no kept state, and a build that does not
+// know them ignores them, so they bump no version.
 const FormatVersion = 2
 
 // upgrades[v] turns the bookkeeping of version v into version v+1 inside

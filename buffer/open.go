@@ -39,6 +39,10 @@ func Open(path string, opts Options) (*Queue, error) {
 	if err := q.openFile(); err != nil {
 		return nil, err
 	}
+	if err := q.loadState(); err != nil {
+		_ = q.db.Close()
+		return nil, err
+	}
 	db := q.db
 	q.size(db.Info().PageSize)
 	db.AllocSize = q.allocStep

@@ -142,7 +142,7 @@ func Run(ctx context.Context, cfg *config.Config, d Deps) error {
 	var sampling sync.WaitGroup
 	for _, s := range cfg.Sensors {
 		drv, _ := catalog.Lookup(s.Driver)
-		r := &sensorRunner{cfg: s, drv: drv, hw: hw, clock: clock, log: log}
+		r := &sensorRunner{cfg: s, drv: drv, hw: hw, clock: clock, log: log, keep: q}
 		a.runners = append(a.runners, r)
 		sampling.Add(1)
 		go func() {

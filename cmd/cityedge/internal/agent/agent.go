@@ -217,6 +217,8 @@ func (a *agent) reload(level *slog.LevelVar) {
 	a.log.Info("SIGHUP: reloading certificates and configuration")
 	changed, err := a.store.Reload()
 	switch {
+	case err != nil && a.store.Status().Unusable:
+		a.log.Error("TLS material still unusable; the uplink stays down, readings are buffered", "err", err)
 	case err != nil:
 		a.log.Error("certificate reload rejected; keeping the current set", "err", err)
 	case changed:

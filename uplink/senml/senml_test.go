@@ -149,6 +149,8 @@ func TestAppendMillis(t *testing.T) {
 func FuzzDecodeReading(f *testing.F) {
 	f.Add(mustStore(f, drivers.Reading{Sensor: "air-1", Time: time.Unix(1764064800, 0), Values: []drivers.Value{
 		{Quantity: "temperature", Unit: "Cel", Num: 21.5}, {Quantity: "occupied", IsBool: true, Bool: true}}}))
+	f.Add(mustStore(f, drivers.Reading{Sensor: "pm-1", Time: time.Unix(1764064800, 0), Values: []drivers.Value{
+		drivers.Number32("pm2_5", "ug/m3", 12.3), {Quantity: "pm10", Unit: "ug/m3", Num: 20.25}}}))
 	f.Add([]byte{1, 0, 0, 0})
 	f.Add([]byte{1, 2, 1, 'a', 0xff, 0xff, 0xff, 0xff, 0x0f})
 	f.Fuzz(func(t *testing.T, b []byte) {

@@ -7,6 +7,7 @@ import (
 	"io/fs"
 	"log/slog"
 	"os"
+	"strings"
 	"time"
 
 	"github.com/cityedge/cityedge/certs"
@@ -78,7 +79,9 @@ func echoVerdict(topic string, err error, wait time.Duration) (string, string) {
 		return Pass, "; test message on " + topic + " delivered back"
 	case errors.Is(err, uplink.ErrNotDelivered):
 		return Fail, fmt.Sprintf("; the broker accepted but did not deliver: check its ACL (a test message on %s was acknowledged "+
-			"but not delivered back within %v; MQTT 3.1.1 acknowledges a publish its ACL denies, so readings would be lost silently)", topic, wait)
+			"but not delivered back within %v). The gateway must be allowed to write its topic prefix: MQTT 3.1.1 acknowledges a "+
+			"publish the ACL denies, so readings would be lost silently. For this check it must also be allowed to read %s/#",
+			topic, wait, topic[:strings.LastIndex(topic, "/")])
 	case errors.Is(err, uplink.ErrSubscribeRefused):
 		return Warn, "; delivery not checked: the broker does not let the gateway read " + topic + " (allow <topic_prefix>/diagnose/# to check it)"
 	}

@@ -64,6 +64,9 @@ func (q *Queue) apply(tx *bolt.Tx, w *work, res *commitResult) error {
 			return err
 		}
 	}
+	if err := t.putState(w.state); err != nil {
+		return err
+	}
 	return t.writeMeta(w.memDrops)
 }
 

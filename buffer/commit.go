@@ -98,6 +98,7 @@ type work struct {
 	corrupt  map[uint64]struct{} // acks that remove undecodable records
 	ackFull  bool                // committed early because a full ack group was pending
 	ackSet   map[uint64]struct{} // the acks as taken; commit sorts them into acks
+	state    map[string][]byte   // SetState values to write
 }
 
 // run is the committer: the only goroutine that writes to the database.
@@ -152,7 +153,7 @@ func (q *Queue) salvageIfDamaged() {
 // (0: until woken).
 func (q *Queue) takeLocked(now time.Time) (w *work, wait time.Duration, exit bool) {
 	q.dropAckedLocked()
-	hasWork := len(q.reqs) > 0 || len(q.acks) > 0 || len(q.ring) > 0 || len(q.memDrops) > 0 ||
+	hasWork := len(q.reqs) > 0 || len(q.acks) > 0 || len(q.ring) > 0 || len(q.memDrops) > 0 || len(q.statePending) > 0 ||
 		(q.closing && q.reserved > q.nextSeq) // a clean close gives the unused numbers back
 	if !hasWork {
 		return nil, 0, q.closing
@@ -168,7 +169,8 @@ func (q *Queue) takeLocked(now time.Time) (w *work, wait time.Duration, exit boo
 		q.finalTried = true
 	}
 	w = &work{reqs: q.reqs, ring: q.ring, memDrops: maps.Clone(q.memDrops), classes: slices.Clone(q.classes),
-		ackFull: len(q.acks) >= ackGroupMax, corrupt: q.corrupt, seqTo: q.nextSeq - 1, reserve: q.nextSeq}
+		ackFull: len(q.acks) >= ackGroupMax, corrupt: q.corrupt, seqTo: q.nextSeq - 1, reserve: q.nextSeq,
+		state: q.takeStateLocked()}
 	if !q.closing {
 		w.reserve += reserveBlock
 	}
@@ -325,6 +327,7 @@ func (q *Queue) failedLocked(w *work, err error) (waiting []*request) {
 		q.corrupt = map[uint64]struct{}{}
 	}
 	maps.Copy(q.corrupt, w.corrupt)
+	q.restoreStateLocked(w.state)
 	if len(q.acks) > 0 && q.ackAt.IsZero() {
 		q.ackAt = q.clock.Now()
 	}

@@ -45,6 +45,10 @@ import (
 // MQTT alone, as in this version, that is the record's own Ack, and the
 // low-water mark "low" is MQTT's progress; adding outputs adds keys, not a
 // new record layout.
+//
+// Meta keys "state/<key>" (SetState, state.go) may appear in a file of any
+// version: a file without them has no kept state, and a build that does not
+// know them ignores them, so they bump no version.
 const FormatVersion = 3
 
 // upgrades[v] turns the bookkeeping of version v into version v+1 inside

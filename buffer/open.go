@@ -40,6 +40,10 @@ func Open(path string, opts Options) (*Queue, error) {
 		return nil, err
 	}
 	q.nextSeq, q.reserved = q.st.NextSeq, q.st.reserved
+	if err := q.loadState(); err != nil {
+		_ = q.db.Close()
+		return nil, err
+	}
 	db := q.db
 	q.size(db.Info().PageSize)
 	db.AllocSize = q.allocStep

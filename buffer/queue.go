@@ -169,32 +169,34 @@ type Queue struct {
 	notify chan struct{}
 	done   chan struct{}
 
-	mu          sync.Mutex
-	closing     bool
-	finalTried  bool
-	reqs        []*request // appended, not yet taken by a commit (ascending seq)
-	reqBytes    int
-	flight      []*request          // taken by the running commit
-	nextSeq     uint64              // the next sequence number to hand out
-	reserved    uint64              // numbers below this are durably reserved: readable before their commit
-	occPending  int                 // unacked occupancy records in reqs
-	acks        map[uint64]struct{} // acked, not yet committed
-	ackAt       time.Time
-	ackFlight   map[uint64]struct{} // acks in the running commit (read-only then)
-	ackSpare    map[uint64]struct{} // an empty set to reuse
-	corrupt     map[uint64]struct{} // undecodable records among acks, to count as corrupt
-	ring        []pending
-	ringBytes   int64
-	memDrops    map[string]uint64 // drops not yet persisted (ring overflow)
-	diskErr     error
-	retryAt     time.Time
-	retryDelay  time.Duration
-	classes     []Class // classes that have a data bucket, ascending
-	st          Stats   // persisted part, refreshed after each commit
-	damaged     error   // a reader found the file damaged; the committer salvages it
-	dropLog     map[string]uint64
-	dropLogAt   time.Time
-	badRecordAt time.Time
+	mu           sync.Mutex
+	closing      bool
+	finalTried   bool
+	reqs         []*request // appended, not yet taken by a commit (ascending seq)
+	reqBytes     int
+	flight       []*request          // taken by the running commit
+	nextSeq      uint64              // the next sequence number to hand out
+	reserved     uint64              // numbers below this are durably reserved: readable before their commit
+	occPending   int                 // unacked occupancy records in reqs
+	acks         map[uint64]struct{} // acked, not yet committed
+	ackAt        time.Time
+	ackFlight    map[uint64]struct{} // acks in the running commit (read-only then)
+	ackSpare     map[uint64]struct{} // an empty set to reuse
+	corrupt      map[uint64]struct{} // undecodable records among acks, to count as corrupt
+	ring         []pending
+	ringBytes    int64
+	memDrops     map[string]uint64 // drops not yet persisted (ring overflow)
+	diskErr      error
+	retryAt      time.Time
+	retryDelay   time.Duration
+	classes      []Class // classes that have a data bucket, ascending
+	st           Stats   // persisted part, refreshed after each commit
+	damaged      error   // a reader found the file damaged; the committer salvages it
+	dropLog      map[string]uint64
+	dropLogAt    time.Time
+	badRecordAt  time.Time
+	state        map[string][]byte // SetState: kept state, as State returns it
+	statePending map[string][]byte // SetState: not yet committed
 
 	// Committer only: the last commit of a full ack group, and a compaction
 	// postponed until the drain it belongs to has been quiet for a while.

@@ -44,21 +44,31 @@ const (
 	UnitLux       = "lx"
 	UnitVolt      = "V"
 	UnitDecibel   = "dB"
+	UnitCount     = "count" // a number of things (RFC 8798): the agent's drop counters
 )
 
 // Value is one measured quantity: a number with its SenML unit, or a boolean
-// (occupancy) when IsBool is set.
+// (occupancy) when IsBool is set. Float32 says the number came from a
+// float32 source (the SPS30's IEEE 754 words): it is stored and sent at
+// float32 precision, in its shortest form, without float64 noise digits.
 type Value struct {
 	Quantity string
 	Unit     string
 	Num      float64
 	Bool     bool
 	IsBool   bool
+	Float32  bool
 }
 
 // Number returns a numeric Value.
 func Number(quantity, unit string, v float64) Value {
 	return Value{Quantity: quantity, Unit: unit, Num: v}
+}
+
+// Number32 returns a numeric Value from a float32 source, sent at float32
+// precision.
+func Number32(quantity, unit string, v float32) Value {
+	return Value{Quantity: quantity, Unit: unit, Num: float64(v), Float32: true}
 }
 
 // Flag returns a boolean Value (SenML "vb").

@@ -29,6 +29,12 @@ type ProbeResult struct {
 // the retained status of an agent running under another client id. A nil
 // error means the agent's own path to this broker works.
 func Probe(ctx context.Context, broker, clientID string, tlsConfig func() (*tls.Config, error), timeout time.Duration) (ProbeResult, error) {
+	return probe(ctx, broker, clientID, tlsConfig, timeout, nil)
+}
+
+// probe is Probe; use, when set, runs on the connected client before the
+// disconnect, and its error is the probe's.
+func probe(ctx context.Context, broker, clientID string, tlsConfig func() (*tls.Config, error), timeout time.Duration, use func(mqtt.Client) error) (ProbeResult, error) {
 	var res ProbeResult
 	u, err := ParseBroker(broker)
 	if err != nil {
@@ -82,10 +88,14 @@ func Probe(ctx context.Context, broker, clientID string, tlsConfig func() (*tls.
 		}
 		return res, fmt.Errorf("MQTT CONNECT: %w", explainConnect(err))
 	}
-	cli.Disconnect(100)
 	s.mu.Lock()
 	res.TLSVersion = s.version
 	s.mu.Unlock()
 	res.Peer = peer
-	return res, nil
+	var err2 error
+	if use != nil {
+		err2 = use(cli)
+	}
+	cli.Disconnect(100)
+	return res, err2
 }

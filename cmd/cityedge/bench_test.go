@@ -18,6 +18,7 @@ import (
 
 	"github.com/cityedge/cityedge/buffer"
 	"github.com/cityedge/cityedge/cmd/cityedge/internal/agent"
+	"github.com/cityedge/cityedge/drivers"
 	"github.com/cityedge/cityedge/scripts/testbroker"
 	"github.com/cityedge/cityedge/uplink"
 	"github.com/cityedge/cityedge/uplink/senml"
@@ -26,8 +27,8 @@ import (
 // benchReading is a realistic stored reading: a BME280's three values, as
 // the sampler encodes it.
 func benchReading(i int) []byte {
-	data, err := senml.AppendReading(nil, senml.Reading{Sensor: "air-quality-17", Time: time.UnixMilli(1764064800000 + int64(i)*100),
-		Values: []senml.Value{
+	data, err := senml.AppendReading(nil, drivers.Reading{Sensor: "air-quality-17", Time: time.UnixMilli(1764064800000 + int64(i)*100),
+		Values: []drivers.Value{
 			{Quantity: "temperature", Unit: "Cel", Num: 21.53 + float64(i%100)/100},
 			{Quantity: "humidity", Unit: "%RH", Num: 40.125},
 			{Quantity: "pressure", Unit: "Pa", Num: 101325.25},

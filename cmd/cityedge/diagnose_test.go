@@ -2,7 +2,9 @@ package main
 
 import (
 	"encoding/json"
+	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -55,6 +57,7 @@ func TestDiagnoseStopped(t *testing.T) {
 		{"sensor", "bay-1", "line level"},
 		{"i2c", "bus 1", "0x76 could be bme280 (configured: air-1)"},
 		{"broker", b.URL, "CONNACK ok"},
+		{"broker", b.URL, "delivered back"},
 		{"certs", "client", "days left"},
 		{"clock", "sync", "local time"},
 		{"disk", "", "free"},
@@ -99,4 +102,35 @@ func TestDiagnoseRunning(t *testing.T) {
 		t.Errorf("diagnose fought the agent for its buffer:\n%s", p.stderr.String())
 	}
 	p.stop(t)
+}
+
+// TestDiagnoseBrokerACL: MQTT 3.1.1 acknowledges a publish that the broker's
+// ACL denies, so a wrong ACL would lose every reading silently. --diagnose
+// publishes one test message on <prefix>/diagnose/<random> and reads it
+// back: under the ACL docs/REMOTE.md recommends it comes back (PASS); under
+// one that lets the gateway read but not write, the report FAILs with the
+// cause.
+func TestDiagnoseBrokerACL(t *testing.T) {
+	for _, c := range []struct {
+		name, acl, verdict, says string
+	}{
+		{"recommended", "pattern write cityedge/test/%u/#\npattern read cityedge/test/%u/cmd\npattern read cityedge/test/%u/diagnose/#\n",
+			diagnose.Pass, "delivered back"},
+		{"publish denied", "user gw-test\ntopic read cityedge/#\n", diagnose.Fail, "the broker accepted but did not deliver: check its ACL"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			t.Parallel()
+			acl := filepath.Join(t.TempDir(), "acl")
+			if err := os.WriteFile(acl, []byte(c.acl), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			b := testbroker.Start(t, testbroker.Options{Extra: "acl_file " + acl})
+			s := newSetup(t, b, b.PKI.Client, "")
+			r, _, out := runDiagnose(t, s.config, "--simulate")
+			v := verdictOf(r, "broker", b.URL)
+			if v.Verdict != c.verdict || !strings.Contains(v.Detail, c.says) || !strings.Contains(v.Detail, "CONNACK ok") {
+				t.Fatalf("broker check %+v, want %s saying %q\n%s", v, c.verdict, c.says, out)
+			}
+		})
+	}
 }

@@ -112,7 +112,9 @@ func run(args []string, stdout, stderr io.Writer) int {
 	var notes []string // remote.go: a pushed configuration set aside
 	cfg, err := config.LoadInForce(o.config, func(msg string) { notes = append(notes, msg) })
 	if err == nil {
-		err = cfg.CheckFiles(!o.enroll) // --enroll creates the key and needs a certificate only later
+		// Only that the TLS files are named: files that are missing or wrong
+		// stop the uplink, never sampling (the agent and --diagnose say why).
+		err = cfg.CheckFiles(false)
 	}
 	if err != nil {
 		fmt.Fprintf(stderr, "cityedge: bad configuration: %v\n", err)

@@ -618,48 +618,6 @@ func connectWith(t *testing.T, r *remoteRig, c *devpki.Issued) error {
 	return tok.Error()
 }
 
-// notifyListener is systemd's notification socket, as Type=notify has it.
-type notifyListener struct {
-	path string
-	mu   sync.Mutex
-	got  []string
-}
-
-func listenNotify(t *testing.T) *notifyListener {
-	t.Helper()
-	n := &notifyListener{path: filepath.Join(t.TempDir(), "notify.sock")}
-	conn, err := net.ListenUnixgram("unixgram", &net.UnixAddr{Name: n.path, Net: "unixgram"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { conn.Close() })
-	go func() {
-		buf := make([]byte, 4096)
-		for {
-			k, _, err := conn.ReadFromUnix(buf)
-			if err != nil {
-				return
-			}
-			n.mu.Lock()
-			n.got = append(n.got, strings.Split(string(buf[:k]), "\n")...)
-			n.mu.Unlock()
-		}
-	}()
-	return n
-}
-
-func (n *notifyListener) count(line string) int {
-	n.mu.Lock()
-	defer n.mu.Unlock()
-	c := 0
-	for _, g := range n.got {
-		if g == line {
-			c++
-		}
-	}
-	return c
-}
-
 func freeTCPPort() (int, error) {
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {

@@ -61,17 +61,18 @@ func openSPS30(t Target, opts any) (drivers.Sensor, error) {
 
 type sps30Sensor struct{ dev *sps30.Dev }
 
-// Read waits for the sensor's next measurement (one per second).
+// Read waits for the sensor's next measurement (one per second). The chip
+// sends IEEE 754 float32 words: the values keep that precision (Number32).
 func (s sps30Sensor) Read(ctx context.Context) ([]drivers.Value, error) {
 	m, err := s.dev.Sense(ctx)
 	if err != nil {
 		return nil, err
 	}
 	return []drivers.Value{
-		drivers.Number(drivers.PM1, drivers.UnitUgM3, float64(m.MassPM1)),
-		drivers.Number(drivers.PM2_5, drivers.UnitUgM3, float64(m.MassPM2_5)),
-		drivers.Number(drivers.PM4, drivers.UnitUgM3, float64(m.MassPM4)),
-		drivers.Number(drivers.PM10, drivers.UnitUgM3, float64(m.MassPM10)),
+		drivers.Number32(drivers.PM1, drivers.UnitUgM3, m.MassPM1),
+		drivers.Number32(drivers.PM2_5, drivers.UnitUgM3, m.MassPM2_5),
+		drivers.Number32(drivers.PM4, drivers.UnitUgM3, m.MassPM4),
+		drivers.Number32(drivers.PM10, drivers.UnitUgM3, m.MassPM10),
 	}, nil
 }
 

@@ -53,6 +53,11 @@ func TestSPS30OpenRead(t *testing.T) {
 		{drivers.PM4, drivers.UnitUgM3, 0, 100},
 		{drivers.PM10, drivers.UnitUgM3, 0, 100},
 	})
+	for _, v := range vals {
+		if !v.Float32 || float64(float32(v.Num)) != v.Num {
+			t.Errorf("%s = %v (Float32 %t): the chip's float32 must stay a float32", v.Quantity, v.Num, v.Float32)
+		}
+	}
 	if iv, writes := chip.CleaningInterval(); iv != 96*time.Hour || writes != 1 {
 		t.Errorf("sensor cleaning interval %v after %d writes", iv, writes)
 	}

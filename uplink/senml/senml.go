@@ -20,23 +20,9 @@ import (
 	"strconv"
 	"time"
 	"unicode/utf8"
+
+	"github.com/cityedge/cityedge/drivers"
 )
-
-// Value is one measured quantity of a reading.
-type Value struct {
-	Quantity string
-	Unit     string
-	Num      float64
-	Bool     bool
-	IsBool   bool
-}
-
-// Reading is one sensor's measurement at one instant.
-type Reading struct {
-	Sensor string
-	Time   time.Time
-	Values []Value
-}
 
 // Item is a stored reading with its buffer sequence number.
 type Item struct {
@@ -48,9 +34,10 @@ const formatV1 = 1
 
 // value kinds in the stored form
 const (
-	kindNum   = 0
+	kindNum   = 0 // float64, 8 bytes
 	kindFalse = 1
 	kindTrue  = 2
+	kindNum32 = 3 // float32, 4 bytes: a value from a float32 source (Value.Float32), sent at that precision
 )
 
 var errShort = errors.New("senml: stored reading truncated")
@@ -58,7 +45,7 @@ var errShort = errors.New("senml: stored reading truncated")
 // AppendReading appends the stored form of r to dst. It refuses readings that
 // could not be sent as valid SenML: no values, NaN or infinite numbers, or
 // names with characters outside SenML's name alphabet.
-func AppendReading(dst []byte, r Reading) ([]byte, error) {
+func AppendReading(dst []byte, r drivers.Reading) ([]byte, error) {
 	if len(r.Values) == 0 {
 		return dst, fmt.Errorf("senml: sensor %q: reading has no values", r.Sensor)
 	}
@@ -73,29 +60,33 @@ func AppendReading(dst []byte, r Reading) ([]byte, error) {
 		if err := checkName(v.Quantity); err != nil {
 			return dst, fmt.Errorf("senml: sensor %q quantity %q: %w", r.Sensor, v.Quantity, err)
 		}
+		kind := byte(kindNum)
 		switch {
 		case v.IsBool && v.Bool:
-			dst = append(dst, kindTrue)
+			kind = kindTrue
 		case v.IsBool:
-			dst = append(dst, kindFalse)
-		default:
-			if math.IsNaN(v.Num) || math.IsInf(v.Num, 0) {
-				return dst, fmt.Errorf("senml: sensor %q quantity %q: %v is not a number SenML can carry", r.Sensor, v.Quantity, v.Num)
-			}
-			dst = append(dst, kindNum)
+			kind = kindFalse
+		case math.IsNaN(v.Num) || math.IsInf(v.Num, 0) || (v.Float32 && math.IsInf(float64(float32(v.Num)), 0)):
+			return dst, fmt.Errorf("senml: sensor %q quantity %q: %v is not a number SenML can carry", r.Sensor, v.Quantity, v.Num)
+		case v.Float32:
+			kind = kindNum32
 		}
+		dst = append(dst, kind)
 		dst = appendString(dst, v.Quantity)
 		dst = appendString(dst, v.Unit)
-		if !v.IsBool {
+		switch kind {
+		case kindNum:
 			dst = binary.LittleEndian.AppendUint64(dst, math.Float64bits(v.Num))
+		case kindNum32:
+			dst = binary.LittleEndian.AppendUint32(dst, math.Float32bits(float32(v.Num)))
 		}
 	}
 	return dst, nil
 }
 
 // DecodeReading parses the stored form written by AppendReading.
-func DecodeReading(b []byte) (Reading, error) {
-	var r Reading
+func DecodeReading(b []byte) (drivers.Reading, error) {
+	var r drivers.Reading
 	if len(b) == 0 || b[0] != formatV1 {
 		return r, errors.New("senml: stored reading has an unknown format")
 	}
@@ -118,15 +109,15 @@ func DecodeReading(b []byte) (Reading, error) {
 		return r, errors.New("senml: stored reading has no values")
 	}
 	b = b[n:]
-	r.Values = make([]Value, 0, count)
+	r.Values = make([]drivers.Value, 0, count)
 	for i := uint64(0); i < count; i++ {
 		if len(b) < 1 {
 			return r, errShort
 		}
-		var v Value
+		var v drivers.Value
 		kind := b[0]
 		b = b[1:]
-		if kind > kindTrue {
+		if kind > kindNum32 {
 			return r, fmt.Errorf("senml: stored reading has unknown value kind %d", kind)
 		}
 		if v.Quantity, b, err = readString(b); err != nil {
@@ -142,6 +133,15 @@ func DecodeReading(b []byte) (Reading, error) {
 			}
 			v.Num = math.Float64frombits(binary.LittleEndian.Uint64(b))
 			b = b[8:]
+			if math.IsNaN(v.Num) || math.IsInf(v.Num, 0) {
+				return r, errors.New("senml: stored reading holds a value that is not a number")
+			}
+		case kindNum32:
+			if len(b) < 4 {
+				return r, errShort
+			}
+			v.Num, v.Float32 = float64(math.Float32frombits(binary.LittleEndian.Uint32(b))), true
+			b = b[4:]
 			if math.IsNaN(v.Num) || math.IsInf(v.Num, 0) {
 				return r, errors.New("senml: stored reading holds a value that is not a number")
 			}
@@ -199,13 +199,13 @@ func appendRecords(dst []byte, baseName string, it Item, first bool, bt int64) (
 	}
 	b = b[n:]
 	for i := uint64(0); i < count; i++ {
-		if len(b) < 1 || b[0] > kindTrue {
+		if len(b) < 1 || b[0] > kindNum32 {
 			return dst, first, bt, false
 		}
 		kind := b[0]
 		quantity, rest, okQ := readBytes(b[1:])
 		unit, rest, okU := readBytes(rest)
-		if !okQ || !okU || (kind == kindNum && len(rest) < 8) {
+		if !okQ || !okU || (kind == kindNum && len(rest) < 8) || (kind == kindNum32 && len(rest) < 4) {
 			return dst, first, bt, false
 		}
 		b = rest
@@ -238,6 +238,16 @@ func appendRecords(dst []byte, baseName string, it Item, first bool, bt int64) (
 			}
 			dst = append(dst, `,"v":`...)
 			dst = strconv.AppendFloat(dst, v, 'g', -1, 64)
+		case kindNum32:
+			v := math.Float32frombits(binary.LittleEndian.Uint32(b))
+			b = b[4:]
+			if math.IsNaN(float64(v)) || math.IsInf(float64(v), 0) {
+				return dst, first, bt, false
+			}
+			// The shortest form that reads back as the same float32: no
+			// float64 noise digits (12.3, not 12.300000190734863).
+			dst = append(dst, `,"v":`...)
+			dst = strconv.AppendFloat(dst, float64(v), 'g', -1, 32)
 		default:
 			dst = append(dst, `,"vb":`...)
 			dst = strconv.AppendBool(dst, kind == kindTrue)

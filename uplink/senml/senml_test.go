@@ -3,9 +3,12 @@ package senml
 import (
 	"encoding/json"
 	"math"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/cityedge/cityedge/drivers"
 )
 
 type record struct {
@@ -19,7 +22,7 @@ type record struct {
 	Seq uint64   `json:"seq"`
 }
 
-func mustStore(t testing.TB, r Reading) []byte {
+func mustStore(t testing.TB, r drivers.Reading) []byte {
 	t.Helper()
 	b, err := AppendReading(nil, r)
 	if err != nil {
@@ -31,15 +34,15 @@ func mustStore(t testing.TB, r Reading) []byte {
 func TestPackRoundTrip(t *testing.T) {
 	t0 := time.Date(2026, 11, 25, 10, 0, 0, 123_000_000, time.UTC)
 	items := []Item{
-		{Seq: 41, Data: mustStore(t, Reading{Sensor: "air-1", Time: t0, Values: []Value{
+		{Seq: 41, Data: mustStore(t, drivers.Reading{Sensor: "air-1", Time: t0, Values: []drivers.Value{
 			{Quantity: "temperature", Unit: "Cel", Num: 21.53},
 			{Quantity: "humidity", Unit: "%RH", Num: 40.1},
 			{Quantity: "pressure", Unit: "Pa", Num: 101325.25},
 		}})},
-		{Seq: 42, Data: mustStore(t, Reading{Sensor: "bay-17", Time: t0.Add(1500 * time.Millisecond), Values: []Value{
+		{Seq: 42, Data: mustStore(t, drivers.Reading{Sensor: "bay-17", Time: t0.Add(1500 * time.Millisecond), Values: []drivers.Value{
 			{Quantity: "occupied", IsBool: true, Bool: true},
 		}})},
-		{Seq: 43, Data: mustStore(t, Reading{Sensor: "mag-1", Time: t0.Add(-2 * time.Millisecond), Values: []Value{
+		{Seq: 43, Data: mustStore(t, drivers.Reading{Sensor: "mag-1", Time: t0.Add(-2 * time.Millisecond), Values: []drivers.Value{
 			{Quantity: "x", Unit: "T", Num: -4.2e-5},
 		}})},
 	}
@@ -101,15 +104,15 @@ func TestAppendReadingRejects(t *testing.T) {
 	now := time.Now()
 	cases := []struct {
 		name string
-		r    Reading
+		r    drivers.Reading
 		want string
 	}{
-		{"no values", Reading{Sensor: "s", Time: now}, "no values"},
-		{"NaN", Reading{Sensor: "s", Time: now, Values: []Value{{Quantity: "q", Num: math.NaN()}}}, "not a number"},
-		{"Inf", Reading{Sensor: "s", Time: now, Values: []Value{{Quantity: "q", Num: math.Inf(1)}}}, "not a number"},
-		{"bad sensor name", Reading{Sensor: "a b", Time: now, Values: []Value{{Quantity: "q"}}}, "not allowed"},
-		{"bad quantity", Reading{Sensor: "s", Time: now, Values: []Value{{Quantity: `q"`}}}, "not allowed"},
-		{"empty quantity", Reading{Sensor: "s", Time: now, Values: []Value{{}}}, "empty name"},
+		{"no values", drivers.Reading{Sensor: "s", Time: now}, "no values"},
+		{"NaN", drivers.Reading{Sensor: "s", Time: now, Values: []drivers.Value{{Quantity: "q", Num: math.NaN()}}}, "not a number"},
+		{"Inf", drivers.Reading{Sensor: "s", Time: now, Values: []drivers.Value{{Quantity: "q", Num: math.Inf(1)}}}, "not a number"},
+		{"bad sensor name", drivers.Reading{Sensor: "a b", Time: now, Values: []drivers.Value{{Quantity: "q"}}}, "not allowed"},
+		{"bad quantity", drivers.Reading{Sensor: "s", Time: now, Values: []drivers.Value{{Quantity: `q"`}}}, "not allowed"},
+		{"empty quantity", drivers.Reading{Sensor: "s", Time: now, Values: []drivers.Value{{}}}, "empty name"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -122,7 +125,7 @@ func TestAppendReadingRejects(t *testing.T) {
 }
 
 func TestPackSkipsDamagedItems(t *testing.T) {
-	good := mustStore(t, Reading{Sensor: "s", Time: time.Unix(1, 0), Values: []Value{{Quantity: "q", Num: 1}}})
+	good := mustStore(t, drivers.Reading{Sensor: "s", Time: time.Unix(1, 0), Values: []drivers.Value{{Quantity: "q", Num: 1}}})
 	out, bad := Pack(nil, "gw", []Item{{Seq: 1, Data: []byte{9, 9}}, {Seq: 2, Data: good}, {Seq: 3, Data: good[:len(good)-1]}})
 	if len(bad) != 2 || bad[0] != 1 || bad[1] != 3 {
 		t.Fatalf("bad = %v, want [1 3]", bad)
@@ -144,8 +147,10 @@ func TestAppendMillis(t *testing.T) {
 // FuzzDecodeReading feeds arbitrary stored bytes to the decoder and the packer:
 // they must never panic, and whatever they accept must come out as valid JSON.
 func FuzzDecodeReading(f *testing.F) {
-	f.Add(mustStore(f, Reading{Sensor: "air-1", Time: time.Unix(1764064800, 0), Values: []Value{
+	f.Add(mustStore(f, drivers.Reading{Sensor: "air-1", Time: time.Unix(1764064800, 0), Values: []drivers.Value{
 		{Quantity: "temperature", Unit: "Cel", Num: 21.5}, {Quantity: "occupied", IsBool: true, Bool: true}}}))
+	f.Add(mustStore(f, drivers.Reading{Sensor: "pm-1", Time: time.Unix(1764064800, 0), Values: []drivers.Value{
+		drivers.Number32("pm2_5", "ug/m3", 12.3), {Quantity: "pm10", Unit: "ug/m3", Num: 20.25}}}))
 	f.Add([]byte{1, 0, 0, 0})
 	f.Add([]byte{1, 2, 1, 'a', 0xff, 0xff, 0xff, 0xff, 0x0f})
 	f.Fuzz(func(t *testing.T, b []byte) {
@@ -171,7 +176,7 @@ func FuzzPackStrings(f *testing.F) {
 		if math.IsNaN(v) || math.IsInf(v, 0) {
 			return
 		}
-		data, err := AppendReading(nil, Reading{Sensor: "s", Time: time.Unix(0, 0), Values: []Value{{Quantity: "q", Unit: unit, Num: v}}})
+		data, err := AppendReading(nil, drivers.Reading{Sensor: "s", Time: time.Unix(0, 0), Values: []drivers.Value{{Quantity: "q", Unit: unit, Num: v}}})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -192,8 +197,8 @@ func BenchmarkPack100(b *testing.B) {
 	items := make([]Item, 100)
 	size := 0
 	for i := range items {
-		items[i] = Item{Seq: uint64(1764064800000000 + i), Data: mustStore(b, Reading{Sensor: "air-quality-17", Time: time.UnixMilli(1764064800000 + int64(i)*100),
-			Values: []Value{{Quantity: "temperature", Unit: "Cel", Num: 21.53}, {Quantity: "humidity", Unit: "%RH", Num: 40.125}, {Quantity: "pressure", Unit: "Pa", Num: 101325.25}}})}
+		items[i] = Item{Seq: uint64(1764064800000000 + i), Data: mustStore(b, drivers.Reading{Sensor: "air-quality-17", Time: time.UnixMilli(1764064800000 + int64(i)*100),
+			Values: []drivers.Value{{Quantity: "temperature", Unit: "Cel", Num: 21.53}, {Quantity: "humidity", Unit: "%RH", Num: 40.125}, {Quantity: "pressure", Unit: "Pa", Num: 101325.25}}})}
 		size += len(items[i].Data)
 	}
 	buf := make([]byte, 0, 64<<10)
@@ -207,3 +212,44 @@ func BenchmarkPack100(b *testing.B) {
 	b.ReportMetric(float64(size)/100, "stored-B/reading")
 	b.ReportMetric(float64(b.N)*100/b.Elapsed().Seconds(), "readings/s")
 }
+
+// TestFloat32Precision: a value from a float32 source is stored as a
+// float32 and sent in the shortest form that reads back as that float32,
+// without float64 noise digits; it decodes back with Float32 set.
+func TestFloat32Precision(t *testing.T) {
+	cases := []struct {
+		v    float32
+		want string
+	}{
+		{12.3, `"v":12.3,`},
+		{0.1, `"v":0.1,`},
+		{1.0000001, `"v":1.0000001,`},
+		{3.4028235e38, `"v":3.4028235e+38,`},
+		{-7.25, `"v":-7.25,`},
+	}
+	for _, c := range cases {
+		data, err := AppendReading(nil, drivers.Reading{Sensor: "pm-1", Time: time.Unix(1764064800, 0),
+			Values: []drivers.Value{drivers.Number32("pm2_5", "ug/m3", c.v)}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		out, bad := Pack(nil, "gw", []Item{{Seq: 1, Data: data}})
+		if len(bad) != 0 || !strings.Contains(string(out), c.want) {
+			t.Errorf("%v: pack %s (bad %v), want %s", c.v, out, bad, c.want)
+		}
+		if g64 := strconvG64(float64(c.v)); g64 != strconv.FormatFloat(float64(c.v), 'g', -1, 32) && strings.Contains(string(out), g64) {
+			t.Errorf("%v: pack %s carries float64 noise digits", c.v, out)
+		}
+		r, err := DecodeReading(data)
+		if err != nil || !r.Values[0].Float32 || r.Values[0].Num != float64(c.v) {
+			t.Errorf("%v: decoded %+v, %v", c.v, r, err)
+		}
+	}
+	// The float64 path is unchanged.
+	data, _ := AppendReading(nil, drivers.Reading{Sensor: "s", Time: time.Unix(0, 0), Values: []drivers.Value{drivers.Number("q", "", float64(float32(12.3)))}})
+	if out, _ := Pack(nil, "gw", []Item{{Seq: 1, Data: data}}); !strings.Contains(string(out), `"v":12.300000190734863`) {
+		t.Errorf("float64 value: %s", out)
+	}
+}
+
+func strconvG64(v float64) string { return strconv.FormatFloat(v, 'g', -1, 64) }

@@ -16,7 +16,6 @@ import (
 	"log/slog"
 	"os"
 	"reflect"
-	"sort"
 	"sync"
 	"time"
 
@@ -48,9 +47,11 @@ type Deps struct {
 	Diagnose func(ctx context.Context, cfg *config.Config, live *LiveState) ([]byte, error)
 }
 
-// SetupError is a start-up problem the operator has to fix (TLS material
-// rejected, another agent holding the buffer, an unusable uplink setting);
-// restarting would not help. The command exits 2 on it, 1 on other errors.
+// SetupError is a start-up problem of the configuration that restarting
+// would not help (another agent holding the buffer, an unusable uplink or
+// TLS setting). The command exits 2 on it, 1 on other errors. TLS files that
+// are missing or wrong are not one: the agent samples and buffers, keeps the
+// uplink down and says why until a valid set appears.
 type SetupError struct{ Err error }
 
 func (e *SetupError) Error() string { return e.Err.Error() }
@@ -92,9 +93,12 @@ func Run(ctx context.Context, cfg *config.Config, d Deps) (err error) {
 		clock = clockwork.NewRealClock()
 	}
 	defer func() { err = failedStart(cfg, log, err) }()
-	store, err := certs.Load(cfg.CertOptions(log))
+	// Open, not Load: TLS files that cannot be used stop the uplink, never
+	// sampling. It logs the reason and the fix; Watch and SIGHUP pick up a
+	// valid set, and the uplink connects with it at once.
+	store, err := certs.Open(cfg.CertOptions(log))
 	if err != nil {
-		log.Error("TLS material rejected", "err", err)
+		log.Error("TLS settings rejected", "err", err)
 		return &SetupError{err}
 	}
 	q, err := openBuffer(cfg, log)
@@ -149,7 +153,7 @@ func Run(ctx context.Context, cfg *config.Config, d Deps) (err error) {
 	var sampling sync.WaitGroup
 	for _, s := range cfg.Sensors {
 		drv, _ := catalog.Lookup(s.Driver)
-		r := &sensorRunner{cfg: s, drv: drv, hw: hw, clock: clock, log: log}
+		r := &sensorRunner{cfg: s, drv: drv, hw: hw, clock: clock, log: log, keep: q}
 		a.runners = append(a.runners, r)
 		sampling.Add(1)
 		go func() {
@@ -158,7 +162,7 @@ func Run(ctx context.Context, cfg *config.Config, d Deps) (err error) {
 		}()
 	}
 
-	go a.reportDrops(sampleCtx, 5*time.Second)
+	go a.reportDrops(sampleCtx, dropReportEvery)
 	go a.serveControl(sampleCtx)
 	go a.runOps(sampleCtx)
 	// Ready once the buffer is open and sampling runs: a dead sensor or an
@@ -226,6 +230,8 @@ func (a *agent) reload(level *slog.LevelVar) {
 	a.log.Info("SIGHUP: reloading certificates and configuration")
 	changed, err := a.store.Reload()
 	switch {
+	case err != nil && a.store.Status().Unusable:
+		a.log.Error("TLS material still unusable; the uplink stays down, readings are buffered", "err", err)
 	case err != nil:
 		a.log.Error("certificate reload rejected; keeping the current set", "err", err)
 	case changed:
@@ -290,11 +296,7 @@ func (a *agent) put(ctx context.Context, r drivers.Reading) error {
 }
 
 func (a *agent) putPrio(ctx context.Context, r drivers.Reading, prio uint8) error {
-	sr := senml.Reading{Sensor: r.Sensor, Time: r.Time, Values: make([]senml.Value, len(r.Values))}
-	for i, v := range r.Values {
-		sr.Values[i] = senml.Value{Quantity: v.Quantity, Unit: v.Unit, Num: v.Num, Bool: v.Bool, IsBool: v.IsBool}
-	}
-	data, err := senml.AppendReading(nil, sr)
+	data, err := senml.AppendReading(nil, r)
 	if err != nil {
 		return err
 	}
@@ -313,42 +315,6 @@ func (a *agent) putPrio(ctx context.Context, r drivers.Reading, prio uint8) erro
 		a.fwd.hurry()
 	}
 	return nil
-}
-
-// reportDrops puts the buffer's drop counters into the readings stream when
-// they change, as <agent id>/cityedge/dropped (total) and
-// <agent id>/cityedge/dropped/<sensor>, so integrators see in their own data
-// how many readings the bound cost, not only gaps in seq.
-func (a *agent) reportDrops(ctx context.Context, every time.Duration) {
-	var last uint64
-	t := a.clock.NewTicker(every)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.Chan():
-		}
-		st := a.q.Stats()
-		if st.DroppedTotal == last {
-			continue
-		}
-		last = st.DroppedTotal
-		vals := []drivers.Value{drivers.Number("dropped", "", float64(st.DroppedTotal))}
-		names := make([]string, 0, len(st.Dropped))
-		for k := range st.Dropped {
-			names = append(names, k)
-		}
-		sort.Strings(names)
-		for _, k := range names {
-			vals = append(vals, drivers.Number("dropped/"+k, "", float64(st.Dropped[k])))
-		}
-		// The buffer logs drops itself, rate-limited; this is the detail.
-		a.log.Debug("reporting drop counters in the readings stream", "dropped", st.DroppedTotal, "by_sensor", st.Dropped)
-		if err := a.putPrio(ctx, drivers.Reading{Sensor: config.ReservedSensor, Time: a.clock.Now(), Values: vals}, 2); err != nil {
-			a.log.Error("report drops", "err", err)
-		}
-	}
 }
 
 // Status is published retained on <topic_prefix>/status. Field names
@@ -380,6 +346,9 @@ type CertStatus struct {
 	CADaysLeft      int    `json:"ca_days_left"`
 	Warning         string `json:"warning,omitempty"`
 	LastReloadError string `json:"last_reload_error,omitempty"`
+	// Problem is set while the TLS material cannot be used (the uplink is
+	// down, readings are buffered): the reason and the fix.
+	Problem string `json:"problem,omitempty"`
 }
 
 func (a *agent) status(online bool) []byte {
@@ -395,7 +364,7 @@ func (a *agent) status(online bool) []byte {
 	}
 	cs := a.store.Status()
 	a.fillRemoteStatus(&m)
-	m.Certs = &CertStatus{ClientSerial: cs.ClientSerial, ClientDaysLeft: cs.ClientDaysLeft, CADaysLeft: cs.CADaysLeft, Warning: cs.Warning, LastReloadError: cs.LastReloadError}
+	m.Certs = &CertStatus{ClientSerial: cs.ClientSerial, ClientDaysLeft: cs.ClientDaysLeft, CADaysLeft: cs.CADaysLeft, Warning: cs.Warning, LastReloadError: cs.LastReloadError, Problem: tlsProblem(cs)}
 	b, err := json.Marshal(m)
 	if err != nil {
 		a.log.Error("status", "err", err)

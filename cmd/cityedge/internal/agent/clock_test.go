@@ -194,8 +194,8 @@ func (q *memQueue) add(t *testing.T, n int, at time.Time) {
 	t.Helper()
 	q.mu.Lock()
 	for i := 0; i < n; i++ {
-		data, err := senml.AppendReading(nil, senml.Reading{Sensor: "air", Time: at,
-			Values: []senml.Value{{Quantity: "temperature", Unit: "Cel", Num: float64(q.next)}}})
+		data, err := senml.AppendReading(nil, drivers.Reading{Sensor: "air", Time: at,
+			Values: []drivers.Value{{Quantity: "temperature", Unit: "Cel", Num: float64(q.next)}}})
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -97,6 +97,9 @@ func (a *agent) serveControl(ctx context.Context) {
 		return
 	}
 	_ = os.Chmod(path, 0o600)
+	if err := ownLikeStateDir(a.cfg.Agent.StateDir, path); err != nil {
+		a.log.Warn("control socket", "err", err)
+	}
 	a.log.Info("control socket for --diagnose", "path", path)
 	go func() {
 		<-ctx.Done()

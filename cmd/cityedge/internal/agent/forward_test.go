@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/cityedge/cityedge/buffer"
+	"github.com/cityedge/cityedge/drivers"
 	"github.com/cityedge/cityedge/uplink"
 	"github.com/cityedge/cityedge/uplink/senml"
 	"github.com/jonboulle/clockwork"
@@ -29,8 +30,8 @@ func appendReadings(t *testing.T, q *buffer.Queue, sensor string, n int, at time
 	t.Helper()
 	var seqs []uint64
 	for i := 0; i < n; i++ {
-		data, err := senml.AppendReading(nil, senml.Reading{Sensor: sensor, Time: at.Add(time.Duration(i) * time.Millisecond),
-			Values: []senml.Value{{Quantity: "temperature", Unit: "Cel", Num: float64(i)}}})
+		data, err := senml.AppendReading(nil, drivers.Reading{Sensor: sensor, Time: at.Add(time.Duration(i) * time.Millisecond),
+			Values: []drivers.Value{{Quantity: "temperature", Unit: "Cel", Num: float64(i)}}})
 		if err != nil {
 			t.Fatal(err)
 		}

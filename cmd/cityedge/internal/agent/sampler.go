@@ -46,6 +46,9 @@ type sensorRunner struct {
 	log   *slog.Logger
 	// jitter spreads a retry delay; nil: uniformly over [d/2, 3d/2).
 	jitter func(time.Duration) time.Duration
+	// keep holds what a catalog.StateKeeper learned (state.go); nil: nothing kept.
+	keep    stateStore
+	lastOcc int8 // last occupancy decision seen: 0 none, 1 occupied, 2 free (under mu)
 
 	readings, errs atomic.Uint64
 	busySince      atomic.Int64 // UnixNano when the current open/read/append began; 0 when idle
@@ -103,6 +106,7 @@ func (r *sensorRunner) run(ctx context.Context, out sink) {
 		if r.readings.Load() > before {
 			backoff = backoffMin // it worked for a while: start the retry ladder again
 		}
+		r.save(s) // at shutdown and before a re-open
 		s.Halt()
 		r.mu.Lock()
 		r.state.Open = false
@@ -134,6 +138,7 @@ func (r *sensorRunner) open() (drivers.Sensor, string, error) {
 	if err != nil {
 		return nil, "", err
 	}
+	r.restore(s)
 	return s, t.Where(), nil
 }
 
@@ -159,6 +164,9 @@ func (r *sensorRunner) sample(ctx context.Context, s drivers.Sensor, out sink) e
 		r.mu.Lock()
 		r.state.LastOK = rd.Time
 		r.mu.Unlock()
+		if r.occupancyChanged(vals) {
+			r.save(s)
+		}
 	}
 	watchErr := make(chan error, 1)
 	if w, ok := s.(drivers.Watcher); ok {

@@ -49,12 +49,15 @@ func (a *agent) stalls(now time.Time) []string {
 
 // watchdog feeds systemd's watchdog (WatchdogSec=) from the pipeline's own
 // progress: while a part is stalled the pings stop, and systemd restarts the
-// agent, which resumes from the durable buffer.
+// agent, which resumes from the durable buffer. With or without a watchdog it
+// keeps STATUS= current (uplink, backlog, drops, a TLS problem).
 func (a *agent) watchdog(ctx context.Context) {
 	interval, err := daemon.SdWatchdogEnabled(false)
-	if err != nil || interval <= 0 {
-		return
+	ping := err == nil && interval > 0
+	if !ping {
+		interval = 30 * time.Second // STATUS= only
 	}
+	notify(a.log, a.statusLine())
 	t := a.clock.NewTicker(interval / 3)
 	defer t.Stop()
 	stalled := false
@@ -63,6 +66,10 @@ func (a *agent) watchdog(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case now := <-t.Chan():
+			if !ping {
+				notify(a.log, a.statusLine())
+				continue
+			}
 			if s := a.stalls(now); len(s) > 0 {
 				if !stalled {
 					a.log.Error("pipeline stalled; withholding the watchdog ping so that systemd restarts the agent",
@@ -73,13 +80,7 @@ func (a *agent) watchdog(ctx context.Context) {
 			}
 			stalled = false
 			notify(a.log, daemon.SdNotifyWatchdog)
-			st := a.up.State()
-			q := a.q.Stats()
-			state := "offline"
-			if st.Connected {
-				state = "connected to " + st.Broker
-			}
-			notify(a.log, fmt.Sprintf("STATUS=%s; backlog %d readings; dropped %d", state, q.Count, q.DroppedTotal))
+			notify(a.log, a.statusLine())
 		}
 	}
 }

@@ -163,8 +163,11 @@ const (
 const ReservedSensor = "cityedge"
 
 var (
-	idRE     = regexp.MustCompile(`^[A-Za-z0-9._-]{1,64}$`)
-	sensorRE = regexp.MustCompile(`^[A-Za-z0-9_-]{1,64}$`)
+	idRE = regexp.MustCompile(`^[A-Za-z0-9._-]{1,64}$`)
+	// agentIDRE: the agent id begins every SenML name, and RFC 8428
+	// §4.5.1 wants a name to start with a letter or digit.
+	agentIDRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$`)
+	sensorRE  = regexp.MustCompile(`^[A-Za-z0-9_-]{1,64}$`)
 )
 
 // ConfigError is a configuration problem; the agent exits 2 on it.
@@ -352,8 +355,8 @@ func (c *Config) validate(fail func(key, format string, args ...any) error) erro
 	switch {
 	case a.ID == "":
 		return fail("agent.id", "required: a unique gateway id of letters, digits, '.', '_' or '-' (e.g. \"gw-0042\")")
-	case !idRE.MatchString(a.ID):
-		return fail("agent.id", "%q: use 1 to 64 letters, digits, '.', '_' or '-'", a.ID)
+	case !agentIDRE.MatchString(a.ID):
+		return fail("agent.id", "%q: use 1 to 64 letters, digits, '.', '_' or '-', starting with a letter or digit (it begins every SenML name, RFC 8428 §4.5.1)", a.ID)
 	case a.Site != "" && !idRE.MatchString(a.Site):
 		return fail("agent.site", "%q: use 1 to 64 letters, digits, '.', '_' or '-'", a.Site)
 	case a.LogLevel != "debug" && a.LogLevel != "info" && a.LogLevel != "warn" && a.LogLevel != "error":

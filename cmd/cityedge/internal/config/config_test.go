@@ -137,6 +137,8 @@ func TestConfigRejects(t *testing.T) {
 	}{
 		{"unknown top-level key", `site = "eixample-17"`, `site = "eixample-17"` + "\nsiet = 1", "agent.siet", 4, "unknown key"},
 		{"unknown table", "[buffer]", "[bufer]", "bufer", 0, "unknown key"},
+		{"agent id starting with a dash", `id = "gw-0042"`, `id = "-gw-0042"`, "agent.id", 0, "starting with a letter or digit"},
+		{"agent id starting with a dot", `id = "gw-0042"`, `id = ".gw"`, "agent.id", 0, "RFC 8428"},
 		{"wrong type", `batch_max = 100`, `batch_max = "100"`, "uplink.batch_max", 11, ""},
 		{"missing id", `id = "gw-0042"`, ``, "agent.id", 0, "required"},
 		{"bad id", `id = "gw-0042"`, `id = "gw 0042"`, "agent.id", 2, "letters, digits"},

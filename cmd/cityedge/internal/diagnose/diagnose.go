@@ -131,24 +131,7 @@ func Run(ctx context.Context, cfg *config.Config, o Options, stdout io.Writer) (
 	diagnoseDisk(cfg, r)
 	diagnoseClock(r)
 
-	store, err := certs.Load(cfg.CertOptions(quiet))
-	if err != nil {
-		r.add("certs", "load", Fail, "%v", err)
-	} else {
-		st := store.Status()
-		v := Pass
-		switch {
-		case st.Expired:
-			v = Fail
-		case st.Warning != "" || st.LastReloadError != "":
-			v = Warn
-		}
-		r.add("certs", "client", v, "%s (serial %s): %d days left, CA %d days left%s", st.ClientSubject, st.ClientSerial,
-			st.ClientDaysLeft, st.CADaysLeft, suffix("; ", st.Warning))
-		for _, b := range cfg.Uplink.Brokers {
-			r.async(ctx, &r.wg, "broker", b, checkTimeout, func(ctx context.Context) (string, string) { return diagnoseBroker(ctx, cfg, store, b) })
-		}
-	}
+	diagnoseCerts(ctx, cfg, r)
 	r.wg.Wait()
 
 	failed := slices.ContainsFunc(r.checks, func(c Check) bool { return c.Verdict == Fail })
@@ -397,33 +380,6 @@ func implausible(v drivers.Value) string {
 	return fmt.Sprintf("implausible outdoors: expected %g to %g", l[0], l[1])
 }
 
-func diagnoseBuffer(cfg *config.Config, r *report) {
-	path := cfg.BufferPath()
-	if _, err := os.Stat(path); errors.Is(err, os.ErrNotExist) {
-		r.add("buffer", path, Warn, "no buffer file yet (created at the agent's first start)")
-		return
-	}
-	q, err := buffer.Open(path, buffer.Options{MaxBytes: int64(cfg.Buffer.MaxBytes), LockTimeout: 500 * time.Millisecond,
-		Logger: slog.New(slog.DiscardHandler)})
-	if errors.Is(err, buffer.ErrLocked) {
-		r.add("buffer", path, Warn, "locked by another process, but no agent answers on the control socket")
-		return
-	}
-	if err != nil {
-		r.add("buffer", path, Fail, "%v", err)
-		return
-	}
-	defer q.Close()
-	st := q.Stats()
-	v := Pass
-	if st.DroppedTotal > 0 || st.DiskError != "" || st.Salvage != nil {
-		v = Warn
-	}
-	r.add("buffer", path, v, "file %s, backlog %d readings (%s), oldest %s, dropped %d%s%s",
-		bytesIEC(st.FileBytes), st.Count, bytesIEC(st.Bytes), age(st.OldestTime), st.DroppedTotal,
-		suffix("; disk: ", st.DiskError), salvageNote(st.Salvage))
-}
-
 func diagnoseDisk(cfg *config.Config, r *report) {
 	var fs unix.Statfs_t
 	if err := unix.Statfs(cfg.Agent.StateDir, &fs); err != nil {
@@ -472,7 +428,21 @@ func suffix(sep, s string) string {
 // the TLS handshake with the client certificate, an MQTT CONNACK), under its
 // own client id so that it never disconnects a running agent.
 func diagnoseBroker(ctx context.Context, cfg *config.Config, store *certs.Store, raw string) (string, string) {
-	res, err := uplink.Probe(ctx, raw, cfg.Agent.ID+"-diagnose", store.TLSConfig, checkTimeout)
+	// One test message, published and read back on a topic of its own, shows
+	// that the broker's ACL lets the gateway's messages through.
+	topic := uplink.EchoTopic(cfg.Uplink.TopicPrefix)
+	started := time.Now()
+	// The round trip ends before the check's own deadline, so that a message
+	// that never comes back is reported as such.
+	ectx, cancel := context.WithTimeout(ctx, checkTimeout*3/4)
+	defer cancel()
+	res, err := uplink.Echo(ectx, raw, cfg.Agent.ID+"-diagnose", topic, store.TLSConfig, checkTimeout)
+	echo := ""
+	ev := Pass
+	if res.Peer != nil && (err == nil || errors.Is(err, uplink.ErrNotDelivered) || errors.Is(err, uplink.ErrSubscribeRefused)) {
+		ev, echo = echoVerdict(topic, err, time.Since(started).Round(100*time.Millisecond))
+		err = nil
+	}
 	if err != nil {
 		if len(res.Addrs) > 0 {
 			return Fail, fmt.Sprintf("%v (%s)", err, strings.Join(res.Addrs, ","))
@@ -487,6 +457,9 @@ func diagnoseBroker(ctx context.Context, cfg *config.Config, store *certs.Store,
 	if left < cfg.Uplink.ExpiryWarningDays {
 		v = Warn
 	}
-	return v, fmt.Sprintf("%s; %s in %v; broker certificate %q verified against ca_file (%d days left); CONNACK ok",
-		strings.Join(res.Addrs, ","), tls.VersionName(res.TLSVersion), res.Handshake.Round(time.Millisecond), name, left)
+	if ev != Pass {
+		v = ev
+	}
+	return v, fmt.Sprintf("%s; %s in %v; broker certificate %q verified against ca_file (%d days left); CONNACK ok%s",
+		strings.Join(res.Addrs, ","), tls.VersionName(res.TLSVersion), res.Handshake.Round(time.Millisecond), name, left, echo)
 }

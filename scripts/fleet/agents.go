@@ -2,6 +2,7 @@ package main
 
 import (
 	"bufio"
+	"context"
 	"fmt"
 	"os"
 	"os/exec"
@@ -248,4 +249,43 @@ func splitLogfmt(l string) [][2]string {
 		out = append(out, [2]string{k, v})
 	}
 	return out
+}
+
+// connectedNow reports whether the agent's log shows a session up: its last
+// "uplink: connected" comes after its last announced reconnect wait.
+func connectedNow(evs []logEvent) bool {
+	up := false
+	for _, ev := range evs {
+		switch {
+		case ev.Msg == "uplink: connected":
+			up = true
+		case strings.HasPrefix(ev.Msg, "uplink: reconnecting in"):
+			up = false
+		}
+	}
+	return up
+}
+
+// waitConnected polls the agents' logs until every running agent has a
+// session, or timeout passes; it returns how long it waited.
+func waitConnected(ctx context.Context, agents []*agent, timeout time.Duration) time.Duration {
+	start := time.Now()
+	for time.Since(start) < timeout && ctx.Err() == nil {
+		all := true
+		for _, a := range agents {
+			if !a.running() {
+				continue
+			}
+			evs, err := readAgentLog(a.logFile)
+			if err != nil || !connectedNow(evs) {
+				all = false
+				break
+			}
+		}
+		if all {
+			break
+		}
+		sleep(ctx, 2*time.Second)
+	}
+	return time.Since(start)
 }

@@ -139,3 +139,21 @@ func TestRotate(t *testing.T) {
 		t.Errorf("rotate = %v", got)
 	}
 }
+
+func TestConnectedNow(t *testing.T) {
+	at := func(s int) time.Time { return time.Unix(int64(s), 0) }
+	cases := []struct {
+		evs  []logEvent
+		want bool
+	}{
+		{nil, false},
+		{[]logEvent{{At: at(1), Msg: "uplink: connected"}}, true},
+		{[]logEvent{{At: at(1), Msg: "uplink: connected"}, {At: at(2), Msg: "uplink: reconnecting in 0.7s"}}, false},
+		{[]logEvent{{At: at(1), Msg: "uplink: reconnecting in 83.4s"}, {At: at(2), Msg: "uplink: connected"}}, true},
+	}
+	for i, c := range cases {
+		if got := connectedNow(c.evs); got != c.want {
+			t.Errorf("case %d: %v, want %v", i, got, c.want)
+		}
+	}
+}

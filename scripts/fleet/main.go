@@ -377,8 +377,13 @@ func run(ctx context.Context, o options) (bool, error) {
 		}{at, n.URL(), n.name})
 		sleep(ctx, 5*time.Second)
 	}
+	// A gateway refused through several restarts may be in its widest wait
+	// (the uplink's BackoffMax, 2 min): wait until every gateway has a
+	// session again, then give the backlog time to drain.
 	logf("draining: every gateway must catch up")
-	sleep(ctx, 20*time.Second)
+	waited := waitConnected(ctx, agents, 150*time.Second)
+	logf("every gateway connected again after %s", waited.Round(time.Second))
+	sleep(ctx, 10*time.Second)
 	r.RetainedEnd = retainedPerNode(urls, tc, statusTopics(agents), "end", &r.RetainedOnline)
 	r.Ended = time.Now().UTC()
 

@@ -70,6 +70,7 @@ type agent struct {
 	q       *buffer.Queue
 	store   *certs.Store
 	fwd     *forwarder
+	hand    *handoff // samplers → buffer, never waiting for the disk
 	up      *uplink.Client
 	runners []*sensorRunner
 	started time.Time
@@ -132,18 +133,20 @@ func Run(ctx context.Context, cfg *config.Config, d Deps) error {
 	}
 
 	// Sampling has its own lifetime: it stops first at shutdown, and what it
-	// appended is durable before the uplink says goodbye.
+	// handed off is durable before the uplink says goodbye.
+	drainHandoff := a.startHandoff()
 	sampleCtx, stopSampling := context.WithCancel(ctx)
 	defer stopSampling()
 	var sampling sync.WaitGroup
-	for _, s := range cfg.Sensors {
+	phase := phases(cfg.Sensors)
+	for i, s := range cfg.Sensors {
 		drv, _ := catalog.Lookup(s.Driver)
-		r := &sensorRunner{cfg: s, drv: drv, hw: hw, clock: clock, log: log}
+		r := &sensorRunner{cfg: s, drv: drv, hw: hw, clock: clock, log: log, phase: phase[i]}
 		a.runners = append(a.runners, r)
 		sampling.Add(1)
 		go func() {
 			defer sampling.Done()
-			r.run(sampleCtx, a.put)
+			r.run(sampleCtx, a.handOff)
 		}()
 	}
 
@@ -189,12 +192,14 @@ func Run(ctx context.Context, cfg *config.Config, d Deps) error {
 		log.Error("uplink stopped", "err", err)
 		stopSampling()
 		sampling.Wait()
+		drainHandoff()
 		return fmt.Errorf("uplink stopped: %w", err)
 	}
 	log.Info("shutting down: stop sampling, commit, say goodbye, close buffer")
 	notify(log, daemon.SdNotifyStopping)
 	stopSampling()
 	sampling.Wait()
+	drainHandoff()
 	stopUplink()
 	select {
 	case <-upDone:
@@ -261,16 +266,6 @@ func sensorKeys(ss []config.SensorConfig) []string {
 		out[i] = fmt.Sprintf("%s|%s|%s|%d|%s|%v|%s", s.Name, s.Driver, s.Bus, s.Address, s.Pin, s.Interval, opts)
 	}
 	return out
-}
-
-// put is the sampler's sink: it encodes a reading and returns when it is
-// durable in the buffer.
-func (a *agent) put(ctx context.Context, r drivers.Reading) error {
-	prio := uint8(0)
-	if r.Occupancy() {
-		prio = 1 // occupancy changes are dropped last
-	}
-	return a.putPrio(ctx, r, prio)
 }
 
 func (a *agent) putPrio(ctx context.Context, r drivers.Reading, prio uint8) error {

@@ -34,6 +34,9 @@ func (a *agent) stalls(now time.Time) []string {
 			out = append(out, fmt.Sprintf("sensor %s stuck for %v", r.cfg.Name, now.Sub(time.Unix(0, since)).Round(time.Second)))
 		}
 	}
+	if since := a.handBusySince(); since != 0 && now.Sub(time.Unix(0, since)) > stallLimit {
+		out = append(out, fmt.Sprintf("buffer commit stuck for %v", now.Sub(time.Unix(0, since)).Round(time.Second)))
+	}
 	st := a.up.State()
 	if st.Connected && st.InFlight > 0 {
 		last := st.LastUpload
@@ -75,11 +78,7 @@ func (a *agent) watchdog(ctx context.Context) {
 			notify(a.log, daemon.SdNotifyWatchdog)
 			st := a.up.State()
 			q := a.q.Stats()
-			state := "offline"
-			if st.Connected {
-				state = "connected to " + st.Broker
-			}
-			notify(a.log, fmt.Sprintf("STATUS=%s; backlog %d readings; dropped %d", state, q.Count, q.DroppedTotal))
+			notify(a.log, fmt.Sprintf("STATUS=%s; backlog %d readings; dropped %d", uplinkNote(st, now), q.Count, q.DroppedTotal))
 		}
 	}
 }

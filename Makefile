@@ -76,11 +76,12 @@ lint:
 	$(GO) vet ./...
 	$(GO) run honnef.co/go/tools/cmd/staticcheck@v0.8.2 ./...
 
-# Benchmarks with readings/s and memory/flash metrics (about three minutes);
+# Benchmarks with readings/s, memory/flash and reconnect metrics (about three minutes);
 # writes docs/BENCHMARKS.md, the one place README's figures come from.
 bench:
 	@set -o pipefail; { $(GO) test -run '^$$' -bench . -benchtime 2s ./buffer/ ./uplink/senml/ && \
 	  $(GO) test -run '^$$' -bench 'MTLS' -benchtime 10000x ./uplink/ ./cmd/cityedge/ && \
+	  $(GO) test -run '^$$' -bench 'ReconnectFleet' -benchtime 1x ./uplink/ && \
 	  $(GO) test -run '^$$' -bench 'Agent' -benchtime 1x -timeout 20m ./cmd/cityedge/; } 2>&1 | grep -v ' INFO ' | tee bench.out
 	$(GO) run ./scripts/benchdoc -in bench.out $(foreach a,armv7 arm64,$(if $(wildcard bench-$(a).out),-in $(a)=bench-$(a).out)) \
 	  -out docs/BENCHMARKS.md -cmd 'make bench (ARM: make bench-arm first)'

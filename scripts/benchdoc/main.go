@@ -160,6 +160,8 @@ func write(w *strings.Builder, runs []*run, cmd string, now time.Time) {
 	fmt.Fprintf(w, "Absolute figures on a shared 2-core machine vary by tens of percent between runs; the ratios\n"+
 		"compare two benchmarks of the same run and hold better. Under qemu-user (ARM sections) only ratios mean anything.\n\n")
 	writeRatios(w, runs)
+	writeTargets(w, runs)
+	writeTuning(w, runs)
 	for _, r := range runs {
 		title := "Figures"
 		if r.label != "" {

@@ -22,10 +22,8 @@ import (
 	"github.com/cityedge/cityedge/buffer"
 	"github.com/cityedge/cityedge/certs"
 	"github.com/cityedge/cityedge/cmd/cityedge/internal/config"
-	"github.com/cityedge/cityedge/drivers"
 	"github.com/cityedge/cityedge/drivers/catalog"
 	"github.com/cityedge/cityedge/uplink"
-	"github.com/cityedge/cityedge/uplink/senml"
 	"github.com/coreos/go-systemd/v22/daemon"
 	"github.com/jonboulle/clockwork"
 )
@@ -74,6 +72,7 @@ type agent struct {
 	q       *buffer.Queue
 	store   *certs.Store
 	fwd     *forwarder
+	hand    *handoff // samplers → buffer, never waiting for the disk
 	up      *uplink.Client
 	runners []*sensorRunner
 	started time.Time
@@ -147,18 +146,20 @@ func Run(ctx context.Context, cfg *config.Config, d Deps) (err error) {
 	}
 
 	// Sampling has its own lifetime: it stops first at shutdown, and what it
-	// appended is durable before the uplink says goodbye.
+	// handed off is durable before the uplink says goodbye.
+	drainHandoff := a.startHandoff()
 	sampleCtx, stopSampling := context.WithCancel(ctx)
 	defer stopSampling()
 	var sampling sync.WaitGroup
-	for _, s := range cfg.Sensors {
+	phase := phases(cfg.Sensors)
+	for i, s := range cfg.Sensors {
 		drv, _ := catalog.Lookup(s.Driver)
-		r := &sensorRunner{cfg: s, drv: drv, hw: hw, clock: clock, log: log, keep: q}
+		r := &sensorRunner{cfg: s, drv: drv, hw: hw, clock: clock, log: log, keep: q, phase: phase[i]}
 		a.runners = append(a.runners, r)
 		sampling.Add(1)
 		go func() {
 			defer sampling.Done()
-			r.run(sampleCtx, a.put)
+			r.run(sampleCtx, a.handOff)
 		}()
 	}
 
@@ -206,12 +207,14 @@ func Run(ctx context.Context, cfg *config.Config, d Deps) (err error) {
 		log.Error("uplink stopped", "err", err)
 		stopSampling()
 		sampling.Wait()
+		drainHandoff()
 		return fmt.Errorf("uplink stopped: %w", err)
 	}
 	log.Info("shutting down: stop sampling, commit, say goodbye, close buffer")
 	a.notifyStopping()
 	stopSampling()
 	sampling.Wait()
+	drainHandoff()
 	stopUplink()
 	select {
 	case <-upDone:
@@ -283,38 +286,6 @@ func sensorKeys(ss []config.SensorConfig) []string {
 		out[i] = fmt.Sprintf("%s|%s|%s|%d|%s|%v|%s", s.Name, s.Driver, s.Bus, s.Address, s.Pin, s.Interval, opts)
 	}
 	return out
-}
-
-// put is the sampler's sink: it encodes a reading and returns when it is
-// durable in the buffer.
-func (a *agent) put(ctx context.Context, r drivers.Reading) error {
-	prio := uint8(0)
-	if r.Occupancy() {
-		prio = 1 // occupancy changes are dropped last
-	}
-	return a.putPrio(ctx, r, prio)
-}
-
-func (a *agent) putPrio(ctx context.Context, r drivers.Reading, prio uint8) error {
-	data, err := senml.AppendReading(nil, r)
-	if err != nil {
-		return err
-	}
-	rec := buffer.Record{Key: r.Sensor, Priority: prio, Data: data}
-	seq, err := a.q.Append(ctx, []buffer.Record{rec})
-	switch {
-	case errors.Is(err, buffer.ErrNotDurable):
-		// The disk refuses writes (full?): the buffer holds the reading in
-		// its memory ring, reports the problem and writes it out when it can.
-	case err != nil:
-		return err
-	default:
-		a.log.Debug("reading buffered", "sensor", r.Sensor, "seq", seq)
-	}
-	if prio > 0 {
-		a.fwd.hurry()
-	}
-	return nil
 }
 
 // Status is published retained on <topic_prefix>/status. Field names

@@ -59,7 +59,7 @@ func testRunner(clk clockwork.Clock, open func() (drivers.Sensor, error)) *senso
 	}
 }
 
-func discard(context.Context, drivers.Reading) error { return nil }
+func discard(drivers.Reading, buffer.Class) {}
 
 // TestSamplerOpenBackoff: a sensor that cannot be opened is retried after
 // 1 s, 2 s, 4 s, ... up to 5 min, and never earlier.
@@ -125,7 +125,7 @@ func TestSamplerFailLimit(t *testing.T) {
 		return &scriptSensor{reads: reads, n: &n, script: script, halts: halts}, nil
 	})
 	var got atomic.Int32
-	sink := func(context.Context, drivers.Reading) error { got.Add(1); return nil }
+	sink := func(drivers.Reading, buffer.Class) { got.Add(1) }
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() { r.run(ctx, sink); close(done) }()

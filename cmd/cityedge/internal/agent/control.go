@@ -60,6 +60,10 @@ type UplinkState struct {
 	Published  uint64    `json:"published"`
 	Acked      uint64    `json:"acked"`
 	InFlight   int       `json:"in_flight"`
+	// While not connected: when the next attempt is due and how many were
+	// made since the session was lost (uplink.State).
+	NextAttempt time.Time `json:"next_attempt,omitzero"`
+	Attempts    int       `json:"attempts"`
 }
 
 func (a *agent) live() LiveState {
@@ -72,7 +76,8 @@ func (a *agent) live() LiveState {
 		BufferFile: a.cfg.BufferPath(),
 		Buffer:     BufferState{FileBytes: q.FileBytes, OldestTime: q.OldestTime, Salvage: q.Salvage, Commits: q.Commits},
 		Uplink: UplinkState{Connected: u.Connected, Broker: u.Broker, Since: u.ConnectedSince, LastUpload: u.LastUpload,
-			LastError: u.LastError, Published: u.Published, Acked: u.Acked, InFlight: u.InFlight}}
+			LastError: u.LastError, Published: u.Published, Acked: u.Acked, InFlight: u.InFlight,
+			NextAttempt: u.NextAttempt, Attempts: u.Attempts}}
 }
 
 // serveControl listens on the first usable socket path until ctx is done.

@@ -9,6 +9,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/cityedge/cityedge/buffer"
 	"github.com/cityedge/cityedge/cmd/cityedge/internal/config"
 	"github.com/cityedge/cityedge/drivers"
 	"github.com/cityedge/cityedge/drivers/catalog"
@@ -24,8 +25,8 @@ const (
 	backoffMax = 5 * time.Minute
 )
 
-// sink takes a reading and returns once it is durable.
-type sink func(ctx context.Context, r drivers.Reading) error
+// sink takes a reading of the given class without waiting (the hand-off).
+type sink func(r drivers.Reading, class buffer.Class)
 
 // SensorState is what status and --diagnose show of one sensor.
 type SensorState struct {
@@ -36,6 +37,9 @@ type SensorState struct {
 	Errors    uint64    `json:"errors"`
 	LastError string    `json:"last_error,omitempty"`
 	LastOK    time.Time `json:"last_ok,omitzero"`
+	// MissedTicks counts the sampling instants skipped because a read ran
+	// past them (a read slower than the interval).
+	MissedTicks uint64 `json:"missed_ticks"`
 }
 
 type sensorRunner struct {
@@ -49,18 +53,22 @@ type sensorRunner struct {
 	// keep holds what a catalog.StateKeeper learned (state.go); nil: nothing kept.
 	keep    stateStore
 	lastOcc int8 // last occupancy decision seen: 0 none, 1 occupied, 2 free (under mu)
+	// phase delays the first sample after an open, so that sensors sharing
+	// a bus are not all read in the same instant (see phases).
+	phase time.Duration
 
-	readings, errs atomic.Uint64
-	busySince      atomic.Int64 // UnixNano when the current open/read/append began; 0 when idle
-	mu             sync.Mutex
-	state          SensorState
+	rank                   occupancyRank
+	readings, errs, missed atomic.Uint64
+	busySince              atomic.Int64 // UnixNano when the current open or read began; 0 when idle
+	mu                     sync.Mutex
+	state                  SensorState
 }
 
 func (r *sensorRunner) snapshot() SensorState {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	s := r.state
-	s.Readings, s.Errors = r.readings.Load(), r.errs.Load()
+	s.Readings, s.Errors, s.MissedTicks = r.readings.Load(), r.errs.Load(), r.missed.Load()
 	return s
 }
 
@@ -144,77 +152,92 @@ func (r *sensorRunner) open() (drivers.Sensor, string, error) {
 
 // sample reads s on the configured interval (and follows its changes if it
 // is a Watcher) until ctx is done or it failed failLimit times in a row.
+//
+// The n-th read starts at start + n × interval, start being the open time
+// plus the runner's phase: no drift, whatever the reads and the disk cost.
+// A read that runs past the next instants skips them (no burst to catch up)
+// and counts them in MissedTicks.
 func (r *sensorRunner) sample(ctx context.Context, s drivers.Sensor, out sink) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
+	r.rank.reset() // the first state after an open ranks as occupancy
 	emit := func(vals []drivers.Value) {
 		if len(vals) == 0 {
 			return // nothing to report yet (a detector still learning its baseline)
 		}
-		rd := drivers.Reading{Sensor: r.cfg.Name, Time: r.clock.Now(), Values: vals}
-		done := r.busy()
-		defer done()
-		if err := out(context.WithoutCancel(ctx), rd); err != nil {
-			// The buffer reports and counts its own trouble; a reading that
-			// could not even be encoded is a driver bug worth an error.
-			r.log.Error("reading not buffered", "sensor", r.cfg.Name, "err", err)
-			return
+		now := r.clock.Now()
+		change, rest := r.rank.split(vals)
+		if len(change) > 0 {
+			out(drivers.Reading{Sensor: r.cfg.Name, Time: now, Values: change}, buffer.ClassOccupancy)
+		}
+		if len(rest) > 0 {
+			out(drivers.Reading{Sensor: r.cfg.Name, Time: now, Values: rest}, buffer.ClassEnvironmental)
 		}
 		r.readings.Add(1)
 		r.mu.Lock()
-		r.state.LastOK = rd.Time
+		r.state.LastOK = now
 		r.mu.Unlock()
 		if r.occupancyChanged(vals) {
 			r.save(s)
 		}
 	}
+	_, watcher := s.(drivers.Watcher)
 	watchErr := make(chan error, 1)
 	if w, ok := s.(drivers.Watcher); ok {
 		go func() { watchErr <- w.Watch(ctx, emit) }()
 	}
 	failures := 0
-	t := r.clock.NewTicker(r.cfg.Interval)
+	start := r.clock.Now().Add(r.phase)
+	n := int64(0) // number of the next sampling instant
+	t := r.clock.NewTimer(r.phase)
 	defer t.Stop()
-	first := true
 	for {
-		if !first {
-			select {
-			case <-ctx.Done():
-				return ctx.Err()
-			case err := <-watchErr:
-				if ctx.Err() != nil {
-					return ctx.Err()
-				}
-				if err == nil {
-					err = errors.New("watch ended")
-				}
-				r.recordFailure("watch", err, failLimit)
-				return err
-			case <-t.Chan():
-			}
-		}
-		if first {
-			first = false
-			if _, ok := s.(drivers.Watcher); ok {
-				continue // Watch reports the state at start itself
-			}
-		}
-		done := r.busy()
-		vals, err := s.Read(ctx)
-		done()
-		if err != nil {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case err := <-watchErr:
 			if ctx.Err() != nil {
 				return ctx.Err()
 			}
-			failures++
-			r.recordFailure("read", err, failures)
-			if failures >= failLimit {
-				return err
+			if err == nil {
+				err = errors.New("watch ended")
 			}
-			continue
+			r.recordFailure("watch", err, failLimit)
+			return err
+		case <-t.Chan():
 		}
-		failures = 0
-		emit(vals)
+		// Watch reports the state at start itself.
+		if n > 0 || !watcher {
+			done := r.busy()
+			vals, err := s.Read(ctx)
+			done()
+			switch {
+			case err != nil && ctx.Err() != nil:
+				return ctx.Err()
+			case err != nil:
+				failures++
+				r.rank.reset() // the state after a fault ranks as occupancy
+				r.recordFailure("read", err, failures)
+				if failures >= failLimit {
+					return err
+				}
+			default:
+				failures = 0
+				emit(vals)
+			}
+		}
+		n++
+		next := start.Add(time.Duration(n) * r.cfg.Interval)
+		now := r.clock.Now()
+		if late := now.Sub(next); late > 0 {
+			skip := int64((late-1)/r.cfg.Interval) + 1
+			r.missed.Add(uint64(skip))
+			n += skip
+			next = start.Add(time.Duration(n) * r.cfg.Interval)
+			r.log.Debug("read slower than the interval; sampling instants skipped", "sensor", r.cfg.Name,
+				"skipped", skip, "missed_ticks", r.missed.Load())
+		}
+		t.Reset(next.Sub(now))
 	}
 }
 

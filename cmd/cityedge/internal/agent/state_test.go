@@ -102,13 +102,12 @@ drift_tau = "0s"
 		}
 		bus := sim.NewBus(busName)
 		bus.Attach(cfg.Sensors[0].Address, qmc5883lsim.NewSim(bay, 11))
-		a := &agent{cfg: cfg, log: log, clock: clk, q: q, fwd: newForwarder(q, "gw-test", 10, time.Second, clk, log)}
 		r := &sensorRunner{cfg: cfg.Sensors[0], drv: drv, hw: busHardware{bus, busName}, clock: clk, log: log, keep: q}
 		got := make(chan drivers.Reading, 16)
 		ctx, cancel := context.WithCancel(context.Background())
 		stopped := make(chan struct{})
 		go func() {
-			r.run(ctx, func(ctx context.Context, rd drivers.Reading) error { got <- rd; return a.put(ctx, rd) })
+			r.run(ctx, func(rd drivers.Reading, _ buffer.Class) { got <- rd })
 			close(stopped)
 		}()
 		var occ []bool

@@ -34,6 +34,9 @@ func (a *agent) stalls(now time.Time) []string {
 			out = append(out, fmt.Sprintf("sensor %s stuck for %v", r.cfg.Name, now.Sub(time.Unix(0, since)).Round(time.Second)))
 		}
 	}
+	if since := a.handBusySince(); since != 0 && now.Sub(time.Unix(0, since)) > stallLimit {
+		out = append(out, fmt.Sprintf("buffer commit stuck for %v", now.Sub(time.Unix(0, since)).Round(time.Second)))
+	}
 	st := a.up.State()
 	if st.Connected && st.InFlight > 0 {
 		last := st.LastUpload

@@ -189,6 +189,9 @@ func diagnoseLive(cfg *config.Config, live *agent.LiveState, r *report) {
 				time.Since(st.LastOK).Round(time.Second), s.Interval, st.LastError)
 		case st.Errors > 0:
 			r.add("sensor", s.Name, Warn, "%s %s: %d readings, %d errors (last: %s)", s.Driver, st.Where, st.Readings, st.Errors, st.LastError)
+		case st.MissedTicks > 0:
+			r.add("sensor", s.Name, Warn, "%s %s: %d readings, %d sampling instants missed: reads take longer than the interval %v",
+				s.Driver, st.Where, st.Readings, st.MissedTicks, s.Interval)
 		default:
 			r.add("sensor", s.Name, Pass, "%s %s: %d readings, last %v ago", s.Driver, st.Where, st.Readings, time.Since(st.LastOK).Round(time.Second))
 		}
@@ -206,7 +209,7 @@ func diagnoseLive(cfg *config.Config, live *agent.LiveState, r *report) {
 		r.add("uplink", "session", Pass, "connected to %s since %s; last upload %s; %d in flight",
 			u.Broker, u.Since.Format(time.RFC3339), ago(u.LastUpload), u.InFlight)
 	default:
-		r.add("uplink", "session", Fail, "not connected (last tried %s); last error: %s; last upload %s", u.Broker, u.LastError, ago(u.LastUpload))
+		r.add("uplink", "session", Fail, "not connected (last tried %s); last error: %s; last upload %s%s", u.Broker, u.LastError, ago(u.LastUpload), nextAttempt(u))
 	}
 }
 
@@ -462,4 +465,14 @@ func diagnoseBroker(ctx context.Context, cfg *config.Config, store *certs.Store,
 	}
 	return v, fmt.Sprintf("%s; %s in %v; broker certificate %q verified against ca_file (%d days left); CONNACK ok%s",
 		strings.Join(res.Addrs, ","), tls.VersionName(res.TLSVersion), res.Handshake.Round(time.Millisecond), name, left, echo)
+}
+
+// nextAttempt says when a disconnected agent tries again and how many
+// attempts it made since the session was lost.
+func nextAttempt(u agent.UplinkState) string {
+	if u.NextAttempt.IsZero() {
+		return fmt.Sprintf("; %d attempts since the session was lost, one under way", u.Attempts)
+	}
+	return fmt.Sprintf("; next attempt %s (in %v), %d attempts since the session was lost",
+		u.NextAttempt.Format(time.RFC3339), max(time.Until(u.NextAttempt), 0).Round(100*time.Millisecond), u.Attempts)
 }

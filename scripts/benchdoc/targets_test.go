@@ -1,0 +1,33 @@
+package main
+
+import (
+	"strings"
+	"testing"
+	"time"
+)
+
+const fleetSample = `pkg: github.com/cityedge/cityedge/uplink
+BenchmarkReconnectFleet-2   	       1	  29608512 ns/op	       354.0 busiest_second	         21.00 cluster_busiest_second	       114.8 cluster_reconnect_s	         2.000 p99_attempts	        30.00 reconnect_s
+`
+
+// TestTargetsAndTuning: the reconnect simulation's figures appear with
+// their targets and verdicts, and in the tuning table.
+func TestTargetsAndTuning(t *testing.T) {
+	var b strings.Builder
+	write(&b, []*run{parse(strings.NewReader(fleetSample))}, "make bench", time.Date(2026, 12, 6, 10, 0, 0, 0, time.UTC))
+	out := b.String()
+	for _, want := range []string{
+		"## Targets",
+		"| `BenchmarkReconnectFleet` (reconnect_s) | **30** | ≤ 30 met |",
+		"| `BenchmarkReconnectFleet` (p99_attempts) | **2** | ≤ 6 met |",
+		"| `BenchmarkReconnectFleet` (busiest_second) | **354** | ≤ 2,000 met |",
+		"| `BenchmarkReconnectFleet` (cluster_busiest_second) | **21** | ≤ 20 **not met** |",
+		"## Tuning table",
+		"all back after 30 s, p99 2 attempts each, busiest second 354 attempts",
+		"bytes written per reading: (not in this run)",
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("output lacks %q:\n%s", want, out)
+		}
+	}
+}

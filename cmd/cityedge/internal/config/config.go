@@ -22,6 +22,7 @@ import (
 	"time"
 
 	"github.com/cityedge/cityedge/certs"
+	"github.com/cityedge/cityedge/cmd/cityedge/internal/guidance"
 	"github.com/cityedge/cityedge/drivers/catalog"
 	"github.com/cityedge/cityedge/uplink"
 	"github.com/pelletier/go-toml/v2"
@@ -34,6 +35,10 @@ type Config struct {
 	Buffer  BufferConfig   `toml:"buffer"`
 	Uplink  UplinkConfig   `toml:"uplink"`
 	Sensors []SensorConfig `toml:"-"`
+	// Parking guidance (zones.go): [guidance], [[zones]], [[signs]].
+	Guidance GuidanceConfig  `toml:"guidance"`
+	Zones    []guidance.Zone `toml:"-"`
+	Signs    []SignConfig    `toml:"-"`
 
 	path string
 	pos  keyIndex
@@ -86,6 +91,8 @@ type SensorConfig struct {
 	Pin      string
 	Interval time.Duration
 	Options  any // the driver's options struct (pointer), or nil
+	// Location is a parking sensor's [lon, lat], or nil.
+	Location *guidance.Location
 
 	line int // where the table starts, for messages
 }
@@ -195,6 +202,8 @@ func Parse(path string, data []byte) (*Config, error) {
 	var doc struct {
 		Config
 		Sensors []map[string]any `toml:"sensors"`
+		Zones   []map[string]any `toml:"zones"`
+		Signs   []map[string]any `toml:"signs"`
 	}
 	dec := toml.NewDecoder(bytes.NewReader(data)).DisallowUnknownFields()
 	if err := dec.Decode(&doc); err != nil {
@@ -235,6 +244,9 @@ func Parse(path string, data []byte) (*Config, error) {
 	}
 	if len(c.Sensors) == 0 {
 		return nil, &ConfigError{File: path, Key: "sensors", Msg: "no [[sensors]] configured; the agent would have nothing to read"}
+	}
+	if err := c.parseGuidance(raw, doc.Sensors, doc.Zones, doc.Signs); err != nil {
+		return nil, err
 	}
 	return &c, nil
 }
@@ -407,7 +419,7 @@ func unwrapPath(err error) error {
 
 // commonSensorKeys are the keys every [[sensors]] table may have; all others
 // belong to the driver's options.
-var commonSensorKeys = map[string]bool{"name": true, "driver": true, "bus": true, "address": true, "pin": true, "interval": true}
+var commonSensorKeys = map[string]bool{"name": true, "driver": true, "bus": true, "address": true, "pin": true, "interval": true, "location": true}
 
 func parseSensor(path string, i int, raw map[string]any, pos keyIndex, fail func(key, format string, args ...any) error) (SensorConfig, error) {
 	key := func(k string) string { return fmt.Sprintf("sensors[%d].%s", i, k) }
@@ -637,7 +649,7 @@ func tomlError(path string, pos keyIndex, err error) error {
 var fieldRE = regexp.MustCompile(`struct field (\w+)\.(\w+)`)
 
 func fieldKey(typ, field string) string {
-	tables := map[string]any{"agent": AgentConfig{}, "buffer": BufferConfig{}, "uplink": UplinkConfig{}}
+	tables := map[string]any{"agent": AgentConfig{}, "buffer": BufferConfig{}, "uplink": UplinkConfig{}, "guidance": GuidanceConfig{}}
 	for table, v := range tables {
 		t := reflect.TypeOf(v)
 		if t.Name() != typ {
@@ -669,17 +681,19 @@ func indexKeys(data []byte) keyIndex {
 	sc := bufio.NewScanner(bytes.NewReader(data))
 	sc.Buffer(make([]byte, 64<<10), 1<<20)
 	table := ""
-	sensors := -1
+	arrays := map[string]int{} // [[name]] tables seen so far
 	for n := 1; sc.Scan(); n++ {
 		line := sc.Text()
 		if m := arrTableRE.FindStringSubmatch(line); m != nil {
-			if m[1] == "sensors" {
-				sensors++
-				table = fmt.Sprintf("sensors[%d]", sensors)
+			base, _, sub := strings.Cut(m[1], ".")
+			switch {
+			case !sub:
+				table = fmt.Sprintf("%s[%d]", base, arrays[base])
+				arrays[base]++
 				idx[table] = n
-			} else if strings.HasPrefix(m[1], "sensors.") && sensors >= 0 {
-				table = fmt.Sprintf("sensors[%d]", sensors)
-			} else {
+			case arrays[base] > 0:
+				table = fmt.Sprintf("%s[%d]", base, arrays[base]-1)
+			default:
 				table = m[1]
 			}
 			continue

@@ -72,6 +72,8 @@ type agent struct {
 	fwd     *forwarder
 	up      *uplink.Client
 	runners []*sensorRunner
+	guide   *guide        // parking guidance; nil without [[zones]]
+	signs   []*signRunner // the zones' signs
 	started time.Time
 }
 
@@ -131,6 +133,13 @@ func Run(ctx context.Context, cfg *config.Config, d Deps) error {
 		return &SetupError{err}
 	}
 
+	events, stopGuidance, err := a.startGuidance(hw)
+	if err != nil {
+		log.Error("parking guidance", "err", err)
+		return err
+	}
+	defer stopGuidance()
+
 	// Sampling has its own lifetime: it stops first at shutdown, and what it
 	// appended is durable before the uplink says goodbye.
 	sampleCtx, stopSampling := context.WithCancel(ctx)
@@ -138,7 +147,7 @@ func Run(ctx context.Context, cfg *config.Config, d Deps) error {
 	var sampling sync.WaitGroup
 	for _, s := range cfg.Sensors {
 		drv, _ := catalog.Lookup(s.Driver)
-		r := &sensorRunner{cfg: s, drv: drv, hw: hw, clock: clock, log: log}
+		r := &sensorRunner{cfg: s, drv: drv, hw: hw, clock: clock, log: log, events: events}
 		a.runners = append(a.runners, r)
 		sampling.Add(1)
 		go func() {
@@ -195,6 +204,7 @@ func Run(ctx context.Context, cfg *config.Config, d Deps) error {
 	notify(log, daemon.SdNotifyStopping)
 	stopSampling()
 	sampling.Wait()
+	stopGuidance() // signs show "----", lamps off
 	stopUplink()
 	select {
 	case <-upDone:
@@ -251,6 +261,9 @@ func restartNeeded(old, next *config.Config) []string {
 	if !reflect.DeepEqual(sensorKeys(o.Sensors), sensorKeys(n.Sensors)) {
 		out = append(out, "sensors")
 	}
+	if o.Guidance != n.Guidance || !reflect.DeepEqual(o.Zones, n.Zones) || !reflect.DeepEqual(o.Signs, n.Signs) {
+		out = append(out, "guidance/zones/signs")
+	}
 	return out
 }
 
@@ -266,6 +279,9 @@ func sensorKeys(ss []config.SensorConfig) []string {
 // put is the sampler's sink: it encodes a reading and returns when it is
 // durable in the buffer.
 func (a *agent) put(ctx context.Context, r drivers.Reading) error {
+	if a.guide != nil && !a.guide.reading(r) {
+		return nil // [guidance] publish_bays = false: bay readings stay on the gateway
+	}
 	prio := uint8(0)
 	if r.Occupancy() {
 		prio = 1 // occupancy changes are dropped last
@@ -351,6 +367,8 @@ type Status struct {
 	Buffer    string                 `json:"buffer_problem,omitempty"`
 	Sensors   map[string]SensorState `json:"sensors,omitempty"`
 	Certs     *CertStatus            `json:"certs,omitempty"`
+	Zones     []ZoneStatus           `json:"zones,omitempty"` // parking guidance (guidance.go)
+	Signs     map[string]SignState   `json:"signs,omitempty"`
 }
 
 // CertStatus is the status message's view of the TLS material.
@@ -373,6 +391,7 @@ func (a *agent) status(online bool) []byte {
 	for _, r := range a.runners {
 		m.Sensors[r.cfg.Name] = r.snapshot()
 	}
+	a.guidanceStatus(&m)
 	cs := a.store.Status()
 	m.Certs = &CertStatus{ClientSerial: cs.ClientSerial, ClientDaysLeft: cs.ClientDaysLeft, CADaysLeft: cs.CADaysLeft, Warning: cs.Warning, LastReloadError: cs.LastReloadError}
 	b, err := json.Marshal(m)

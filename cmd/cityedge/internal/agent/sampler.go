@@ -46,6 +46,8 @@ type sensorRunner struct {
 	log   *slog.Logger
 	// jitter spreads a retry delay; nil: uniformly over [d/2, 3d/2).
 	jitter func(time.Duration) time.Duration
+	// events, when set, hears of opens, failures and halts (guidance.go).
+	events sensorEvents
 
 	readings, errs atomic.Uint64
 	busySince      atomic.Int64 // UnixNano when the current open/read/append began; 0 when idle
@@ -85,6 +87,7 @@ func (r *sensorRunner) run(ctx context.Context, out sink) {
 		if err != nil {
 			streak++
 			r.recordFailure("open", err, streak)
+			r.note(sensorEvents.failed)
 			r.sleep(ctx, r.spread(backoff))
 			backoff = min(backoff*2, backoffMax)
 			continue
@@ -92,6 +95,7 @@ func (r *sensorRunner) run(ctx context.Context, out sink) {
 		r.mu.Lock()
 		r.state.Open, r.state.Where = true, where
 		r.mu.Unlock()
+		r.note(sensorEvents.opened)
 		if streak > 0 {
 			r.log.Info("sensor recovered", "sensor", r.cfg.Name, "after_failures", streak)
 		} else {
@@ -103,7 +107,11 @@ func (r *sensorRunner) run(ctx context.Context, out sink) {
 		if r.readings.Load() > before {
 			backoff = backoffMin // it worked for a while: start the retry ladder again
 		}
+		if ctx.Err() == nil {
+			r.note(sensorEvents.failed)
+		}
 		s.Halt()
+		r.note(sensorEvents.closed)
 		r.mu.Lock()
 		r.state.Open = false
 		r.mu.Unlock()

@@ -103,6 +103,7 @@ func (r *report) async(ctx context.Context, wg *sync.WaitGroup, area, name strin
 type Options struct {
 	Simulate bool // check simulated hardware (--simulate)
 	JSON     bool // print JSON (--json)
+	SignTest bool // light every sign in full (--sign-test)
 }
 
 // Run checks everything once, prints the report to stdout and reports
@@ -122,6 +123,7 @@ func Run(ctx context.Context, cfg *config.Config, o Options, stdout io.Writer) (
 		diagnoseHardware(ctx, cfg, o.Simulate, r)
 		diagnoseBuffer(cfg, r)
 	}
+	diagnoseGuidance(ctx, cfg, live, o, r)
 	diagnoseDisk(cfg, r)
 	diagnoseClock(r)
 
@@ -190,6 +192,7 @@ func printReport(w io.Writer, checks []Check, colour bool) {
 func diagnoseLive(cfg *config.Config, live *agent.LiveState, r *report) {
 	for _, s := range cfg.Sensors {
 		st, ok := live.Sensors[s.Name]
+		st.Where = withLocation(s, st.Where)
 		switch {
 		case !ok:
 			r.add("sensor", s.Name, Fail, "the running agent does not know this sensor: restart it to load the configuration")
@@ -374,7 +377,7 @@ func diagnoseSensor(ctx context.Context, hw agent.Hardware, s config.SensorConfi
 			verdict = Warn
 		}
 	}
-	return verdict, fmt.Sprintf("%s (%s)%s: %s", t.Where(), dev, level, strings.Join(parts, ", "))
+	return verdict, fmt.Sprintf("%s (%s)%s: %s", withLocation(s, t.Where()), dev, level, strings.Join(parts, ", "))
 }
 
 // implausible flags values a street sensor should not report although they

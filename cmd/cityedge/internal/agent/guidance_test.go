@@ -269,7 +269,7 @@ type fixedSignHardware struct {
 func (h *fixedSignHardware) signBus(config.SignConfig) (i2c.Bus, error)     { return h.bus, nil }
 func (h *fixedSignHardware) lampPin(config.SignConfig) (gpio.PinOut, error) { return h.lamp, nil }
 
-func waitShows(t *testing.T, c *ht16k33sim.Chip, want string) {
+func waitShows(t testing.TB, c *ht16k33sim.Chip, want string) {
 	t.Helper()
 	waitUntil(t, func() bool { return c.Display().Shows() == want }, func() string {
 		return fmt.Sprintf("sign shows %q, want %q", c.Display().Shows(), want)
@@ -290,7 +290,7 @@ func waitLamp(t *testing.T, p *gpiolampsim.Pin, on bool, active gpio.Level) {
 
 // waitUntil waits, in real time, for a sign goroutine to catch up (a bound,
 // not a timing assertion).
-func waitUntil(t *testing.T, ok func() bool, why func() string) {
+func waitUntil(t testing.TB, ok func() bool, why func() string) {
 	t.Helper()
 	for deadline := time.Now().Add(10 * time.Second); !ok(); {
 		if time.Now().After(deadline) {

@@ -366,6 +366,13 @@ func (h *simHardware) lampPin(s config.SignConfig) (gpio.PinOut, error) {
 	p, ok := h.signs.lamps[s.Name]
 	if !ok {
 		p = gpiolampsim.New(s.Pin)
+		last := ""
+		p.OnOut(func(l gpio.Level) {
+			if t := "lamp " + onOff(l == s.Active); t != last {
+				last = t
+				slog.Info("simulated sign", "sign", s.Name, "zone", s.Zone, "shows", t)
+			}
+		})
 		h.signs.lamps[s.Name] = p
 	}
 	return p, nil

@@ -134,6 +134,7 @@ func newSimHardware(ctx context.Context, cfg *config.Config) (*simHardware, erro
 			b.Attach(s.Address, drv.SimChip(spec, s.Options))
 		}
 	}
+	h.attachSigns(cfg.Signs)
 	return h, nil
 }
 

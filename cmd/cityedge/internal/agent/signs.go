@@ -329,6 +329,16 @@ type simSigns struct {
 	lamps    map[string]*gpiolampsim.Pin
 }
 
+// attachSigns puts a simulated HT16K33 on its bus for every display sign,
+// so a bus scan finds it where the configuration says.
+func (h *simHardware) attachSigns(signs []config.SignConfig) {
+	for _, s := range signs {
+		if s.Driver == config.SignHT16K33 {
+			_, _ = h.signBus(s)
+		}
+	}
+}
+
 // signBus attaches a simulated HT16K33 for the sign (once) and returns its
 // bus. What the simulated board shows is logged, for `make demo`.
 func (h *simHardware) signBus(s config.SignConfig) (i2c.Bus, error) {

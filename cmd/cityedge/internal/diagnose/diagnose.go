@@ -281,6 +281,13 @@ func diagnoseHardware(ctx context.Context, cfg *config.Config, simulate bool, r 
 			buses[s.Bus] = append(buses[s.Bus], s)
 		}
 	}
+	// Signs on a scanned bus answer there too: they are configured, not
+	// strangers.
+	for _, sg := range cfg.Signs {
+		if _, ok := buses[sg.Bus]; ok && sg.Driver == config.SignHT16K33 {
+			buses[sg.Bus] = append(buses[sg.Bus], config.SensorConfig{Name: sg.Name, Driver: "sign " + sg.Driver, Bus: sg.Bus, Address: sg.Address})
+		}
+	}
 	slots := make([]func(string, string, ...any), len(names))
 	for i, b := range names {
 		slots[i] = r.slot("i2c", "bus "+busLabel(b))

@@ -2,7 +2,6 @@ package main
 
 import (
 	"encoding/json"
-	"fmt"
 	"regexp"
 	"strings"
 )
@@ -80,5 +79,4 @@ func checkZones(r *result) {
 	}
 	r.expect(full, "a zone message says both bays occupied while the car stood")
 	r.expect(z.Unknown == 2, "the last zone message (clean stop) says every bay unknown: %s", r.zones[len(r.zones)-1])
-	_ = fmt.Sprint
 }

@@ -25,9 +25,10 @@ const zoneSeqBlock = 1000
 
 // zoneSeqs keeps the reservations.
 type zoneSeqs struct {
-	path  string
-	mu    sync.Mutex
-	limit map[string]uint64 // zone → first seq not reserved
+	path   string
+	mu     sync.Mutex
+	limit  map[string]uint64 // zone → first seq not reserved
+	writes int               // file writes since start
 }
 
 // openZoneSeqs reads the reservations; start holds, per zone, the seq
@@ -83,6 +84,7 @@ func (s *zoneSeqs) reserve(zone string, seq uint64) error {
 		return fmt.Errorf("reserve zone seqs: %w", err)
 	}
 	s.limit = next
+	s.writes++
 	return nil
 }
 

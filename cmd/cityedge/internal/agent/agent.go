@@ -391,7 +391,7 @@ func (a *agent) status(online bool) []byte {
 	for _, r := range a.runners {
 		m.Sensors[r.cfg.Name] = r.snapshot()
 	}
-	a.guidanceStatus(&m)
+	a.guidanceStatus(&m, a.cfg.Guidance.PublishBays)
 	cs := a.store.Status()
 	m.Certs = &CertStatus{ClientSerial: cs.ClientSerial, ClientDaysLeft: cs.ClientDaysLeft, CADaysLeft: cs.CADaysLeft, Warning: cs.Warning, LastReloadError: cs.LastReloadError}
 	b, err := json.Marshal(m)

@@ -217,7 +217,7 @@ type ZoneStatus struct {
 	Changed  time.Time   `json:"changed"`
 	Sign     string      `json:"sign"` // what the zone's signs should show
 	Lamp     bool        `json:"lamp"` // whether its lamps should be on
-	Bays     []BayStatus `json:"bays"`
+	Bays     []BayStatus `json:"bays,omitempty"`
 }
 
 // BayStatus is one bay of a zone.
@@ -284,12 +284,20 @@ func (a *agent) startGuidance(hw Hardware) (sensorEvents, func(), error) {
 	return g, func() { cancel(); wg.Wait() }, nil
 }
 
-// guidanceStatus adds zones and signs to the status message.
-func (a *agent) guidanceStatus(m *Status) {
+// guidanceStatus adds zones and signs to the status message; the bays'
+// states only withBays (the status message leaves the gateway: with
+// publish_bays = false it carries zone counts only, while the control
+// socket for --diagnose has everything).
+func (a *agent) guidanceStatus(m *Status, withBays bool) {
 	if a.guide == nil {
 		return
 	}
 	m.Zones = a.guide.zoneStatus(a.cfg)
+	if !withBays {
+		for i := range m.Zones {
+			m.Zones[i].Bays = nil
+		}
+	}
 	m.Signs = map[string]SignState{}
 	for _, s := range a.signs {
 		m.Signs[s.cfg.Name] = s.snapshot()

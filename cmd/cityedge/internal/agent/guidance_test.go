@@ -499,3 +499,26 @@ func TestZoneSeqAcrossRestarts(t *testing.T) {
 		t.Errorf("damaged file not kept aside: %v", err)
 	}
 }
+
+// TestStatusBays: the status message names the bays' states only with
+// publish_bays = true; the control socket's live state always does.
+func TestStatusBays(t *testing.T) {
+	for _, publish := range []bool{true, false} {
+		cfg := streetConfig(t, 1, 2)
+		cfg.Guidance.PublishBays = publish
+		g, err := newGuide(cfg, &fakeUplink{}, clockwork.NewFakeClock(), slog.New(slog.DiscardHandler))
+		if err != nil {
+			t.Fatal(err)
+		}
+		a := &agent{cfg: cfg, guide: g}
+		var m Status
+		a.guidanceStatus(&m, cfg.Guidance.PublishBays)
+		if len(m.Zones) != 1 || (len(m.Zones[0].Bays) == 2) != publish {
+			t.Errorf("publish_bays = %v: status zones %+v", publish, m.Zones)
+		}
+		a.guidanceStatus(&m, true)
+		if len(m.Zones[0].Bays) != 2 || m.Zones[0].Bays[0].Location == nil {
+			t.Errorf("live state zones %+v", m.Zones)
+		}
+	}
+}

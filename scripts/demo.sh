@@ -16,8 +16,10 @@ fi
 sed "s/@PORT@/$port/" scripts/demo.toml > .demo/cityedge.toml
 
 pids=()
+tailer=
 cleanup() {
 	trap - INT TERM EXIT
+	[ -z "$tailer" ] || kill "$tailer" 2>/dev/null || true
 	# The agent first, so that it can still say goodbye to the broker.
 	for ((i = ${#pids[@]} - 1; i >= 0; i--)); do
 		kill -TERM "${pids[i]}" 2>/dev/null || true
@@ -39,6 +41,11 @@ chmod 600 .demo/pki/*.key
 echo "demo: starting the agent (bin/cityedge --config .demo/cityedge.toml --simulate); log in .demo/agent.log"
 setsid bin/cityedge --config .demo/cityedge.toml --simulate 2>>.demo/agent.log &
 pids+=($!)
+# What the simulated signs show, read back from their display RAM (or lamp
+# line), next to the zone lines the broker prints.
+tail -n 0 -F .demo/agent.log 2>/dev/null |
+	sed -un 's/.*msg="simulated sign" sign=\([^ ]*\) zone=\([^ ]*\) shows=\(.*\)$/── sign \1 (zone \2) shows \3/p' &
+tailer=$!
 wait -n "${pids[@]}" || true
 if ! kill -0 "${pids[1]}" 2>/dev/null; then
 	echo "demo: the agent stopped; the end of .demo/agent.log:" >&2

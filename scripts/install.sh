@@ -197,9 +197,11 @@ put "$here/cityedge" "$bin" 0755
 # The unit names /usr/bin/cityedge (where the .deb puts it); point it at
 # the binary installed here.
 sed -e "s|^ExecStart=/usr/bin/cityedge |ExecStart=$bin |" \
+	-e "s|^ExecStopPost=-/usr/bin/cityedge |ExecStopPost=-$bin |" \
 	-e "s|file:///usr/share/doc/cityedge/|file://$prefix/share/doc/cityedge/|" \
 	"$here/cityedge.service" >"$tmp/cityedge.service"
 grep -q "^ExecStart=$bin " "$tmp/cityedge.service" || die "cityedge.service has no ExecStart=/usr/bin/cityedge line to adapt"
+grep -q "^ExecStopPost=-$bin " "$tmp/cityedge.service" || die "cityedge.service has no ExecStopPost=-/usr/bin/cityedge line to adapt"
 put "$tmp/cityedge.service" "/etc/systemd/system/$unit" 0644
 [ "$did" = 0 ] || changed=1
 

@@ -5,7 +5,8 @@
 //
 // Usage:
 //
-//	cityedge [--config PATH] [--simulate] [--diagnose [--json]] [--version]
+//	cityedge [--config PATH] [--simulate] [--diagnose [--json] [--sign-test]] [--version]
+//	cityedge [--config PATH] [--simulate] --blank-signs
 //	cityedge [--config PATH] --enroll [--csr PATH]
 //
 // Exit status: 0 ok, 1 runtime failure, 2 bad usage or bad configuration.
@@ -54,6 +55,9 @@ type options struct {
 	version  bool
 	enroll   bool
 	csr      string
+	// Parking signs (signs.go in the agent).
+	blankSigns bool
+	signTest   bool
 }
 
 func parseFlags(args []string, stderr io.Writer) (options, error) {
@@ -67,8 +71,11 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	fs.BoolVar(&o.version, "version", false, "print version and build information and exit")
 	fs.BoolVar(&o.enroll, "enroll", false, "create a new private key at uplink.key_file and write a certificate signing request")
 	fs.StringVar(&o.csr, "csr", "-", "with --enroll: where to write the CSR (PEM); - is standard output")
+	fs.BoolVar(&o.blankSigns, "blank-signs", false, "show \"----\" on every configured sign and switch every lamp off, then exit (the unit's ExecStopPost=)")
+	fs.BoolVar(&o.signTest, "sign-test", false, "with --diagnose: light every segment of every sign and every lamp, for a person at the sign to check")
 	fs.Usage = func() {
-		fmt.Fprintf(stderr, "usage: cityedge [--config PATH] [--simulate] [--diagnose [--json]] [--version]\n"+
+		fmt.Fprintf(stderr, "usage: cityedge [--config PATH] [--simulate] [--diagnose [--json] [--sign-test]] [--version]\n"+
+			"       cityedge [--config PATH] [--simulate] --blank-signs\n"+
 			"       cityedge [--config PATH] --enroll [--csr PATH]\n\n")
 		fs.PrintDefaults()
 	}
@@ -84,6 +91,12 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	}
 	if o.diagnose && o.enroll {
 		return o, errors.New("--diagnose and --enroll cannot be combined")
+	}
+	if o.signTest && !o.diagnose {
+		return o, errors.New("--sign-test goes with --diagnose")
+	}
+	if o.blankSigns && (o.diagnose || o.enroll) {
+		return o, errors.New("--blank-signs cannot be combined with --diagnose or --enroll")
 	}
 	return o, nil
 }
@@ -114,7 +127,9 @@ func run(args []string, stdout, stderr io.Writer) int {
 	if err == nil {
 		// Only that the TLS files are named: files that are missing or wrong
 		// stop the uplink, never sampling (the agent and --diagnose say why).
-		err = cfg.CheckFiles(false)
+		if !o.blankSigns { // blanking signs needs no TLS material
+			err = cfg.CheckFiles(false)
+		}
 	}
 	if err != nil {
 		fmt.Fprintf(stderr, "cityedge: bad configuration: %v\n", err)
@@ -129,10 +144,12 @@ func run(args []string, stdout, stderr io.Writer) int {
 	}
 
 	switch {
+	case o.blankSigns:
+		return runBlankSigns(ctx, cfg, o.simulate, logger)
 	case o.enroll:
 		return runEnroll(cfg, o.csr, stderr)
 	case o.diagnose:
-		if !diagnose.Run(ctx, cfg, diagnose.Options{Simulate: o.simulate, JSON: o.json}, stdout) {
+		if !diagnose.Run(ctx, cfg, diagnose.Options{Simulate: o.simulate, JSON: o.json, SignTest: o.signTest}, stdout) {
 			return exitRuntime
 		}
 		return exitOK
@@ -151,6 +168,22 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return exitRuntime
 	}
 	return exitOK
+}
+
+// runBlankSigns is --blank-signs: every sign shows "----", every lamp off.
+// It exits 1 when a sign could not be blanked (systemd logs it; the unit
+// ignores the status of ExecStopPost= for restarts).
+func runBlankSigns(ctx context.Context, cfg *config.Config, simulate bool, log *slog.Logger) int {
+	code := exitOK
+	for _, r := range agent.BlankSigns(ctx, cfg, simulate) {
+		if r.Err != nil {
+			log.Error("sign not blanked", "sign", r.Name, "at", r.Where, "err", r.Err)
+			code = exitRuntime
+			continue
+		}
+		log.Info("sign blanked", "sign", r.Name, "at", r.Where)
+	}
+	return code
 }
 
 func versionString() string {

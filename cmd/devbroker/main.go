@@ -127,6 +127,8 @@ func (p *printer) OnPublished(cl *mqtt.Client, pk packets.Packet) {
 		p.printf("%s", formatPack(pk.TopicName, pk.Payload))
 	case strings.HasSuffix(pk.TopicName, "/status"):
 		p.printf("%s", formatStatus(pk.TopicName, pk.Payload))
+	case strings.Contains(pk.TopicName, "/zones/"):
+		p.printf("%s", formatZone(pk.TopicName, pk.Payload, pk.FixedHeader.Retain))
 	default:
 		p.printf("%s: %d bytes\n", pk.TopicName, len(pk.Payload))
 	}
@@ -191,4 +193,23 @@ func formatStatus(topic string, payload []byte) string {
 	}
 	sort.Strings(parts[1:])
 	return fmt.Sprintf("── %s: %s\n", topic, strings.Join(parts, " "))
+}
+
+// formatZone shows a parking zone's retained message as one line:
+// "── zone north: free 2  occupied 1  unknown 0  total 3  (seq 42, retained)".
+func formatZone(topic string, payload []byte, retained bool) string {
+	var z struct {
+		Zone                           string
+		Free, Occupied, Unknown, Total int
+		Seq                            uint64
+	}
+	if err := json.Unmarshal(payload, &z); err != nil {
+		return fmt.Sprintf("%s: not a zone message (%v): %.80q\n", topic, err, payload)
+	}
+	kind := "not retained!"
+	if retained {
+		kind = "retained"
+	}
+	return fmt.Sprintf("── zone %-8s free %d  occupied %d  unknown %d  total %d  (seq %d, %s)\n",
+		z.Zone, z.Free, z.Occupied, z.Unknown, z.Total, z.Seq, kind)
 }

@@ -82,6 +82,7 @@ func TestInstallScript(t *testing.T) {
 	// The installed unit is the shipped one with the binary and docs under
 	// the prefix.
 	want := strings.NewReplacer("ExecStart=/usr/bin/cityedge ", "ExecStart=/usr/local/bin/cityedge ",
+		"ExecStopPost=-/usr/bin/cityedge ", "ExecStopPost=-/usr/local/bin/cityedge ",
 		"file:///usr/share/doc/cityedge/", "file:///usr/local/share/doc/cityedge/").Replace(string(shipped))
 	if string(unit) != want {
 		t.Errorf("installed unit differs from the shipped one beyond the prefix:\n%s", unit)

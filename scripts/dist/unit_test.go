@@ -82,6 +82,7 @@ func testableUnit(t *testing.T) string {
 		t.Fatalf("%s has no line starting %q", unitFile, want)
 	}
 	data = []byte(strings.Replace(string(data), "\n"+want, "\nExecStart="+exe+" ", 1))
+	data = []byte(strings.Replace(string(data), "\nExecStopPost=-/usr/bin/cityedge ", "\nExecStopPost=-"+exe+" ", 1))
 	p := filepath.Join(dir, "cityedge.service")
 	if err := os.WriteFile(p, data, 0o644); err != nil {
 		t.Fatal(err)
@@ -274,6 +275,11 @@ func TestUnitMatchesPackage(t *testing.T) {
 		t.Fatalf("ExecStart=%s: want <binary> --config <file>", strings.Join(exec, " "))
 	}
 	binary, config := exec[0], exec[2]
+	// ExecStopPost= blanks the parking signs with the same binary and file,
+	// ignoring its failure ("-").
+	if post := one(t, u, "Service.ExecStopPost"); post != "-"+binary+" --config "+config+" --blank-signs" {
+		t.Errorf("ExecStopPost=%s: want -%s --config %s --blank-signs", post, binary, config)
+	}
 	stateDir := "/var/lib/" + one(t, u, "Service.StateDirectory")
 	confDir := "/etc/" + one(t, u, "Service.ConfigurationDirectory")
 	one(t, u, "Service.RuntimeDirectory")

@@ -148,12 +148,14 @@ wait_log "sensor opened" 4 30
 # baseline from 3 readings (2 reads each: status, data); the weather
 # sensors take one read per reading.
 wait_reads 60 qmc5883l 10 bme280 2 sht3x 2
+show_signs empty
 echo "VMTEST: car arrives"
 car_arrives
 # The debounce (200 ms) must pass, and every sensor see the car's
 # registers a few times.
 sleep 1
 wait_reads 60 qmc5883l 8 bme280 3 sht3x 3
+show_signs car
 # A chip that stops answering: the agent must skip its readings, count the
 # errors, re-open it after repeated failures, and recover once it answers.
 echo "VMTEST: $UNPLUG_SENSOR unplugged"
@@ -179,6 +181,7 @@ while [ "$(cut -d' ' -f3 /proc/$AGENT/stat 2>/dev/null)" != "Z" ] && [ -e /proc/
 done
 wait $AGENT
 echo "VMTEST: agent exit $?"
+show_signs stopped
 sed 's/^/agent| /' /tmp/agent.log
 
 for c in /sys/kernel/config/cityedge_i2csim/*; do

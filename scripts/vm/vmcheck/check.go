@@ -15,6 +15,7 @@ import (
 // result collects the verdicts of one check run.
 type result struct {
 	passed, failed []string
+	zones          []string // zone messages captured, in order
 }
 
 func (r *result) expect(ok bool, format string, args ...any) bool {
@@ -143,6 +144,7 @@ func check(agentID, console, capture string) result {
 	var r result
 	agentLog := checkConsole(&r, console)
 	readings, statuses := parseCapture(&r, agentID, capture)
+	checkZones(&r)
 	checkReadings(&r, readings)
 	checkOutage(&r, agentLog, readings[nameSHT])
 	checkStatus(&r, statuses, readings)
@@ -165,6 +167,9 @@ func parseCapture(r *result, agentID, capture string) (map[string][]reading, []s
 			statuses = append(statuses, payload)
 			continue
 		case prefix + "/readings":
+		case prefix + "/zones/" + zoneName:
+			r.zones = append(r.zones, payload)
+			continue
 		default:
 			r.fail("unexpected topic %q (payload %.80s)", topic, payload)
 			continue
@@ -392,7 +397,7 @@ var (
 )
 
 // simulated are the addresses a scan must find, no more, no less.
-var simulated = []int{addrQMC, addrSHT, addrBME}
+var simulated = []int{addrQMC, addrSHT, addrSign, addrBME}
 
 // checkConsole checks what the guest printed and returns the agent's log.
 func checkConsole(r *result, console string) []string {
@@ -421,6 +426,7 @@ func checkConsole(r *result, console string) []string {
 		}
 	}
 	r.expect(done, "guest ran the whole scenario and powered off")
+	checkSigns(r, lines)
 
 	found := scanGrid(i2cdetect)
 	r.expect(slices.Equal(found, simulated), "i2cdetect on bus %d finds exactly the simulated chips: %s (want %s)", i2cBus, addrs(found), addrs(simulated))

@@ -15,6 +15,7 @@ type synthRun struct {
 	console  []string
 	readings []synthReading
 	statuses []map[string]any
+	zones    []string
 }
 
 type synthVal struct {
@@ -47,7 +48,7 @@ var i2cdetectGrid = []string{
 	"00:          -- -- -- -- -- -- -- -- -- -- 0d -- -- ",
 	"10: -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- ",
 	"40: -- -- -- -- 44 -- -- -- -- -- -- -- -- -- -- -- ",
-	"70: -- -- -- -- -- -- 76 --                         ",
+	"70: 70 -- -- -- -- -- 76 --                         ",
 }
 
 func goodRun() *synthRun {
@@ -114,6 +115,11 @@ func goodRun() *synthRun {
 		{"state": "offline", "backlog": 0, "dropped": 0, "sensors": counts},
 	}
 
+	zone := func(free, occ, unk, seq int) string {
+		return fmt.Sprintf(`{"zone":"curb","free":%d,"occupied":%d,"unknown":%d,"total":2,"changed":"2026-01-01T00:00:00.000Z","seq":%d}`, free, occ, unk, seq)
+	}
+	r.zones = []string{zone(0, 0, 2, 1), zone(1, 0, 1, 2), zone(2, 0, 0, 3), zone(1, 1, 0, 4), zone(0, 2, 0, 5),
+		zone(0, 1, 1, 6), zone(1, 1, 0, 7), zone(2, 0, 0, 8), zone(0, 0, 2, 9)}
 	r.console = append(r.console, "VMTEST: start aarch64 6.1.0-50-arm64, 2026-01-01T00:00:00Z")
 	for _, l := range i2cdetectGrid {
 		r.console = append(r.console, "i2cdetect| "+l)
@@ -130,12 +136,17 @@ func goodRun() *synthRun {
 		"diagnose| PASS  config /etc/cityedge/cityedge.toml  4 sensors, 1 brokers, agent gw-test",
 		"diagnose| PASS  sensor bay-17  pin GPIO17 (gpio-presence(GPIO17, active Low)): occupied=false",
 		diag(nameBME, weatherBME(0)), diag(nameSHT, weatherSHT(0)), diag(nameMag, magField(0)),
-		"diagnose| PASS  i2c bus 1  0x0d could be qmc5883l (configured: bay-18-mag); 0x44 could be sht3x/sht4x (configured: air-2); 0x76 could be bme280 (configured: air-1)",
+		"diagnose| PASS  i2c bus 1  0x0d could be qmc5883l (configured: bay-18-mag); 0x44 could be sht3x/sht4x (configured: air-2); 0x70 unknown device (configured: curb-sign); 0x76 could be bme280 (configured: air-1)",
+		"diagnose| PASS  zone curb  2 bays (bay-17, bay-18-mag); counted by the running agent",
+		"diagnose| PASS  sign curb-sign  bus 1 address 0x70: blanked: shows \"----\" (lamps off), as a stopped agent leaves it",
 		"diagnose| WARN  buffer /var/lib/cityedge/buffer.db  no buffer file yet",
 		"diagnose| 6 passed, 1 warning, 0 failed",
 		"VMTEST: diagnose exit 0",
 		"VMTEST: agent runs as user cityedge with groups gpio i2c cityedge",
+		"VMSIGN: empty ram=00 00 00 00 00 00 00 00 5b 00 00 00 00 00 00 00 lamp=0",
+		"VMSIGN: car ram=71 00 3e 00 00 00 38 00 38 00 00 00 00 00 00 00 lamp=1",
 		"VMTEST: agent exit 0",
+		"VMSIGN: stopped ram=40 00 40 00 00 00 40 00 40 00 00 00 00 00 00 00 lamp=0",
 		`agent| time=`+stamp(r.readings[0].t)+` level=INFO msg="uplink: connected"`,
 		`agent| time=`+stamp(failed)+` level=WARN msg="sensor failed" sensor=air-2 stage=read err="sht3x: measure: command 0x2400: sysfs-i2c: no such device or address" failures_in_a_row=1`,
 		`agent| time=`+stamp(failed.Add(2*time.Second))+` level=WARN msg="sensor halted, reopening" sensor=air-2 err="sht3x: measure: command 0x2400: sysfs-i2c: no such device or address"`,
@@ -173,6 +184,9 @@ func (r *synthRun) capture() string {
 		}
 		j, _ := json.Marshal(recs)
 		fmt.Fprintf(&b, "cityedge/%s/readings %s\n", testAgent, j)
+	}
+	for _, z := range r.zones {
+		fmt.Fprintf(&b, "cityedge/%s/zones/curb %s\n", testAgent, z)
 	}
 	for _, st := range r.statuses[1:] {
 		status(st)
@@ -217,6 +231,16 @@ func TestCheck(t *testing.T) {
 		wantFail string // "" means every check passes
 	}{
 		{"a correct run", func(*synthRun) {}, ""},
+		{"a sign left showing a count", func(r *synthRun) {
+			r.replaceConsole("VMSIGN: stopped ram=40 00 40 00 00 00 40 00 40", "VMSIGN: stopped ram=00 00 00 00 00 00 00 00 5b")
+		}, "stopped: the HT16K33 received RAM"},
+		{"the lamp off while the zone is full", func(r *synthRun) {
+			r.replaceConsole("38 00 00 00 00 00 00 00 lamp=1", "38 00 00 00 00 00 00 00 lamp=0")
+		}, "car: the HT16K33"},
+		{"an unknown bay counted as free", func(r *synthRun) {
+			r.zones[1] = strings.Replace(r.zones[1], `"free":1,"occupied":0,"unknown":1`, `"free":2,"occupied":0,"unknown":1`, 1)
+		}, "counts must add up"},
+		{"the zone left full after a clean stop", func(r *synthRun) { r.zones = r.zones[:len(r.zones)-1] }, "clean stop"},
 		{"an identical redelivery is accepted", func(r *synthRun) {
 			r.readings = append(r.readings, r.readings[3])
 		}, ""},
@@ -388,7 +412,7 @@ func TestParsePackResolvesBaseValues(t *testing.T) {
 
 func TestScanGrid(t *testing.T) {
 	got := scanGrid(append(i2cdetectGrid, "50: UU -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- "))
-	want := []int{0x0d, 0x44, 0x50, 0x76}
+	want := []int{0x0d, 0x44, 0x50, 0x70, 0x76}
 	if fmt.Sprint(got) != fmt.Sprint(want) {
 		t.Fatalf("scanGrid = %s, want %s", addrs(got), addrs(want))
 	}

@@ -46,6 +46,14 @@ const (
 	nameSHT   = "air-2"
 	nameMag   = "bay-18-mag"
 	shtSerial = 0x1C2B3A49
+
+	// Parking guidance: the two bays form one zone, shown on an HT16K33
+	// display (the module's autoinc register file answers the driver's
+	// transactions as the chip does: one-byte commands, RAM from 0x00) and
+	// a FULL lamp on a gpio-sim line.
+	zoneName = "curb"
+	addrSign = 0x70
+	lampPin  = "GPIO27"
 )
 
 // bmeCal uses the temperature and pressure trimming words of the BMP280
@@ -122,11 +130,29 @@ bus = "%d"
 address = 0x%02x
 interval = "500ms"
 learn_samples = 3
+
+[[zones]]
+name = %q
+bays = [%q, %q]
+
+[[signs]]
+name = "curb-sign"
+zone = %q
+driver = "ht16k33"
+bus = "%d"
+address = 0x%02x
+
+[[signs]]
+name = "curb-full"
+zone = %q
+driver = "gpio-lamp"
+pin = %q
 `, agentID, guestHostIP, port,
 		nameBay, bayPin, bayDebounce, bayInterval,
 		nameBME, i2cBus, addrBME,
 		nameSHT, i2cBus, addrSHT,
-		nameMag, i2cBus, addrQMC)
+		nameMag, i2cBus, addrQMC,
+		zoneName, nameBay, nameMag, zoneName, i2cBus, addrSign, zoneName, lampPin)
 }
 
 // hexBytes formats b as the module's attributes take it: "0a 1b ...".
@@ -186,17 +212,24 @@ func guestScript() string {
 	p("\tw $I2CSIM/qmc5883l/regs \"06 01\"")
 	p("\tw $I2CSIM/qmc5883l/regs \"00 %s\"", hexBytes(qmcData(magFields[0])))
 	p("\tw $I2CSIM/qmc5883l/enable 1")
+	// HT16K33: a blank register file; the agent sets it up.
+	chip("ht16k33", "autoinc", addrSign)
+	p("\tw $I2CSIM/ht16k33/enable 1")
 	// gpio-sim: one bank, lines named as on a Raspberry Pi header.
 	p("\tmkdir $GPIOSIM $GPIOSIM/bank0 $GPIOSIM/bank0/line0 $GPIOSIM/bank0/line1 || fail \"mkdir $GPIOSIM\"")
 	p("\tw $GPIOSIM/bank0/num_lines 2")
 	p("\tw $GPIOSIM/bank0/line0/name %s", bayPin)
-	p("\tw $GPIOSIM/bank0/line1/name GPIO27")
+	p("\tw $GPIOSIM/bank0/line1/name %s", lampPin)
 	p("\tw $GPIOSIM/live 1")
 	p("\tBAY_PULL=/sys/devices/platform/$(cat $GPIOSIM/dev_name)/$(cat $GPIOSIM/bank0/chip_name)/sim_gpio0/pull")
 	p("\t[ -e \"$BAY_PULL\" ] || fail \"no $BAY_PULL\"")
 	p("\t# An empty bay: the detector's relay is open, the pull-up holds the line high.")
 	p("\tw $BAY_PULL pull-up")
+	p("\tLAMP_VALUE=${BAY_PULL%%/sim_gpio0/pull}/sim_gpio1/value")
 	p("}")
+	p("")
+	p("# show_signs LABEL: the display RAM (0x00-0x0f) the adapter received and the lamp line's level.")
+	p("show_signs() { echo \"VMSIGN: $1 ram=$(head -n1 $I2CSIM/ht16k33/regs | sed 's/^00: //') lamp=$(cat $LAMP_VALUE)\"; }")
 	p("")
 	// Contact bounce: the new level, a spike back to the old one, twice,
 	// each bounceSpike long, then the new level holds.

@@ -75,6 +75,8 @@ type agent struct {
 	hand    *handoff // samplers → buffer, never waiting for the disk
 	up      *uplink.Client
 	runners []*sensorRunner
+	guide   *guide        // parking guidance; nil without [[zones]]
+	signs   []*signRunner // the zones' signs
 	started time.Time
 	ops     *ops // remote.go, restart.go, metrics.go
 }
@@ -145,6 +147,13 @@ func Run(ctx context.Context, cfg *config.Config, d Deps) (err error) {
 		return &SetupError{err}
 	}
 
+	events, stopGuidance, err := a.startGuidance(hw)
+	if err != nil {
+		log.Error("parking guidance", "err", err)
+		return err
+	}
+	defer stopGuidance()
+
 	// Sampling has its own lifetime: it stops first at shutdown, and what it
 	// handed off is durable before the uplink says goodbye.
 	drainHandoff := a.startHandoff()
@@ -154,7 +163,7 @@ func Run(ctx context.Context, cfg *config.Config, d Deps) (err error) {
 	phase := phases(cfg.Sensors)
 	for i, s := range cfg.Sensors {
 		drv, _ := catalog.Lookup(s.Driver)
-		r := &sensorRunner{cfg: s, drv: drv, hw: hw, clock: clock, log: log, keep: q, phase: phase[i]}
+		r := &sensorRunner{cfg: s, drv: drv, hw: hw, clock: clock, log: log, keep: q, phase: phase[i], events: events}
 		a.runners = append(a.runners, r)
 		sampling.Add(1)
 		go func() {
@@ -215,6 +224,7 @@ func Run(ctx context.Context, cfg *config.Config, d Deps) (err error) {
 	stopSampling()
 	sampling.Wait()
 	drainHandoff()
+	stopGuidance() // signs show "----", lamps off
 	stopUplink()
 	select {
 	case <-upDone:
@@ -276,6 +286,9 @@ func restartNeeded(old, next *config.Config) []string {
 	if !reflect.DeepEqual(sensorKeys(o.Sensors), sensorKeys(n.Sensors)) {
 		out = append(out, "sensors")
 	}
+	if o.Guidance != n.Guidance || !reflect.DeepEqual(o.Zones, n.Zones) || !reflect.DeepEqual(o.Signs, n.Signs) {
+		out = append(out, "guidance/zones/signs")
+	}
 	return out
 }
 
@@ -305,9 +318,11 @@ type Status struct {
 	Sensors   map[string]SensorState `json:"sensors,omitempty"`
 	Certs     *CertStatus            `json:"certs,omitempty"`
 	// The configuration in force and the remote channel (remote.go).
-	Config       string        `json:"config,omitempty"`
-	ConfigSource string        `json:"config_source,omitempty"` // "local" or "remote"
-	Remote       *RemoteStatus `json:"remote,omitempty"`
+	Config       string               `json:"config,omitempty"`
+	ConfigSource string               `json:"config_source,omitempty"` // "local" or "remote"
+	Remote       *RemoteStatus        `json:"remote,omitempty"`
+	Zones        []ZoneStatus         `json:"zones,omitempty"` // parking guidance (guidance.go)
+	Signs        map[string]SignState `json:"signs,omitempty"`
 }
 
 // CertStatus is the status message's view of the TLS material.
@@ -333,6 +348,7 @@ func (a *agent) status(online bool) []byte {
 	for _, r := range a.runners {
 		m.Sensors[r.cfg.Name] = r.snapshot()
 	}
+	a.guidanceStatus(&m, a.cfg.Guidance.PublishBays)
 	cs := a.store.Status()
 	a.fillRemoteStatus(&m)
 	m.Certs = &CertStatus{ClientSerial: cs.ClientSerial, ClientDaysLeft: cs.ClientDaysLeft, CADaysLeft: cs.CADaysLeft, Warning: cs.Warning, LastReloadError: cs.LastReloadError, Problem: tlsProblem(cs)}

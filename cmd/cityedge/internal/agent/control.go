@@ -70,6 +70,7 @@ func (a *agent) live() LiveState {
 	var m Status
 	_ = json.Unmarshal(a.status(true), &m)
 	m.State = "running"
+	a.guidanceStatus(&m, true) // the bays too, whatever publish_bays says: this stays on the gateway
 	q := a.q.Stats()
 	u := a.up.State()
 	return LiveState{Status: m, PID: os.Getpid(),

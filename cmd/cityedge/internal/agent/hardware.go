@@ -60,23 +60,27 @@ func (h *hostHardware) Target(s config.SensorConfig) (catalog.Target, error) {
 		t.Pin = p
 		return t, nil
 	}
+	b, err := h.bus(s.Bus)
+	t.Bus = b
+	return t, err
+}
+
+// bus opens the I2C bus name once; sensors and signs on it share it.
+func (h *hostHardware) bus(name string) (i2c.Bus, error) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	if b, ok := h.buses[s.Bus]; ok {
-		t.Bus = b
-		return t, nil
+	if b, ok := h.buses[name]; ok {
+		return b, nil
 	}
-	b, err := i2creg.Open(s.Bus)
+	b, err := i2creg.Open(name)
 	if err != nil {
-		name := s.Bus
 		if name == "" {
 			name = "(first)"
 		}
-		return t, fmt.Errorf("bus %s: %w (is the i2c-dev module loaded and /dev/i2c-N readable by this user?)", name, err)
+		return nil, fmt.Errorf("bus %s: %w (is the i2c-dev module loaded and /dev/i2c-N readable by this user?)", name, err)
 	}
-	h.buses[s.Bus] = b
-	t.Bus = b
-	return t, nil
+	h.buses[name] = b
+	return b, nil
 }
 
 // Close closes every bus opened, once, at exit. A sensor that fails is
@@ -101,6 +105,7 @@ type simHardware struct {
 	mu    sync.Mutex
 	buses map[string]*sim.Bus
 	pins  map[string]gpio.PinIn
+	signs simSigns // the signs' simulated displays and lamps (signs.go)
 }
 
 func newSimHardware(ctx context.Context, cfg *config.Config) (*simHardware, error) {
@@ -129,6 +134,7 @@ func newSimHardware(ctx context.Context, cfg *config.Config) (*simHardware, erro
 			b.Attach(s.Address, drv.SimChip(spec, s.Options))
 		}
 	}
+	h.attachSigns(cfg.Signs)
 	return h, nil
 }
 

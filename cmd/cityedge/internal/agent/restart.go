@@ -1,13 +1,14 @@
 package agent
 
 import (
+	"github.com/cityedge/cityedge/cmd/cityedge/internal/atomicfile"
+
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io/fs"
 	"log/slog"
 	"os"
-	"path/filepath"
 	"syscall"
 	"time"
 
@@ -83,22 +84,7 @@ func writeJSON(path string, v any) error {
 	if err != nil {
 		return err
 	}
-	return writeFileAtomic(path, b, 0o600)
-}
-
-// writeFileAtomic writes data to a temporary file beside path, syncs it and
-// renames it over path, then syncs the directory.
-func writeFileAtomic(path string, data []byte, perm os.FileMode) error {
-	tmp := path + ".tmp"
-	if err := writeFileSync(tmp, data, perm); err != nil {
-		_ = os.Remove(tmp)
-		return err
-	}
-	if err := os.Rename(tmp, path); err != nil {
-		_ = os.Remove(tmp)
-		return err
-	}
-	return syncDir(filepath.Dir(path))
+	return atomicfile.Write(path, b, 0o600)
 }
 
 func writeFileSync(path string, data []byte, perm os.FileMode) error {
@@ -139,7 +125,7 @@ func (a *agent) writeRemoteConfig(jti string, data []byte) error {
 		if err != nil {
 			return err
 		}
-		if err := writeFileAtomic(lg, cur, 0o600); err != nil {
+		if err := atomicfile.Write(lg, cur, 0o600); err != nil {
 			return err
 		}
 		prev = prevLastGood
@@ -152,7 +138,7 @@ func (a *agent) writeRemoteConfig(jti string, data []byte) error {
 	if err := writeJSON(a.cfg.StatePath(trialName), t); err != nil {
 		return err
 	}
-	if err := writeFileAtomic(rp, data, 0o600); err != nil {
+	if err := atomicfile.Write(rp, data, 0o600); err != nil {
 		_ = os.Remove(a.cfg.StatePath(trialName))
 		return err
 	}

@@ -56,6 +56,8 @@ type sensorRunner struct {
 	// phase delays the first sample after an open, so that sensors sharing
 	// a bus are not all read in the same instant (see phases).
 	phase time.Duration
+	// events, when set, hears of opens, failures and halts (guidance.go).
+	events sensorEvents
 
 	rank                   occupancyRank
 	readings, errs, missed atomic.Uint64
@@ -96,6 +98,7 @@ func (r *sensorRunner) run(ctx context.Context, out sink) {
 		if err != nil {
 			streak++
 			r.recordFailure("open", err, streak)
+			r.note(sensorEvents.failed)
 			r.sleep(ctx, r.spread(backoff))
 			backoff = min(backoff*2, backoffMax)
 			continue
@@ -103,6 +106,7 @@ func (r *sensorRunner) run(ctx context.Context, out sink) {
 		r.mu.Lock()
 		r.state.Open, r.state.Where = true, where
 		r.mu.Unlock()
+		r.note(sensorEvents.opened)
 		if streak > 0 {
 			r.log.Info("sensor recovered", "sensor", r.cfg.Name, "after_failures", streak)
 		} else {
@@ -115,7 +119,11 @@ func (r *sensorRunner) run(ctx context.Context, out sink) {
 			backoff = backoffMin // it worked for a while: start the retry ladder again
 		}
 		r.save(s) // at shutdown and before a re-open
+		if ctx.Err() == nil {
+			r.note(sensorEvents.failed)
+		}
 		s.Halt()
+		r.note(sensorEvents.closed)
 		r.mu.Lock()
 		r.state.Open = false
 		r.mu.Unlock()

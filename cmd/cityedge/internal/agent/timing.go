@@ -58,6 +58,9 @@ func (a *agent) startHandoff() (drain func()) {
 // handOff is the samplers' sink: it encodes a reading and hands it to the
 // buffer without waiting for the disk.
 func (a *agent) handOff(r drivers.Reading, class buffer.Class) {
+	if a.guide != nil && !a.guide.reading(r) {
+		return // [guidance] publish_bays = false: bay readings stay on the gateway
+	}
 	data, err := senml.AppendReading(nil, r)
 	if err != nil {
 		// A reading that cannot even be encoded is a driver bug.

@@ -22,6 +22,7 @@ import (
 	"time"
 
 	"github.com/cityedge/cityedge/certs"
+	"github.com/cityedge/cityedge/cmd/cityedge/internal/guidance"
 	"github.com/cityedge/cityedge/cmd/cityedge/internal/remote"
 	"github.com/cityedge/cityedge/drivers/catalog"
 	"github.com/cityedge/cityedge/uplink"
@@ -37,6 +38,10 @@ type Config struct {
 	Remote  RemoteConfig   `toml:"remote"`  // remote.go
 	Metrics MetricsConfig  `toml:"metrics"` // remote.go
 	Sensors []SensorConfig `toml:"-"`
+	// Parking guidance (zones.go): [guidance], [[zones]], [[signs]].
+	Guidance GuidanceConfig  `toml:"guidance"`
+	Zones    []guidance.Zone `toml:"-"`
+	Signs    []SignConfig    `toml:"-"`
 
 	path string
 	pos  keyIndex
@@ -95,6 +100,8 @@ type SensorConfig struct {
 	Pin      string
 	Interval time.Duration
 	Options  any // the driver's options struct (pointer), or nil
+	// Location is a parking sensor's [lon, lat], or nil.
+	Location *guidance.Location
 
 	line int // where the table starts, for messages
 }
@@ -214,6 +221,8 @@ func Parse(path string, data []byte) (*Config, error) {
 	var doc struct {
 		Config
 		Sensors []map[string]any `toml:"sensors"`
+		Zones   []map[string]any `toml:"zones"`
+		Signs   []map[string]any `toml:"signs"`
 	}
 	dec := toml.NewDecoder(bytes.NewReader(data)).DisallowUnknownFields()
 	if err := dec.Decode(&doc); err != nil {
@@ -257,6 +266,9 @@ func Parse(path string, data []byte) (*Config, error) {
 	}
 	if len(c.Sensors) == 0 {
 		return nil, &ConfigError{File: path, Key: "sensors", Msg: "no [[sensors]] configured; the agent would have nothing to read"}
+	}
+	if err := c.parseGuidance(raw, doc.Sensors, doc.Zones, doc.Signs); err != nil {
+		return nil, err
 	}
 	return &c, nil
 }
@@ -430,7 +442,7 @@ func unwrapPath(err error) error {
 
 // commonSensorKeys are the keys every [[sensors]] table may have; all others
 // belong to the driver's options.
-var commonSensorKeys = map[string]bool{"name": true, "driver": true, "bus": true, "address": true, "pin": true, "interval": true}
+var commonSensorKeys = map[string]bool{"name": true, "driver": true, "bus": true, "address": true, "pin": true, "interval": true, "location": true}
 
 func parseSensor(path string, i int, raw map[string]any, pos keyIndex, fail func(key, format string, args ...any) error) (SensorConfig, error) {
 	key := func(k string) string { return fmt.Sprintf("sensors[%d].%s", i, k) }
@@ -660,7 +672,7 @@ func tomlError(path string, pos keyIndex, err error) error {
 var fieldRE = regexp.MustCompile(`struct field (\w+)\.(\w+)`)
 
 func fieldKey(typ, field string) string {
-	tables := map[string]any{"agent": AgentConfig{}, "buffer": BufferConfig{}, "uplink": UplinkConfig{}, "remote": RemoteConfig{}, "metrics": MetricsConfig{}}
+	tables := map[string]any{"agent": AgentConfig{}, "buffer": BufferConfig{}, "uplink": UplinkConfig{}, "remote": RemoteConfig{}, "metrics": MetricsConfig{}, "guidance": GuidanceConfig{}}
 	for table, v := range tables {
 		t := reflect.TypeOf(v)
 		if t.Name() != typ {
@@ -692,17 +704,19 @@ func indexKeys(data []byte) keyIndex {
 	sc := bufio.NewScanner(bytes.NewReader(data))
 	sc.Buffer(make([]byte, 64<<10), 1<<20)
 	table := ""
-	sensors := -1
+	arrays := map[string]int{} // [[name]] tables seen so far
 	for n := 1; sc.Scan(); n++ {
 		line := sc.Text()
 		if m := arrTableRE.FindStringSubmatch(line); m != nil {
-			if m[1] == "sensors" {
-				sensors++
-				table = fmt.Sprintf("sensors[%d]", sensors)
+			base, _, sub := strings.Cut(m[1], ".")
+			switch {
+			case !sub:
+				table = fmt.Sprintf("%s[%d]", base, arrays[base])
+				arrays[base]++
 				idx[table] = n
-			} else if strings.HasPrefix(m[1], "sensors.") && sensors >= 0 {
-				table = fmt.Sprintf("sensors[%d]", sensors)
-			} else {
+			case arrays[base] > 0:
+				table = fmt.Sprintf("%s[%d]", base, arrays[base]-1)
+			default:
 				table = m[1]
 			}
 			continue

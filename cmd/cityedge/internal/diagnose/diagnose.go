@@ -105,7 +105,8 @@ type Options struct {
 	JSON     bool // print JSON (--json)
 	// Live is the running agent's own state (the remote diagnose command):
 	// the report is made from it, the hardware and the buffer are left alone.
-	Live *agent.LiveState
+	Live     *agent.LiveState
+	SignTest bool // light every sign in full (--sign-test)
 }
 
 // Run checks everything once, prints the report to stdout and reports
@@ -128,6 +129,7 @@ func Run(ctx context.Context, cfg *config.Config, o Options, stdout io.Writer) (
 		diagnoseHardware(ctx, cfg, o.Simulate, r)
 		diagnoseBuffer(cfg, r)
 	}
+	diagnoseGuidance(ctx, cfg, live, o, r)
 	diagnoseDisk(cfg, r)
 	diagnoseClock(r)
 
@@ -179,6 +181,7 @@ func printReport(w io.Writer, checks []Check, colour bool) {
 func diagnoseLive(cfg *config.Config, live *agent.LiveState, r *report) {
 	for _, s := range cfg.Sensors {
 		st, ok := live.Sensors[s.Name]
+		st.Where = withLocation(s, st.Where)
 		switch {
 		case !ok:
 			r.add("sensor", s.Name, Fail, "the running agent does not know this sensor: restart it to load the configuration")
@@ -268,6 +271,13 @@ func diagnoseHardware(ctx context.Context, cfg *config.Config, simulate bool, r 
 				names = append(names, s.Bus)
 			}
 			buses[s.Bus] = append(buses[s.Bus], s)
+		}
+	}
+	// Signs on a scanned bus answer there too: they are configured, not
+	// strangers.
+	for _, sg := range cfg.Signs {
+		if _, ok := buses[sg.Bus]; ok && sg.Driver == config.SignHT16K33 {
+			buses[sg.Bus] = append(buses[sg.Bus], config.SensorConfig{Name: sg.Name, Driver: "sign " + sg.Driver, Bus: sg.Bus, Address: sg.Address})
 		}
 	}
 	slots := make([]func(string, string, ...any), len(names))
@@ -366,7 +376,7 @@ func diagnoseSensor(ctx context.Context, hw agent.Hardware, s config.SensorConfi
 			verdict = Warn
 		}
 	}
-	return verdict, fmt.Sprintf("%s (%s)%s: %s", t.Where(), dev, level, strings.Join(parts, ", "))
+	return verdict, fmt.Sprintf("%s (%s)%s: %s", withLocation(s, t.Where()), dev, level, strings.Join(parts, ", "))
 }
 
 // implausible flags values a street sensor should not report although they

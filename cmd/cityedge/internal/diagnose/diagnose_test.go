@@ -10,6 +10,7 @@ import (
 
 func TestScanVerdict(t *testing.T) {
 	cfg := []config.SensorConfig{{Name: "air-1", Driver: "bme280", Address: 0x76}, {Name: "th-1", Driver: "sht3x", Address: 0x44}}
+	withSign := append(cfg[:2:2], config.SensorConfig{Name: "corner", Driver: "sign ht16k33", Address: 0x70})
 	cases := []struct {
 		name    string
 		found   []catalog.Found
@@ -22,10 +23,15 @@ func TestScanVerdict(t *testing.T) {
 			[]string{"0x23 could be bh1750 (present but not configured)"}},
 		{"silent sensor", []catalog.Found{{Addr: 0x76}}, Fail, []string{"0x44 SILENT (configured: th-1, sht3x)"}},
 		{"empty bus", nil, Fail, []string{"0x76 SILENT", "0x44 SILENT"}},
+		{"a sign on the bus", []catalog.Found{{Addr: 0x44}, {Addr: 0x76}, {Addr: 0x70}}, Pass, []string{"(configured: corner)"}},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			v, d := scanVerdict(c.found, cfg)
+			conf := cfg
+			if c.name == "a sign on the bus" {
+				conf = withSign
+			}
+			v, d := scanVerdict(c.found, conf)
 			if v != c.verdict {
 				t.Errorf("verdict %s, want %s (%s)", v, c.verdict, d)
 			}

@@ -378,3 +378,16 @@ func appendEscaped(dst, s []byte) []byte {
 	}
 	return dst
 }
+
+// StoredTime returns the time of a stored reading (AppendReading's output)
+// without decoding the rest.
+func StoredTime(b []byte) (time.Time, bool) {
+	if len(b) == 0 || b[0] != formatV1 {
+		return time.Time{}, false
+	}
+	ms, n := binary.Varint(b[1:])
+	if n <= 0 {
+		return time.Time{}, false
+	}
+	return time.UnixMilli(ms), true
+}

@@ -21,6 +21,7 @@ import (
 
 	"github.com/cityedge/cityedge/buffer"
 	"github.com/cityedge/cityedge/certs"
+	"github.com/cityedge/cityedge/cmd/cityedge/internal/clocksync"
 	"github.com/cityedge/cityedge/cmd/cityedge/internal/config"
 	"github.com/cityedge/cityedge/drivers"
 	"github.com/cityedge/cityedge/drivers/catalog"
@@ -45,6 +46,11 @@ type Deps struct {
 	// Diagnose makes the --diagnose --json report from the running agent's
 	// live state, for the remote diagnose command (nil: not available).
 	Diagnose func(ctx context.Context, cfg *config.Config, live *LiveState) ([]byte, error)
+	// The clock rule (clock.go): the kernel's view of the wall clock (nil:
+	// this gateway's, clocksync.NewSystem) and the binary's build date
+	// (zero: clocksync.Floor).
+	ClockSource clocksync.Machine
+	BuildDate   time.Time
 }
 
 // SetupError is a start-up problem of the configuration that restarting
@@ -76,6 +82,7 @@ type agent struct {
 	fwd     *forwarder
 	up      *uplink.Client
 	runners []*sensorRunner
+	clk     *clockRule // clock.go
 	started time.Time
 	ops     *ops // remote.go, restart.go, metrics.go
 }
@@ -127,7 +134,12 @@ func Run(ctx context.Context, cfg *config.Config, d Deps) (err error) {
 	}
 	defer hw.Close()
 
+	if err := a.openClock(d); err != nil {
+		log.Error("clock", "err", err)
+		return err
+	}
 	a.fwd = newForwarder(q, cfg.Agent.ID, cfg.Uplink.BatchMax, cfg.Uplink.BatchWait.D(), clock, log)
+	a.fwd.clk = a.clk
 	a.fwd.limit = newRateLimit(cfg.Uplink.Rate(), clock)
 	a.fwd.fifo = cfg.Uplink.DrainOrder == "oldest-first"
 	a.up, err = uplink.New(uplink.Config{
@@ -162,6 +174,7 @@ func Run(ctx context.Context, cfg *config.Config, d Deps) (err error) {
 		}()
 	}
 
+	go a.clk.run(sampleCtx)
 	go a.reportDrops(sampleCtx, dropReportEvery)
 	go a.serveControl(sampleCtx)
 	go a.runOps(sampleCtx)
@@ -267,6 +280,9 @@ func restartNeeded(old, next *config.Config) []string {
 	if !reflect.DeepEqual(o.Uplink, n.Uplink) {
 		out = append(out, "uplink")
 	}
+	if o.Clock != n.Clock {
+		out = append(out, "clock")
+	}
 	if o.Remote != n.Remote || o.Metrics != n.Metrics {
 		out = append(out, "remote/metrics")
 	}
@@ -296,11 +312,12 @@ func (a *agent) put(ctx context.Context, r drivers.Reading) error {
 }
 
 func (a *agent) putPrio(ctx context.Context, r drivers.Reading, prio uint8) error {
+	boot := a.stampReading(&r)
 	data, err := senml.AppendReading(nil, r)
 	if err != nil {
 		return err
 	}
-	rec := buffer.Record{Key: r.Sensor, Priority: prio, Data: data}
+	rec := buffer.Record{Key: r.Sensor, Priority: prio, Data: data, Boot: boot}
 	seq, err := a.q.Append(ctx, []buffer.Record{rec})
 	switch {
 	case errors.Is(err, buffer.ErrNotDurable):
@@ -337,6 +354,7 @@ type Status struct {
 	Config       string        `json:"config,omitempty"`
 	ConfigSource string        `json:"config_source,omitempty"` // "local" or "remote"
 	Remote       *RemoteStatus `json:"remote,omitempty"`
+	Clock        *ClockStatus  `json:"clock,omitempty"` // clock.go
 }
 
 // CertStatus is the status message's view of the TLS material.
@@ -363,6 +381,7 @@ func (a *agent) status(online bool) []byte {
 		m.Sensors[r.cfg.Name] = r.snapshot()
 	}
 	cs := a.store.Status()
+	m.Clock = a.clockStatus(st)
 	a.fillRemoteStatus(&m)
 	m.Certs = &CertStatus{ClientSerial: cs.ClientSerial, ClientDaysLeft: cs.ClientDaysLeft, CADaysLeft: cs.CADaysLeft, Warning: cs.Warning, LastReloadError: cs.LastReloadError, Problem: tlsProblem(cs)}
 	b, err := json.Marshal(m)

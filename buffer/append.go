@@ -11,6 +11,9 @@ type Record struct {
 	Key      string // producer (sensor name): drops are counted per key
 	Priority Class  // ClassEnvironmental, ClassOccupancy, ... (see dropOrder)
 	Data     []byte
+	// Boot, when set, is kept with the record and read back in Entry.Boot
+	// (file format 4 on; see BootStamp).
+	Boot *BootStamp
 }
 
 // Append stores records durably: when it returns nil each of them is
@@ -105,11 +108,11 @@ func (q *Queue) encode(r Record, now time.Time) (pending, error) {
 	if len(r.Key) > maxKeyLen {
 		return pending{}, fmt.Errorf("buffer: append: key %.40q… is %d bytes, longer than %d", r.Key, len(r.Key), maxKeyLen)
 	}
-	n := encodedLen(r.Key, r.Data, now)
+	n := encodedLen(r.Key, r.Data, now, r.Boot)
 	if n+elemOverhead > q.maxRecord {
 		return pending{}, fmt.Errorf("buffer: append: record for key %q is %d bytes, more than a quarter of the buffer bound", r.Key, n)
 	}
-	return pending{class: r.Priority, key: r.Key, val: encodeRecord(make([]byte, 0, n), r.Priority, now, r.Key, r.Data)}, nil
+	return pending{class: r.Priority, key: r.Key, val: encodeRecord(make([]byte, 0, n), r.Priority, now, r.Key, r.Data, r.Boot)}, nil
 }
 
 // toRingLocked keeps records in memory, dropping the oldest beyond

@@ -95,7 +95,7 @@ func TestDiskFull(t *testing.T) {
 	if st.DiskError == "" || st.Memory == 0 {
 		t.Errorf("Stats while full: DiskError %q, Memory %d; want both set", st.DiskError, st.Memory)
 	}
-	ringMax := int(opts.MemoryBytes) / encodedLen("air-1", make([]byte, 141), time.Now())
+	ringMax := int(opts.MemoryBytes) / encodedLen("air-1", make([]byte, 141), time.Now(), nil)
 	if st.Memory > ringMax {
 		t.Errorf("ring holds %d records, bound is %d", st.Memory, ringMax)
 	}

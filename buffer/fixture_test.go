@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
+	"time"
 
 	bolt "go.etcd.io/bbolt"
 )
@@ -25,6 +26,8 @@ type fixtureManifest struct {
 		Priority uint8  `json:"priority"`
 		Index    int    `json:"index"`
 		Size     int    `json:"size"`
+		BootID   uint32 `json:"boot_id"` // from v4 on: the boot stamp, if any
+		BootMs   int64  `json:"boot_ms"`
 	} `json:"entries"`
 }
 
@@ -70,6 +73,7 @@ func TestFormatFixtures(t *testing.T) {
 		{"v1-983176d", 1},
 		{"v2", 2},
 		{"v3", 3},
+		{"v4", 4},
 	} {
 		name := fx.name
 		t.Run(name, func(t *testing.T) {
@@ -109,6 +113,12 @@ func TestFormatFixtures(t *testing.T) {
 				if e.Seq != w.Seq || e.Key != w.Key || e.Priority != w.Priority || !bytes.Equal(e.Data, payload(w.Key, w.Index, w.Size)) {
 					t.Fatalf("record %d: seq %d key %q priority %d data %.30q; want seq %d key %q priority %d record #%d",
 						i, e.Seq, e.Key, e.Priority, e.Data, w.Seq, w.Key, w.Priority, w.Index)
+				}
+				switch {
+				case w.BootID == 0 && e.Boot != nil:
+					t.Fatalf("record %d (seq %d) read back with boot stamp %+v, manifest has none", i, e.Seq, e.Boot)
+				case w.BootID != 0 && (e.Boot == nil || *e.Boot != BootStamp{ID: w.BootID, Since: time.Duration(w.BootMs) * time.Millisecond}):
+					t.Fatalf("record %d (seq %d) boot stamp %+v, manifest says id %x, %d ms", i, e.Seq, e.Boot, w.BootID, w.BootMs)
 				}
 				seqs[i] = e.Seq
 			}

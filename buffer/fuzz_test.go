@@ -25,9 +25,9 @@ func FuzzRecord(f *testing.F) {
 			return
 		}
 		tm := time.UnixMilli(ms)
-		v := encodeRecord(nil, prio, tm, key, data)
-		if len(v) != encodedLen(key, data, tm) {
-			t.Fatalf("encoded %d bytes, encodedLen says %d", len(v), encodedLen(key, data, tm))
+		v := encodeRecord(nil, prio, tm, key, data, nil)
+		if len(v) != encodedLen(key, data, tm, nil) {
+			t.Fatalf("encoded %d bytes, encodedLen says %d", len(v), encodedLen(key, data, tm, nil))
 		}
 		r, err := decodeRecord(v)
 		if err != nil {
@@ -48,7 +48,7 @@ func FuzzRecord(f *testing.F) {
 // FuzzDecodeRecord: arbitrary bytes never panic and never yield slices
 // outside the input.
 func FuzzDecodeRecord(f *testing.F) {
-	f.Add(encodeRecord(nil, 1, time.Now(), "bay-1", []byte("occupied")))
+	f.Add(encodeRecord(nil, 1, time.Now(), "bay-1", []byte("occupied"), &BootStamp{ID: 7, Since: time.Minute}))
 	f.Add([]byte{})
 	f.Add(bytes.Repeat([]byte{0xff}, 20))
 	f.Fuzz(func(t *testing.T, v []byte) {

@@ -16,8 +16,8 @@ import (
 // without it is version 1). Every change of what the file holds bumps it,
 // and every earlier version is still read and drained: Open upgrades an
 // older file in place (Inspect never does); testdata keeps a file of each
-// version, written by the code of its time (v1-983176d, v2, v3; generators
-// in testdata/genv1, genv2 and genv3). A new version adds its own.
+// version, written by the code of its time (v1-983176d, v2, v3, v4;
+// generators in testdata/genv1 to genv4). A new version adds its own.
 //
 //	1  (commit 983176d) data buckets "d"+class holding records (record.go),
 //	   8-byte big-endian sequence keys; bucket "m" with format, epoch,
@@ -35,6 +35,13 @@ import (
 //	   byte announcing optional fields, room for what later versions stamp
 //	   on a record. Records of format 1 stay readable; upgrading from 2 only
 //	   rewrites the version.
+//	4  records may carry optional field bit 0, the boot stamp (BootStamp,
+//	   record.go): readings taken while the wall clock was not trusted keep
+//	   the boot they were taken in and the time since it, so that their
+//	   time can be corrected later. Records without it are written as
+//	   record format 1, as before. Upgrading from 3 only rewrites the
+//	   version; a build of format 3 refuses a file of format 4 rather than
+//	   send stamped readings with a time it cannot know is wrong.
 //
 // Room for per-output progress (a second output beside MQTT): each output
 // will keep, in meta, "progress/<output>" = the sequence number below
@@ -49,13 +56,14 @@ import (
 // Meta keys "state/<key>" (SetState, state.go) may appear in a file of any
 // version: a file without them has no kept state, and a build that does not
 // know them ignores them, so they bump no version.
-const FormatVersion = 3
+const FormatVersion = 4
 
 // upgrades[v] turns the bookkeeping of version v into version v+1 inside
 // the transaction of Open.
 var upgrades = map[uint64]func(m *bolt.Bucket) error{
 	1: func(*bolt.Bucket) error { return nil }, // "corrupt" absent reads as 0
 	2: func(*bolt.Bucket) error { return nil }, // "reserved" absent: continue at sequence+1
+	3: func(*bolt.Bucket) error { return nil }, // records without a boot stamp read as before
 }
 
 var (

@@ -211,7 +211,7 @@ func TestAckAndPersistence(t *testing.T) {
 	}
 	wantBytes := int64(0)
 	for _, e := range again {
-		wantBytes += int64(elemOverhead + encodedLen(e.Key, e.Data, e.Time))
+		wantBytes += int64(elemOverhead + encodedLen(e.Key, e.Data, e.Time, e.Boot))
 	}
 	if st.Bytes != wantBytes {
 		t.Errorf("live bytes %d, want %d", st.Bytes, wantBytes)
@@ -479,7 +479,7 @@ func TestAckDeletes(t *testing.T) {
 				var wantBytes int64
 				for i, e := range got {
 					seqs[i] = e.Seq
-					wantBytes += int64(elemOverhead + encodedLen(e.Key, e.Data, e.Time))
+					wantBytes += int64(elemOverhead + encodedLen(e.Key, e.Data, e.Time, e.Boot))
 					if j := int(e.Seq - first); !bytes.Equal(e.Data, recs[j].Data) || e.Priority != recs[j].Priority {
 						t.Fatalf("%s: seq %d holds another record", when, e.Seq)
 					}

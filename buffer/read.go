@@ -16,7 +16,8 @@ type Entry struct {
 	Time     time.Time // when it was appended (millisecond precision)
 	Key      string
 	Priority Class
-	Data     []byte // a copy, safe to keep
+	Data     []byte     // a copy, safe to keep
+	Boot     *BootStamp // the Record's Boot; nil when it had none
 }
 
 // ReadAfter returns up to max records with sequence numbers above after, in
@@ -143,7 +144,7 @@ func (q *Queue) collectLocked(heads merge, mem []*pending, max, maxBytes int) (o
 		if string(rec.key) != key {
 			key = string(rec.key)
 		}
-		out = append(out, Entry{Seq: seq, Time: rec.time, Key: key, Priority: rec.class, Data: a.copy(rec.data, want)})
+		out = append(out, Entry{Seq: seq, Time: rec.time, Key: key, Priority: rec.class, Data: a.copy(rec.data, want), Boot: rec.boot})
 	}
 	return out
 }

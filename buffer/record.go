@@ -24,18 +24,27 @@ import (
 // The checksum lets salvage tell a real record from stale or damaged bytes
 // when it has to read pages that no valid tree points to any more.
 //
-// Optional fields are how a record grows without a new layout: a later
-// version gives a bit its meaning (the boot-time stamp of the clock work,
-// say: bit 0, boot id and milliseconds since boot), writes record format 2
-// for the records that carry one, bumps FormatVersion and keeps reading
-// records of format 1. This version reads both (file format 3 on), skips
-// the fields of bits it does not know, so a record with a field it does not
-// understand still delivers its payload, and, having no optional field to
-// write, writes format 1: a byte per record is 5 % of the records that
-// fit in a page at the bound.
+// Optional fields are how a record grows without a new layout: a version
+// gives a bit its meaning, writes record format 2 for the records that carry
+// one, bumps FormatVersion and keeps reading records of format 1. Decoders
+// skip the fields of bits they do not know, so a record with a field a
+// build does not understand still delivers its payload.
+//
+//	bit 0  (file format 4) boot stamp, BootStamp: 4 bytes boot id
+//	       (little-endian), then uvarint milliseconds since that boot.
+//	       Present only on records whose wall time was not trusted when
+//	       they were taken; its absence is the "trusted" flag.
+//
+// A record without optional fields is written as format 1: a byte per
+// record is 5 % of the records that fit in a page at the bound. A stamped
+// record costs 2 + 4 + (3 to 5) bytes more: flags, field length, boot id,
+// milliseconds (3 bytes up to 34 minutes of uptime, 4 up to 3 days, 5 up to
+// 1 year); a gateway with a synchronised clock writes none.
 const (
 	recordFormatV1 = 1
 	recordFormat   = 2 // with a flags byte
+	flagBoot       = 1 // optional field bit 0: the boot stamp
+	bootFieldMax   = 4 + 10
 	crcSize        = 4
 	maxKeyLen      = 255
 	minRecordBytes = 2 + 1 + 1 + crcSize // version, priority, time, key length, crc
@@ -52,26 +61,52 @@ var castagnoli = crc32.MakeTable(crc32.Castagnoli)
 
 var errBadRecord = errors.New("buffer: malformed record")
 
+// BootStamp says when a record's content was taken on the monotonic clock
+// of the boot it was taken in. The agent stamps the readings whose wall
+// time it could not trust yet, so that it can correct their time once it
+// can (see the agent's clock rule); the buffer only keeps it.
+type BootStamp struct {
+	ID    uint32        // the boot (a 32-bit fold of the kernel's boot id)
+	Since time.Duration // time since that boot; kept to the millisecond, never negative
+}
+
 // record is a decoded stored value. Key and Data alias the decoded buffer.
 type record struct {
 	class Class
 	time  time.Time
 	key   []byte
 	data  []byte
+	boot  *BootStamp
 }
 
+func bootMillis(b *BootStamp) uint64 { return uint64(min(max(b.Since.Milliseconds(), 0), maxMillis)) }
+
 // encodedLen returns the stored size of a record's value.
-func encodedLen(key string, data []byte, t time.Time) int {
-	return 2 + uvarintLen(uint64(min(max(t.UnixMilli(), 0), maxMillis))) + uvarintLen(uint64(len(key))) + len(key) + len(data) + crcSize
+func encodedLen(key string, data []byte, t time.Time, boot *BootStamp) int {
+	n := 2 + uvarintLen(uint64(min(max(t.UnixMilli(), 0), maxMillis))) + uvarintLen(uint64(len(key))) + len(key) + len(data) + crcSize
+	if boot != nil {
+		n += 1 + 1 + 4 + uvarintLen(bootMillis(boot))
+	}
+	return n
 }
 
 // encodeRecord appends the stored form of a record to dst. It is the only
-// encoder of records; decodeRecord is the only decoder.
-func encodeRecord(dst []byte, class Class, t time.Time, key string, data []byte) []byte {
+// encoder of records; decodeRecord is the only decoder. boot may be nil.
+func encodeRecord(dst []byte, class Class, t time.Time, key string, data []byte, boot *BootStamp) []byte {
 	start := len(dst)
-	dst = append(dst, recordFormatV1, class)
+	if boot == nil {
+		dst = append(dst, recordFormatV1, class)
+	} else {
+		dst = append(dst, recordFormat, class, flagBoot)
+	}
 	ms := min(max(t.UnixMilli(), 0), maxMillis)
 	dst = binary.AppendUvarint(dst, uint64(ms))
+	if boot != nil {
+		bm := bootMillis(boot)
+		dst = append(dst, byte(4+uvarintLen(bm)))
+		dst = binary.LittleEndian.AppendUint32(dst, boot.ID)
+		dst = binary.AppendUvarint(dst, bm)
+	}
 	dst = binary.AppendUvarint(dst, uint64(len(key)))
 	dst = append(dst, key...)
 	dst = append(dst, data...)
@@ -105,12 +140,20 @@ func decodeRecord(v []byte) (record, error) {
 	}
 	rest = rest[n:]
 	for ; flags != 0; flags &= flags - 1 {
-		// An optional field this version has no use for: skip it.
 		flen, n := binary.Uvarint(rest)
 		if n <= 0 || flen > uint64(len(rest)-n) {
 			return r, fmt.Errorf("%w: bad optional field", errBadRecord)
 		}
+		field := rest[n : n+int(flen)]
 		rest = rest[n+int(flen):]
+		if flags&-flags != flagBoot {
+			continue // an optional field this version has no use for
+		}
+		bm, k := binary.Uvarint(field[min(4, len(field)):])
+		if len(field) < 5 || len(field) > bootFieldMax || k != len(field)-4 || bm > maxMillis {
+			return r, fmt.Errorf("%w: bad boot stamp", errBadRecord)
+		}
+		r.boot = &BootStamp{ID: binary.LittleEndian.Uint32(field), Since: time.Duration(bm) * time.Millisecond}
 	}
 	klen, n := binary.Uvarint(rest)
 	if n <= 0 || klen > maxKeyLen || klen > uint64(len(rest)-n) {

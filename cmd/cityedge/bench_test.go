@@ -211,6 +211,7 @@ brokers = [%q]
 ca_file = %q
 cert_file = %q
 key_file = %q
+`+testClockRule+`
 [[sensors]]
 name = "air-1"
 driver = "bme280"

@@ -330,6 +330,7 @@ func TestBoundDropsVisible(t *testing.T) {
 	fmt.Fprintf(&cfg, "[agent]\nid = \"gw-test\"\nstate_dir = %q\n[buffer]\nmax_bytes = \"1MiB\"\ncommit_interval = \"50ms\"\n"+
 		"[uplink]\nbrokers = [%q]\ntopic_prefix = \"cityedge/test/gw-test\"\nreconnect_spread = \"1s\"\nbatch_wait = \"200ms\"\n"+
 		"ca_file = %q\ncert_file = %q\nkey_file = %q\n", state, b.URL, b.PKI.CA.CertFile, b.PKI.Client.CertFile, b.PKI.Client.KeyFile)
+	cfg.WriteString(testClockRule)
 	for i := 0; i < 60; i++ {
 		fmt.Fprintf(&cfg, "[[sensors]]\nname = \"air-%d\"\ndriver = \"bme280\"\nbus = \"%d\"\naddress = %#x\ninterval = \"100ms\"\n", i, i/2, 0x76+i%2)
 	}

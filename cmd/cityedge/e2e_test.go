@@ -89,6 +89,7 @@ ca_file = %q
 cert_file = %q
 key_file = %q
 %s
+`+testClockRule+`
 [[sensors]]
 name = "bay-1"
 driver = "gpio-presence"

@@ -58,6 +58,7 @@ func benchDiskWrites(b *testing.B, commit string, sensors int, every time.Durati
 		}
 		fmt.Fprintf(&cfg, "[uplink]\nbrokers = [%q]\nca_file = %q\ncert_file = %q\nkey_file = %q\n",
 			br.URL, br.PKI.CA.CertFile, br.PKI.Client.CertFile, br.PKI.Client.KeyFile)
+		cfg.WriteString(testClockRule)
 		for i := 0; i < sensors; i++ {
 			fmt.Fprintf(&cfg, "[[sensors]]\nname = \"air-%d\"\ndriver = \"bme280\"\nbus = \"%d\"\naddress = %#x\ninterval = %q\n",
 				i, i/2, 0x76+i%2, every.String())

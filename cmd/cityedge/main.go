@@ -155,7 +155,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return exitOK
 	}
 	err = agent.Run(ctx, cfg, agent.Deps{Version: version, Simulate: o.simulate, Logger: logger, Level: logLevel, Hup: hup,
-		Diagnose: liveDiagnose})
+		Diagnose: liveDiagnose, BuildDate: buildTime()})
 	var setup *agent.SetupError
 	switch {
 	case errors.Is(err, agent.ErrRestart) && ctx.Err() == nil: // not when asked to stop meanwhile

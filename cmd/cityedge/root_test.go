@@ -99,7 +99,7 @@ drain_order = "oldest-first"
 ca_file = %q
 cert_file = %q
 key_file = %q
-
+`+testClockRule+`
 [[sensors]]
 name = "air-1"
 driver = "bme280"

@@ -7,6 +7,10 @@
 // reading's buffer sequence number, so receivers drop repeats on (agent id,
 // seq) and see gaps. "seq" is a SenML extension field; it does not end in "_",
 // so receivers that do not know it may ignore it (RFC 8428 section 4.4).
+// So is "tq", time quality, on readings whose time the gateway could not
+// take from a trusted clock: "corrected" (derived from the boot-time offset
+// once the clock was trusted) or "unsynced" (the gateway's own time, never
+// verified).
 //
 // No SenML library is available to us; this encoder is ours and small on
 // purpose. It is checked by round trips through encoding/json.
@@ -28,6 +32,11 @@ import (
 type Item struct {
 	Seq  uint64
 	Data []byte // AppendReading's output
+	// Time, when not zero, replaces the stored reading's time (a time the
+	// agent corrected), and Mark, when not empty, is sent as the extension
+	// label "tq" (time quality) on each of its records.
+	Time time.Time
+	Mark string
 }
 
 const formatV1 = 1
@@ -192,6 +201,9 @@ func appendRecords(dst []byte, baseName string, it Item, first bool, bt int64) (
 		return dst, first, bt, false
 	}
 	b = b[n:]
+	if !it.Time.IsZero() {
+		ms = it.Time.UnixMilli()
+	}
 	sensor, b, okS := readBytes(b)
 	count, n := binary.Uvarint(b)
 	if !okS || n <= 0 || count > uint64(len(b)) {
@@ -258,6 +270,11 @@ func appendRecords(dst []byte, baseName string, it Item, first bool, bt int64) (
 		}
 		dst = append(dst, `,"seq":`...)
 		dst = strconv.AppendUint(dst, it.Seq, 10)
+		if it.Mark != "" {
+			dst = append(dst, `,"tq":"`...)
+			dst = appendEscaped(dst, []byte(it.Mark))
+			dst = append(dst, '"')
+		}
 		dst = append(dst, '}')
 		first = false
 	}
@@ -360,4 +377,17 @@ func appendEscaped(dst, s []byte) []byte {
 		i += size
 	}
 	return dst
+}
+
+// StoredTime returns the time of a stored reading (AppendReading's output)
+// without decoding the rest.
+func StoredTime(b []byte) (time.Time, bool) {
+	if len(b) == 0 || b[0] != formatV1 {
+		return time.Time{}, false
+	}
+	ms, n := binary.Varint(b[1:])
+	if n <= 0 {
+		return time.Time{}, false
+	}
+	return time.UnixMilli(ms), true
 }

@@ -253,3 +253,46 @@ func TestFloat32Precision(t *testing.T) {
 }
 
 func strconvG64(v float64) string { return strconv.FormatFloat(v, 'g', -1, 64) }
+
+// TestPackTimeAndMark: an item's Time replaces the stored time and its Mark
+// goes out as the extension label "tq" on each of its records; items
+// without them are sent as stored.
+func TestPackTimeAndMark(t *testing.T) {
+	stored := time.Unix(42, 0) // a gateway that booted at 1970
+	corrected := time.Date(2026, 12, 6, 8, 0, 1, 500_000_000, time.UTC)
+	two := []drivers.Value{drivers.Number(drivers.Temperature, drivers.UnitCelsius, 20), drivers.Number("humidity", "%RH", 40)}
+	items := []Item{
+		{Seq: 1, Data: mustStore(t, drivers.Reading{Sensor: "air-1", Time: stored, Values: two}), Time: corrected, Mark: "corrected"},
+		{Seq: 2, Data: mustStore(t, drivers.Reading{Sensor: "air-1", Time: corrected.Add(time.Second), Values: two[:1]})},
+		{Seq: 3, Data: mustStore(t, drivers.Reading{Sensor: "air-1", Time: corrected.Add(2 * time.Second), Values: two[:1]}), Mark: "unsynced"},
+	}
+	out, bad := Pack(nil, "gw", items)
+	if len(bad) != 0 {
+		t.Fatalf("bad %v", bad)
+	}
+	var recs []struct {
+		record
+		TQ *string `json:"tq"`
+	}
+	if err := json.Unmarshal(out, &recs); err != nil {
+		t.Fatalf("%v in %s", err, out)
+	}
+	want := []struct {
+		t  time.Time
+		tq string
+	}{{corrected, "corrected"}, {corrected, "corrected"}, {corrected.Add(time.Second), ""}, {corrected.Add(2 * time.Second), "unsynced"}}
+	if len(recs) != len(want) {
+		t.Fatalf("%d records: %s", len(recs), out)
+	}
+	bt := *recs[0].BT
+	for i, w := range want {
+		got := time.UnixMilli(int64(math.Round((bt + recs[i].T) * 1000)))
+		tq := ""
+		if recs[i].TQ != nil {
+			tq = *recs[i].TQ
+		}
+		if !got.Equal(w.t) || tq != w.tq {
+			t.Errorf("record %d: time %v tq %q, want %v %q (%s)", i, got, tq, w.t, w.tq, out)
+		}
+	}
+}

@@ -21,6 +21,7 @@ import (
 
 	"github.com/cityedge/cityedge/buffer"
 	"github.com/cityedge/cityedge/certs"
+	"github.com/cityedge/cityedge/cmd/cityedge/internal/clocksync"
 	"github.com/cityedge/cityedge/cmd/cityedge/internal/config"
 	"github.com/cityedge/cityedge/drivers/catalog"
 	"github.com/cityedge/cityedge/uplink"
@@ -43,6 +44,11 @@ type Deps struct {
 	// Diagnose makes the --diagnose --json report from the running agent's
 	// live state, for the remote diagnose command (nil: not available).
 	Diagnose func(ctx context.Context, cfg *config.Config, live *LiveState) ([]byte, error)
+	// The clock rule (clock.go): the kernel's view of the wall clock (nil:
+	// this gateway's, clocksync.NewSystem) and the binary's build date
+	// (zero: clocksync.Floor).
+	ClockSource clocksync.Machine
+	BuildDate   time.Time
 }
 
 // SetupError is a start-up problem of the configuration that restarting
@@ -77,6 +83,7 @@ type agent struct {
 	runners []*sensorRunner
 	guide   *guide        // parking guidance; nil without [[zones]]
 	signs   []*signRunner // the zones' signs
+	clk     *clockRule    // clock.go
 	started time.Time
 	ops     *ops // remote.go, restart.go, metrics.go
 }
@@ -128,7 +135,12 @@ func Run(ctx context.Context, cfg *config.Config, d Deps) (err error) {
 	}
 	defer hw.Close()
 
+	if err := a.openClock(d); err != nil {
+		log.Error("clock", "err", err)
+		return err
+	}
 	a.fwd = newForwarder(q, cfg.Agent.ID, cfg.Uplink.BatchMax, cfg.Uplink.BatchWait.D(), clock, log)
+	a.fwd.clk = a.clk
 	a.fwd.limit = newRateLimit(cfg.Uplink.Rate(), clock)
 	a.fwd.fifo = cfg.Uplink.DrainOrder == "oldest-first"
 	a.up, err = uplink.New(uplink.Config{
@@ -172,6 +184,7 @@ func Run(ctx context.Context, cfg *config.Config, d Deps) (err error) {
 		}()
 	}
 
+	go a.clk.run(sampleCtx)
 	go a.reportDrops(sampleCtx, dropReportEvery)
 	go a.serveControl(sampleCtx)
 	go a.runOps(sampleCtx)
@@ -280,6 +293,9 @@ func restartNeeded(old, next *config.Config) []string {
 	if !reflect.DeepEqual(o.Uplink, n.Uplink) {
 		out = append(out, "uplink")
 	}
+	if o.Clock != n.Clock {
+		out = append(out, "clock")
+	}
 	if o.Remote != n.Remote || o.Metrics != n.Metrics {
 		out = append(out, "remote/metrics")
 	}
@@ -323,6 +339,7 @@ type Status struct {
 	Remote       *RemoteStatus        `json:"remote,omitempty"`
 	Zones        []ZoneStatus         `json:"zones,omitempty"` // parking guidance (guidance.go)
 	Signs        map[string]SignState `json:"signs,omitempty"`
+	Clock        *ClockStatus         `json:"clock,omitempty"` // clock.go
 }
 
 // CertStatus is the status message's view of the TLS material.
@@ -350,6 +367,7 @@ func (a *agent) status(online bool) []byte {
 	}
 	a.guidanceStatus(&m, a.cfg.Guidance.PublishBays)
 	cs := a.store.Status()
+	m.Clock = a.clockStatus(st)
 	a.fillRemoteStatus(&m)
 	m.Certs = &CertStatus{ClientSerial: cs.ClientSerial, ClientDaysLeft: cs.ClientDaysLeft, CADaysLeft: cs.CADaysLeft, Warning: cs.Warning, LastReloadError: cs.LastReloadError, Problem: tlsProblem(cs)}
 	b, err := json.Marshal(m)

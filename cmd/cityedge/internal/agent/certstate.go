@@ -29,5 +29,8 @@ func (a *agent) statusLine() string {
 	if p := tlsProblem(a.store.Status()); p != "" {
 		line += "; " + p
 	}
+	if c := a.clockStatus(q); c != nil && c.Held > 0 {
+		line += fmt.Sprintf("; %d readings held for a trusted clock (%s)", c.Held, c.Reason)
+	}
 	return line
 }

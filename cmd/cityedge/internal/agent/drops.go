@@ -53,9 +53,11 @@ func (a *agent) reportDropsOnce(ctx context.Context, last dropCounts) dropCounts
 	}
 	// The buffer logs drops itself, rate-limited; this is the detail.
 	a.log.Debug("reporting drop counters in the readings stream", "dropped", st.DroppedTotal, "by_sensor", st.Dropped, "corrupt", st.Corrupt)
-	data, err := senml.AppendReading(nil, dropReading(st, a.clock.Now()))
+	rd := dropReading(st, a.clock.Now())
+	boot := a.stampReading(&rd)
+	data, err := senml.AppendReading(nil, rd)
 	if err == nil {
-		_, err = a.q.PutReport(ctx, buffer.Record{Key: config.ReservedSensor, Data: data})
+		_, err = a.q.PutReport(ctx, buffer.Record{Key: config.ReservedSensor, Data: data, Boot: boot})
 	}
 	switch {
 	case errors.Is(err, buffer.ErrNotDurable):

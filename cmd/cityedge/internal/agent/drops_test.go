@@ -15,7 +15,6 @@ import (
 	"github.com/cityedge/cityedge/buffer"
 	"github.com/cityedge/cityedge/cmd/cityedge/internal/config"
 	"github.com/cityedge/cityedge/drivers"
-	"github.com/cityedge/cityedge/uplink/senml"
 	"github.com/jonboulle/clockwork"
 )
 
@@ -40,11 +39,11 @@ func TestOutageKeepsOccupancy(t *testing.T) {
 	// put appends as the hand-off's writer does (handoff_test covers the
 	// hand-off itself): environmental readings and occupancy changes.
 	put := func(r drivers.Reading, class buffer.Class) error {
-		data, err := senml.AppendReading(nil, r)
-		if err != nil {
-			return err
+		rec, ok := a.record(r, class)
+		if !ok {
+			return fmt.Errorf("reading of %s not encoded", r.Sensor)
 		}
-		_, err = a.q.Append(ctx, []buffer.Record{{Key: r.Sensor, Priority: class, Data: data}})
+		_, err := a.q.Append(ctx, []buffer.Record{rec})
 		if errors.Is(err, buffer.ErrNotDurable) {
 			return nil // held in the buffer's memory ring, as in the agent
 		}

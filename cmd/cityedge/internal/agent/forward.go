@@ -4,9 +4,11 @@ import (
 	"context"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/cityedge/cityedge/buffer"
+	"github.com/cityedge/cityedge/cmd/cityedge/internal/clocksync"
 	"github.com/cityedge/cityedge/uplink"
 	"github.com/cityedge/cityedge/uplink/senml"
 	"github.com/jonboulle/clockwork"
@@ -38,6 +40,7 @@ type forwarder struct {
 	batchWait time.Duration
 	limit     *rateLimit // nil: unlimited
 	fifo      bool       // uplink.drain_order = "oldest-first": no live split
+	clk       *clockRule // nil: readings leave with the time they have (clock.go)
 	clock     clockwork.Clock
 	log       *slog.Logger
 
@@ -57,9 +60,15 @@ type forwarder struct {
 	// hurried: an occupancy change was buffered; the next live batch goes
 	// without waiting for batch_wait. A state, not a re-armed channel: a
 	// request whose reading already went out must not make Next spin.
-	hurried  bool
-	items    []senml.Item // packing scratch
-	payloads sync.Pool    // *[]byte: payload buffers back from Acked
+	hurried bool
+	// The clock rule (clock.go): decisions for the entries being emitted,
+	// and, per part, the first reading held for a trusted clock (0: none)
+	// and when to look at it again.
+	decs               []clocksync.Decision
+	heldLive, heldBack atomic.Uint64
+	liveHeld, backHeld time.Time
+	items              []senml.Item // packing scratch
+	payloads           sync.Pool    // *[]byte: payload buffers back from Acked
 }
 
 var _ uplink.Source = (*forwarder)(nil)
@@ -99,6 +108,7 @@ func (f *forwarder) Rewind() {
 	f.backCursor = 0
 	f.backBegan, f.backLogged = time.Time{}, false
 	f.liveQuiet = time.Time{}
+	f.liveHeld, f.backHeld = time.Time{}, time.Time{}
 	if st.Count > 0 {
 		f.backBegan = f.clock.Now()
 	}
@@ -132,7 +142,8 @@ func (f *forwarder) Next(ctx context.Context) (uplink.Batch, error) {
 		default:
 		}
 		wait := time.Duration(-1)
-		if now := f.clock.Now(); f.hurried || !now.Before(f.liveQuiet) {
+		now := f.clock.Now()
+		if (f.hurried || !now.Before(f.liveQuiet)) && !now.Before(f.liveHeld) {
 			live, err := f.q.ReadAfter(liveCursor, f.batchMax, uplink.MaxPayload)
 			if err != nil {
 				return uplink.Batch{}, err
@@ -140,9 +151,10 @@ func (f *forwarder) Next(ctx context.Context) (uplink.Batch, error) {
 			// Nothing live: the next append notifies (and a second later
 			// this looks again all the same).
 			f.liveQuiet = now.Add(time.Second)
+			live, held := f.ready(live, &f.heldLive, &f.liveHeld, now)
 			if len(live) > 0 {
 				wait = 0
-				if len(live) < f.batchMax && !f.hurried {
+				if len(live) < f.batchMax && !f.hurried && !held {
 					wait = f.batchWait - now.Sub(live[0].Time)
 				}
 				if wait <= 0 {
@@ -160,9 +172,10 @@ func (f *forwarder) Next(ctx context.Context) (uplink.Batch, error) {
 			// way (held in memory while the disk refuses writes, say); the
 			// append that stores it notifies.
 		} else {
-			wait = f.clock.Until(f.liveQuiet)
+			wait = f.clock.Until(later(f.liveQuiet, f.liveHeld))
 		}
-		if backCursor < liveStart {
+		backWaits := backCursor < liveStart && now.Before(f.backHeld)
+		if backCursor < liveStart && !backWaits {
 			back, err := f.q.ReadAfter(backCursor, f.batchMax, uplink.MaxPayload)
 			if err != nil {
 				return uplink.Batch{}, err
@@ -171,21 +184,33 @@ func (f *forwarder) Next(ctx context.Context) (uplink.Batch, error) {
 			for n < len(back) && back[n].Seq <= liveStart {
 				n++
 			}
-			if n == 0 {
+			ready, held := f.ready(back[:n], &f.heldBack, &f.backHeld, now)
+			switch {
+			case held && len(ready) == 0:
+				// The backlog waits for the clock; so does what is behind it.
+				backWaits = true
+			case n == 0:
 				f.mu.Lock()
 				f.backCursor = max(f.backCursor, liveStart)
 				f.mu.Unlock()
 				f.backlogSent()
 				continue
+			default:
+				b, ok, err := f.emit(ctx, ready, &f.backCursor)
+				if !held && (ready[len(ready)-1].Seq >= liveStart || n < len(back)) {
+					f.backlogSent()
+				}
+				if ok || err != nil {
+					return b, err
+				}
+				continue
 			}
-			b, ok, err := f.emit(ctx, back[:n], &f.backCursor)
-			if back[n-1].Seq >= liveStart || n < len(back) {
-				f.backlogSent()
-			}
-			if ok || err != nil {
-				return b, err
-			}
-			continue
+		}
+		if backWaits {
+			wait = minWait(wait, f.clock.Until(f.backHeld))
+		}
+		if !f.liveHeld.IsZero() {
+			wait = minWait(wait, f.clock.Until(later(f.liveQuiet, f.liveHeld)))
 		}
 		if timer == nil {
 			timer = f.clock.NewTimer(time.Hour)
@@ -206,6 +231,53 @@ func (f *forwarder) Next(ctx context.Context) (uplink.Batch, error) {
 	}
 }
 
+// ready asks the clock rule about entries, in order, and returns those
+// before the first one held for a trusted clock, with their decisions in
+// f.decs. A held entry is looked at again clockCheckEvery later (until);
+// first keeps its number for the status (0: nothing held).
+func (f *forwarder) ready(es []buffer.Entry, first *atomic.Uint64, until *time.Time, now time.Time) ([]buffer.Entry, bool) {
+	f.decs = f.decs[:0]
+	if f.clk == nil {
+		return es, false
+	}
+	for i := range es {
+		d := f.clk.release(&es[i])
+		if d.Hold && !d.Never {
+			first.Store(es[i].Seq)
+			*until = now.Add(clockCheckEvery)
+			return es[:i], true
+		}
+		f.decs = append(f.decs, d)
+	}
+	first.Store(0)
+	*until = time.Time{}
+	return es, false
+}
+
+// heldFrom is the first reading held for a trusted clock (0: none).
+func (f *forwarder) heldFrom() uint64 {
+	a, b := f.heldLive.Load(), f.heldBack.Load()
+	if a == 0 || (b != 0 && b < a) {
+		return b
+	}
+	return a
+}
+
+func later(a, b time.Time) time.Time {
+	if a.After(b) {
+		return a
+	}
+	return b
+}
+
+// minWait is the shorter of two waits; a negative one means none is set.
+func minWait(a, b time.Duration) time.Duration {
+	if a < 0 {
+		return max(b, 0)
+	}
+	return max(min(a, b), 0)
+}
+
 // backlogSent logs, once per session, that the back-fill is all sent.
 func (f *forwarder) backlogSent() {
 	f.mu.Lock()
@@ -222,9 +294,31 @@ func (f *forwarder) backlogSent() {
 func (f *forwarder) emit(ctx context.Context, entries []buffer.Entry, cursor *uint64) (uplink.Batch, bool, error) {
 	items := f.items[:0]
 	size := 64
-	for _, e := range entries {
-		items = append(items, senml.Item{Seq: e.Seq, Data: e.Data})
-		size += 3 * len(e.Data) // JSON takes about 2.5 times the stored form
+	var never []uint64
+	decided := len(f.decs) == len(entries)
+	for i, e := range entries {
+		it := senml.Item{Seq: e.Seq, Data: e.Data}
+		if decided {
+			d := f.decs[i]
+			if d.Never {
+				never = append(never, e.Seq)
+				continue
+			}
+			if d.Mark != clocksync.MarkNone {
+				it.Time, it.Mark = d.Time, d.Mark
+			}
+		}
+		items = append(items, it)
+		size += 3*len(e.Data) + 16 // JSON takes about 2.5 times the stored form
+	}
+	if len(never) > 0 {
+		// DECISIONS 3: a time before the build date never leaves, and
+		// no trusted clock of its boot can correct it any more.
+		f.log.Warn("readings of an earlier boot carry a time before this build and their boot never learned the true time; deleting them", "readings", len(never), "first_seq", never[0])
+		if err := f.q.Ack(never...); err != nil {
+			f.log.Error("delete readings without a true time", "err", err)
+		}
+		f.clk.discard(len(never))
 	}
 	// A payload buffer comes back from Acked once the broker has the batch
 	// (see there); a drain would otherwise allocate one per message.
@@ -239,9 +333,13 @@ func (f *forwarder) emit(ctx context.Context, entries []buffer.Entry, cursor *ui
 	clear(items) // the scratch must not keep the entries alive
 	f.items = items[:0]
 	seqs := make([]uint64, 0, len(entries))
-	for i, b := 0, 0; i < len(entries); i++ {
+	for i, b, nv := 0, 0, 0; i < len(entries); i++ {
 		if b < len(bad) && bad[b] == entries[i].Seq {
 			b++
+			continue
+		}
+		if nv < len(never) && never[nv] == entries[i].Seq {
+			nv++
 			continue
 		}
 		seqs = append(seqs, entries[i].Seq)

@@ -61,13 +61,22 @@ func (a *agent) handOff(r drivers.Reading, class buffer.Class) {
 	if a.guide != nil && !a.guide.reading(r) {
 		return // [guidance] publish_bays = false: bay readings stay on the gateway
 	}
+	if rec, ok := a.record(r, class); ok {
+		a.hand.put(rec)
+	}
+}
+
+// record is a reading as the buffer keeps it: stamped for the clock rule
+// (clock.go) and encoded once.
+func (a *agent) record(r drivers.Reading, class buffer.Class) (buffer.Record, bool) {
+	boot := a.stampReading(&r)
 	data, err := senml.AppendReading(nil, r)
 	if err != nil {
 		// A reading that cannot even be encoded is a driver bug.
 		a.log.Error("reading not buffered", "sensor", r.Sensor, "err", err)
-		return
+		return buffer.Record{}, false
 	}
-	a.hand.put(buffer.Record{Key: r.Sensor, Priority: class, Data: data})
+	return buffer.Record{Key: r.Sensor, Priority: class, Data: data, Boot: boot}, true
 }
 
 // uplinkNote says what the uplink is doing, for systemd's STATUS= line:

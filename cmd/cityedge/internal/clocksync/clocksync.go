@@ -53,9 +53,13 @@ type Stamp struct {
 
 // Decision says what to do with a buffered reading now.
 type Decision struct {
-	Hold bool      // keep it in the buffer; ask again later
-	Time time.Time // the time to send it with
-	Mark string    // MarkNone, MarkCorrected or MarkUnsynced
+	Hold bool // keep it in the buffer; ask again later
+	// Never (with Hold): its time is before the build date and it comes
+	// from an earlier boot whose offset is not known: nothing will ever
+	// correct it, and it may not leave with the time it has (DECISIONS 3).
+	Never bool
+	Time  time.Time // the time to send it with
+	Mark  string    // MarkNone, MarkCorrected or MarkUnsynced
 }
 
 // Options configure a Tracker.
@@ -65,6 +69,10 @@ type Options struct {
 	Hold      time.Duration // clock.hold; 0 = never hold (negative is invalid)
 	MaxError  time.Duration // 0 → DefaultMaxError
 	Step      time.Duration // 0 → DefaultStep
+	// Known holds the offsets (wall − boot time, see Tracker.Offset) that
+	// earlier boots learned once their clock was trusted: readings of such
+	// a boot still in the buffer are corrected with it after a reboot.
+	Known map[uint32]time.Duration
 }
 
 // State is the clock part of status and --diagnose.
@@ -194,10 +202,12 @@ func (t *Tracker) Release(s Stamp) Decision {
 		return Decision{Time: s.Wall}
 	case s.BootID == t.boot && t.trusted:
 		return Decision{Time: time.Unix(0, int64(t.offset+s.Boot)), Mark: MarkCorrected}
+	case s.BootID != t.boot && t.known(s.BootID):
+		return Decision{Time: time.Unix(0, int64(t.opts.Known[s.BootID]+s.Boot)), Mark: MarkCorrected}
 	case s.Wall.Before(t.opts.BuildDate):
 		// Certainly wrong, and (in an earlier boot, or before any sync)
 		// not correctable yet: it never leaves with this time.
-		return Decision{Hold: true}
+		return Decision{Hold: true, Never: s.BootID != t.boot}
 	case s.BootID != t.boot:
 		// An earlier boot that never saw a trusted clock: nothing can
 		// correct it any more.
@@ -206,6 +216,20 @@ func (t *Tracker) Release(s Stamp) Decision {
 		return Decision{Time: s.Wall, Mark: MarkUnsynced}
 	}
 	return Decision{Hold: true}
+}
+
+func (t *Tracker) known(id uint32) bool {
+	_, ok := t.opts.Known[id]
+	return ok
+}
+
+// Offset is this boot's offset (the wall time of boot zero, as Unix
+// nanoseconds) while the clock is trusted; the agent keeps it (Options.Known)
+// so that a reboot can still correct this boot's held readings.
+func (t *Tracker) Offset() (boot uint32, offset time.Duration, ok bool) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.boot, t.offset, t.trusted
 }
 
 // holdOver reports whether clock.hold has passed since start without the

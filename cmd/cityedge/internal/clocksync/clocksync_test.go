@@ -219,8 +219,32 @@ func TestRebootBeforeSync(t *testing.T) {
 		}
 	}
 	for _, r := range early {
-		if d := tr.Release(r.stamp); !d.Hold {
-			t.Fatalf("earlier boot's 1970 reading left: %+v", d)
+		if d := tr.Release(r.stamp); !d.Hold || !d.Never {
+			t.Fatalf("earlier boot's 1970 reading: %+v, want held for ever", d)
+		}
+	}
+}
+
+// TestRebootAfterSync: a boot that synced but could not send its corrected
+// readings before a reboot left its offset behind (Options.Known); the next
+// boot corrects them with it, even when it is not synced itself.
+func TestRebootAfterSync(t *testing.T) {
+	m := &machine{truth: trueStart, bootAt: trueStart.Add(-30 * time.Second), bootID: 1, wallErr: epoch1970.Sub(trueStart)}
+	tr, rs := run(t, m, DefaultHold, 120, func(sec int) {
+		if sec == 60 {
+			m.wallErr, m.synced = 0, true
+		}
+	})
+	id, off, ok := tr.Offset()
+	if !ok || id != 1 {
+		t.Fatalf("Offset after sync: %d %v %v", id, off, ok)
+	}
+	m2 := &machine{truth: trueStart.Add(time.Hour), bootAt: trueStart.Add(time.Hour), bootID: 2, wallErr: epoch1970.Sub(trueStart)}
+	tr2 := New(Options{Machine: m2, BuildDate: buildDate, Hold: DefaultHold, Known: map[uint32]time.Duration{id: off}})
+	for i, r := range rs {
+		d := tr2.Release(r.stamp)
+		if d.Hold || abs(d.Time.Sub(r.truth)) > bound || (d.Mark == MarkNone) != r.stamp.Trusted {
+			t.Fatalf("reading %d after the reboot: %+v, truth %v", i, d, r.truth)
 		}
 	}
 }

@@ -37,6 +37,7 @@ type Config struct {
 	Uplink  UplinkConfig   `toml:"uplink"`
 	Remote  RemoteConfig   `toml:"remote"`  // remote.go
 	Metrics MetricsConfig  `toml:"metrics"` // remote.go
+	Clock   ClockConfig    `toml:"clock"`   // clock.go
 	Sensors []SensorConfig `toml:"-"`
 	// Parking guidance (zones.go): [guidance], [[zones]], [[signs]].
 	Guidance GuidanceConfig  `toml:"guidance"`
@@ -235,7 +236,7 @@ func Parse(path string, data []byte) (*Config, error) {
 	if err := toml.Unmarshal(data, &raw); err != nil {
 		return nil, tomlError(path, pos, err)
 	}
-	for table, v := range map[string]any{"agent": c.Agent, "buffer": c.Buffer, "uplink": c.Uplink, "remote": c.Remote, "metrics": c.Metrics} {
+	for table, v := range map[string]any{"agent": c.Agent, "buffer": c.Buffer, "uplink": c.Uplink, "remote": c.Remote, "metrics": c.Metrics, "clock": c.Clock} {
 		t, _ := raw[table].(map[string]any)
 		if err := textOnly(t, v, table+".", fail); err != nil {
 			return nil, err
@@ -250,6 +251,9 @@ func Parse(path string, data []byte) (*Config, error) {
 		return nil, err
 	}
 	if err := c.validateRemote(fail); err != nil {
+		return nil, err
+	}
+	if err := c.validateClock(fail); err != nil {
 		return nil, err
 	}
 	names := map[string]int{}
@@ -314,6 +318,7 @@ func (c *Config) defaults(has func(table, key string) bool) {
 		c.Uplink.ExpiryWarningDays = defaultExpiryWarn
 	}
 	c.remoteDefaults(has)
+	c.clockDefaults(has)
 }
 
 // textOnly refuses numbers where a duration or size string belongs: go-toml
@@ -672,7 +677,7 @@ func tomlError(path string, pos keyIndex, err error) error {
 var fieldRE = regexp.MustCompile(`struct field (\w+)\.(\w+)`)
 
 func fieldKey(typ, field string) string {
-	tables := map[string]any{"agent": AgentConfig{}, "buffer": BufferConfig{}, "uplink": UplinkConfig{}, "remote": RemoteConfig{}, "metrics": MetricsConfig{}, "guidance": GuidanceConfig{}}
+	tables := map[string]any{"agent": AgentConfig{}, "buffer": BufferConfig{}, "uplink": UplinkConfig{}, "remote": RemoteConfig{}, "metrics": MetricsConfig{}, "guidance": GuidanceConfig{}, "clock": ClockConfig{}}
 	for table, v := range tables {
 		t := reflect.TypeOf(v)
 		if t.Name() != typ {

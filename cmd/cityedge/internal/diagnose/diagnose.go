@@ -124,6 +124,7 @@ func Run(ctx context.Context, cfg *config.Config, o Options, stdout io.Writer) (
 		r.add("agent", sock, Pass, "running (pid %d, version %s, up %v): reporting its live state; hardware and buffer are left to it",
 			live.PID, live.Version, (time.Duration(live.Uptime) * time.Second).Round(time.Second))
 		diagnoseLive(cfg, live, r)
+		diagnoseAgentClock(live, r)
 	} else {
 		r.add("agent", "service", Pass, "not running: checking hardware and buffer directly")
 		diagnoseHardware(ctx, cfg, o.Simulate, r)

@@ -41,7 +41,7 @@ var interopFeatures = []interopFeature{
 	{"retained", "retained `status` and retained side messages (zones) for a late subscriber", interopRetained},
 	{"will", "last will: `offline` on SIGKILL, live and retained", interopLastWill},
 	{"reconnect", "reconnect after a broker restart; nothing acked while it is down", interopReconnect},
-	{"failover", "failover to the next broker in the list and back", interopFailover},
+	{"failover", "failover to the next broker in the list and back; retained `status` and zones re-published there", interopFailover},
 	{"takeover", "session takeover (second connection with the client id): one session, no lost ack", interopTakeover},
 }
 
@@ -372,7 +372,9 @@ func interopFailover(t *testing.T, k brokerKind, a interopBroker) {
 	cfg := interopConfig(t, a, "failover")
 	cfg.Brokers = []string{a.URL(), bb.URL()}
 	c := start(t, cfg, src)
+	c.SetRetained("zones/z1", []byte(`{"free":1}`))
 	waitFor(t, 30*time.Second, "20 batches acked", func() bool { return src.ackedCount() == 20 })
+	c.SetRetained("zones/z1", []byte(`{"free":2}`)) // the newest, while on the second broker
 	if st := c.State(); st.Broker != bb.URL() || !st.Connected {
 		t.Errorf("state %+v; want connected to the second broker %s", st, bb.URL())
 	}
@@ -395,6 +397,11 @@ func interopFailover(t *testing.T, k brokerKind, a interopBroker) {
 		}
 		return true
 	})
+	// The first broker never saw the newest zone message: the new session
+	// published it again, with the online status (what covers a cluster
+	// whose retained store is per node).
+	lateRetained(t, a, "cityedge/interop/failover/zones/z1", `{"free":2}`)
+	lateRetained(t, a, "cityedge/interop/failover/status", `{"state":"online"}`)
 	src.checkViolations(t)
 }
 

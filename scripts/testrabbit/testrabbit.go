@@ -19,6 +19,8 @@ package testrabbit
 import (
 	"context"
 	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -32,6 +34,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	mqtt "github.com/eclipse/paho.mqtt.golang"
 
 	"github.com/cityedge/cityedge/certs/devpki"
 )
@@ -84,8 +88,9 @@ type Node struct {
 	Version string
 	LogFile string
 
-	base []string // environment of rabbitmqctl
-	env  []string // environment of the node
+	base     []string // environment of rabbitmqctl
+	probeTLS *tls.Config
+	env      []string // environment of the node
 
 	mu   sync.Mutex
 	cmd  *exec.Cmd
@@ -94,7 +99,7 @@ type Node struct {
 }
 
 // Start writes the node's configuration, starts its own epmd and the node,
-// and waits until the MQTT listener accepts connections (a minute at most,
+// and waits until it accepts an MQTT session (a minute at most,
 // on a loaded machine).
 func Start(ctx context.Context, o Options) (*Node, error) {
 	version, err := Find()
@@ -128,7 +133,14 @@ func Start(ctx context.Context, o Options) (*Node, error) {
 	if err := os.WriteFile(plugins, []byte("[rabbitmq_mqtt].\n"), 0o600); err != nil {
 		return nil, err
 	}
-	if err := writeDefinitions(defs, o.Users); err != nil {
+	probe, err := o.PKI.CA.Issue("testrabbit-probe-"+o.Name, devpki.Leaf{CN: "testrabbit-probe", Client: true})
+	if err != nil {
+		return nil, err
+	}
+	if n.probeTLS, err = clientTLS(o.PKI.CA.CertFile, probe.CertFile, probe.KeyFile); err != nil {
+		return nil, err
+	}
+	if err := writeDefinitions(defs, append([]string{"testrabbit-probe"}, o.Users...)); err != nil {
 		return nil, err
 	}
 	var c strings.Builder
@@ -207,9 +219,49 @@ func Start(ctx context.Context, o Options) (*Node, error) {
 	return n, nil
 }
 
-// await waits until the MQTT listener accepts TCP connections, which
-// RabbitMQ opens last in its boot.
+// await waits until the node accepts an MQTT session. The listener opens
+// last in RabbitMQ's boot, but even then the MQTT plugin refuses every
+// CONNECT (closing the connection) until its client-id registry, a Raft
+// cluster, has elected a leader: so the probe is a real mutual-TLS CONNECT
+// as user "testrabbit-probe".
 func (n *Node) await(ctx context.Context, limit time.Duration) error {
+	deadline := time.Now().Add(limit)
+	if err := n.awaitListener(ctx, limit); err != nil {
+		return err
+	}
+	var last error
+	for time.Now().Before(deadline) {
+		if last = n.probe(); last == nil {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
+	return fmt.Errorf("%s accepts no MQTT session within %v (last: %v); see %s", n.Name, limit, last, n.LogFile)
+}
+
+// probe connects and disconnects once.
+func (n *Node) probe() error {
+	opts := mqtt.NewClientOptions().AddBroker(n.URL).SetClientID("testrabbit-probe").
+		SetTLSConfig(n.probeTLS).SetCleanSession(true).SetAutoReconnect(false).SetConnectRetry(false).
+		SetConnectTimeout(5 * time.Second).SetProtocolVersion(4)
+	cli := mqtt.NewClient(opts)
+	tok := cli.Connect()
+	if !tok.WaitTimeout(10 * time.Second) {
+		return errors.New("no CONNACK within 10s")
+	}
+	if err := tok.Error(); err != nil {
+		return err
+	}
+	cli.Disconnect(0)
+	return nil
+}
+
+// awaitListener waits until the MQTT listener accepts TCP connections.
+func (n *Node) awaitListener(ctx context.Context, limit time.Duration) error {
 	deadline := time.Now().Add(limit)
 	for time.Now().Before(deadline) {
 		n.mu.Lock()
@@ -241,7 +293,7 @@ func (n *Node) Stop(ctx context.Context) error {
 }
 
 // Restart starts the RabbitMQ application again (`rabbitmqctl start_app`)
-// and waits until the MQTT listener accepts connections.
+// and waits until it accepts an MQTT session.
 func (n *Node) Restart(ctx context.Context) error {
 	if _, err := n.Ctl(ctx, "start_app"); err != nil {
 		return err
@@ -328,6 +380,22 @@ func writeDefinitions(path string, users []string) error {
 		return err
 	}
 	return os.WriteFile(path, b, 0o600)
+}
+
+func clientTLS(caFile, certFile, keyFile string) (*tls.Config, error) {
+	pem, err := os.ReadFile(caFile)
+	if err != nil {
+		return nil, err
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(pem) {
+		return nil, fmt.Errorf("no certificate in %s", caFile)
+	}
+	cert, err := tls.LoadX509KeyPair(certFile, keyFile)
+	if err != nil {
+		return nil, err
+	}
+	return &tls.Config{RootCAs: pool, Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}, nil
 }
 
 // freePorts returns n distinct TCP ports that were free a moment ago.

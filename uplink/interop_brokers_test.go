@@ -20,7 +20,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
-	"runtime"
 	"strings"
 	"sync"
 	"syscall"
@@ -307,11 +306,8 @@ func buildDevbroker(t *testing.T) string {
 		}
 		devbrokerBin.dir = dir
 		devbrokerBin.path = filepath.Join(dir, "devbroker")
-		goBin := filepath.Join(runtime.GOROOT(), "bin", "go")
-		if _, err := os.Stat(goBin); err != nil {
-			goBin = "go"
-		}
-		cmd := exec.Command(goBin, "build", "-o", devbrokerBin.path, "./cmd/devbroker")
+		// go test puts its own GOROOT/bin first in the test's PATH.
+		cmd := exec.Command("go", "build", "-o", devbrokerBin.path, "./cmd/devbroker")
 		cmd.Dir = ".." // the module root
 		if out, err := cmd.CombinedOutput(); err != nil {
 			devbrokerBin.err = fmt.Errorf("go build ./cmd/devbroker: %w\n%s", err, out)

@@ -6,6 +6,7 @@ package uplink
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
@@ -511,8 +512,8 @@ func lwtHelper() int {
 	pid := os.Getpid()
 	c, err := New(Config{
 		Brokers:     []string{os.Getenv("UPLINK_BROKER")},
-		ClientID:    "gw-lwt",
-		TopicPrefix: testPrefix,
+		ClientID:    cmp.Or(os.Getenv("UPLINK_CLIENT_ID"), "gw-lwt"),
+		TopicPrefix: cmp.Or(os.Getenv("UPLINK_PREFIX"), testPrefix),
 		TLSConfig: func() (*tls.Config, error) {
 			return &tls.Config{RootCAs: pool, Certificates: []tls.Certificate{cert}}, nil
 		},

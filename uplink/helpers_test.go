@@ -317,5 +317,7 @@ func TestMain(m *testing.M) {
 	if os.Getenv(helperEnv) == "lwt" {
 		os.Exit(lwtHelper())
 	}
-	os.Exit(m.Run())
+	code := m.Run()
+	closeSharedBrokers() // interop_test.go: brokers shared by the whole run
+	os.Exit(code)
 }

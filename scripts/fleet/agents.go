@@ -199,6 +199,46 @@ func readAgentLog(path string) ([]logEvent, error) {
 	return evs, sc.Err()
 }
 
+// skippedMsg is the buffer's log line when it skips the sequence numbers a
+// killed run had reserved.
+const skippedMsg = "buffer: the last run did not close the file; skipping the sequence numbers it had reserved"
+
+// readSkipped returns the seq ranges the agent's buffer logged as skipped.
+func readSkipped(path string) ([]span, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	var out []span
+	sc := bufio.NewScanner(f)
+	sc.Buffer(make([]byte, 64<<10), 1<<20)
+	for sc.Scan() {
+		if sp, ok := parseSkipped(sc.Text()); ok {
+			out = append(out, sp)
+		}
+	}
+	return out, sc.Err()
+}
+
+func parseSkipped(l string) (span, bool) {
+	if !strings.Contains(l, skippedMsg) {
+		return span{}, false
+	}
+	var sp span
+	var from, to bool
+	for _, kv := range splitLogfmt(l) {
+		v, err := strconv.ParseInt(kv[1], 10, 64)
+		switch {
+		case kv[0] == "from" && err == nil:
+			sp.From, from = v, true
+		case kv[0] == "to" && err == nil:
+			sp.To, to = v, true
+		}
+	}
+	return sp, from && to && sp.From <= sp.To
+}
+
 // parseLogLine picks the time, message and broker out of an uplink line.
 func parseLogLine(l string) (logEvent, bool) {
 	var ev logEvent

@@ -15,6 +15,7 @@ type gwResult struct {
 	First     int64   // lowest seq delivered
 	Last      int64   // highest seq delivered
 	Missing   []span  // seq ranges inside [First, Last] that never arrived
+	Skipped   []span  // gaps the buffer logged as skipped after a crash (numbers reserved by a killed run, never used)
 	Dropped   float64 // highest value of <id>/cityedge/dropped seen
 	DupsA     int     // repeated readings in consumer A's stream
 	DupsB     int     // repeated readings in consumer B's stream
@@ -55,7 +56,12 @@ type recKey struct {
 
 // analyze joins both consumers' records per gateway; a reading is
 // identified by (bn, seq, n), the rule README gives receivers.
-func analyze(ids []string, a, b []record, reconnects map[string]int) []gwResult {
+//
+// A gap is not a loss only when it lies wholly inside a range the gateway's
+// buffer logged as skipped at start ("the last run did not close the file;
+// skipping the sequence numbers it had reserved"): a run killed with SIGKILL
+// had reserved a block of numbers ahead and used only part of it.
+func analyze(ids []string, a, b []record, reconnects map[string]int, skipped map[string][]span) []gwResult {
 	type per struct {
 		seenA, seenB map[recKey]int
 		seqA, seqB   map[int64]bool
@@ -112,7 +118,13 @@ func analyze(ids []string, a, b []record, reconnects map[string]int) []gwResult 
 		g.Readings = len(seqs)
 		if len(seqs) > 0 {
 			g.First, g.Last = seqs[0], seqs[len(seqs)-1]
-			g.Missing = gaps(seqs)
+			for _, gap := range gaps(seqs) {
+				if within(gap, skipped[id]) {
+					g.Skipped = append(g.Skipped, gap)
+				} else {
+					g.Missing = append(g.Missing, gap)
+				}
+			}
 		}
 		out = append(out, g)
 	}
@@ -133,6 +145,16 @@ func dupReadings(seen map[recKey]int) int {
 		d += n
 	}
 	return d
+}
+
+// within reports whether gap lies wholly inside one of the ranges.
+func within(gap span, ranges []span) bool {
+	for _, r := range ranges {
+		if gap.From >= r.From && gap.To <= r.To {
+			return true
+		}
+	}
+	return false
 }
 
 // gaps returns the ranges missing between sorted, distinct seqs.

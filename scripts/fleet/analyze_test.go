@@ -61,7 +61,7 @@ func TestAnalyze(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			g := analyze([]string{"g"}, tt.a, tt.b, map[string]int{"g": tt.reconnect})[0]
+			g := analyze([]string{"g"}, tt.a, tt.b, map[string]int{"g": tt.reconnect}, nil)[0]
 			if g.OK() != tt.ok || !reflect.DeepEqual(g.Missing, tt.missing) || g.DupsA != tt.dupsA || g.DupsB != tt.dupsB ||
 				g.OnlyA != tt.onlyA || g.DupsPerReconnect() != tt.perRecon {
 				t.Errorf("got %+v (ok %v, per reconnect %v)", g, g.OK(), g.DupsPerReconnect())
@@ -72,7 +72,7 @@ func TestAnalyze(t *testing.T) {
 
 func TestAnalyzeDrops(t *testing.T) {
 	a := append(recs("g", 1, 2), record{GW: "g", Seq: 3, Name: "cityedge/dropped", V: 4})
-	g := analyze([]string{"g"}, a, nil, nil)[0]
+	g := analyze([]string{"g"}, a, nil, nil, nil)[0]
 	if g.OK() || g.Dropped != 4 || !strings.Contains(describeLoss(g), "dropped counter 4") {
 		t.Errorf("drops not reported: %+v: %s", g, describeLoss(g))
 	}
@@ -155,5 +155,27 @@ func TestConnectedNow(t *testing.T) {
 		if got := connectedNow(c.evs); got != c.want {
 			t.Errorf("case %d: %v, want %v", i, got, c.want)
 		}
+	}
+}
+
+// TestSkippedByBuffer: a gap wholly inside a range the buffer logged as
+// skipped after a crash is not a loss; a gap reaching outside it is.
+func TestSkippedByBuffer(t *testing.T) {
+	line := `time=2026-12-06T04:54:45.1Z level=WARN msg="` + skippedMsg + `" file=/x/buffer.db from=100 to=199`
+	sp, ok := parseSkipped(line)
+	if !ok || sp != (span{100, 199}) {
+		t.Fatalf("parseSkipped = %v, %v; want 100-199", sp, ok)
+	}
+	if _, ok := parseSkipped(`time=2026-12-06T04:54:45.1Z level=INFO msg="uplink: connected"`); ok {
+		t.Error("an unrelated line parsed as a skipped range")
+	}
+	skipped := map[string][]span{"g": {sp}}
+	explained := analyze([]string{"g"}, recs("g", 98, 99, 100, 101, 200, 201), nil, nil, skipped)[0]
+	if !explained.OK() || len(explained.Skipped) != 1 || explained.Skipped[0] != (span{102, 199}) {
+		t.Errorf("gap 102-199 inside the skipped 100-199: %+v; want OK with it as skipped", explained)
+	}
+	lost := analyze([]string{"g"}, recs("g", 98, 99, 201), nil, nil, skipped)[0]
+	if lost.OK() || len(lost.Missing) != 1 || lost.Missing[0] != (span{100, 200}) {
+		t.Errorf("gap 100-200 reaching past the skipped 100-199: %+v; want it missing", lost)
 	}
 }

@@ -403,6 +403,7 @@ func run(ctx context.Context, o options) (bool, error) {
 
 	events := map[string][]logEvent{}
 	reconnects := map[string]int{}
+	skipped := map[string][]span{}
 	var connected []time.Time
 	for _, a := range agents {
 		evs, err := readAgentLog(a.logFile)
@@ -418,9 +419,12 @@ func run(ctx context.Context, o options) (bool, error) {
 			}
 		}
 		reconnects[a.id] = max(n-1, 0)
+		if skipped[a.id], err = readSkipped(a.logFile); err != nil {
+			return false, err
+		}
 	}
 	recA, recB := ca.snapshot(), cb.snapshot()
-	r.GW = analyze(ids(agents), recA, recB, reconnects)
+	r.GW = analyze(ids(agents), recA, recB, reconnects, skipped)
 	// A gateway whose session was taken over reconnects within its
 	// reconnect_spread; it must have delivered again by the end.
 	r.TakeoverOK = len(silent(ids(agents[3:min(6, len(agents))]), recA, tStart.Add(5*time.Second))) == 0

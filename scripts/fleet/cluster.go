@@ -253,10 +253,15 @@ func (c *cluster) spawn(n *node) error {
 	return nil
 }
 
+// bootLimit bounds a node's boot. After a whole-cluster stop each node waits
+// for its peers' tables (RabbitMQ's own default: 10 tries of 30 s), which on
+// a loaded 2-core machine has taken more than two minutes.
+const bootLimit = 5 * time.Minute
+
 // await waits until the node's MQTT listener accepts TLS connections,
 // which RabbitMQ opens last in its boot.
 func (c *cluster) await(ctx context.Context, n *node) error {
-	deadline := time.Now().Add(120 * time.Second)
+	deadline := time.Now().Add(bootLimit)
 	for time.Now().Before(deadline) {
 		select {
 		case <-n.done:
@@ -271,7 +276,7 @@ func (c *cluster) await(ctx context.Context, n *node) error {
 			return nil
 		}
 	}
-	return fmt.Errorf("%s did not open its MQTT listener within 120 s; see %s", n.name, n.logFile)
+	return fmt.Errorf("%s did not open its MQTT listener within %v; see %s", n.name, bootLimit, n.logFile)
 }
 
 // Kill ends a node at once (SIGKILL to its whole process group), as a

@@ -58,8 +58,8 @@ func (e *SetupError) Error() string { return e.Err.Error() }
 func (e *SetupError) Unwrap() error { return e.Err }
 
 func openBuffer(cfg *config.Config, log *slog.Logger) (*buffer.Queue, error) {
-	if err := os.MkdirAll(cfg.Agent.StateDir, 0o700); err != nil {
-		return nil, fmt.Errorf("state directory: %w", err)
+	if err := prepareStateDir(cfg); err != nil {
+		return nil, err
 	}
 	return buffer.Open(cfg.BufferPath(), buffer.Options{
 		MaxBytes: int64(cfg.Buffer.MaxBytes), CommitInterval: cfg.Buffer.CommitInterval.D(), Logger: log})
@@ -104,7 +104,8 @@ func Run(ctx context.Context, cfg *config.Config, d Deps) (err error) {
 	q, err := openBuffer(cfg, log)
 	if err != nil {
 		log.Error("cannot open the buffer", "err", err)
-		if errors.Is(err, buffer.ErrLocked) {
+		var ce *config.ConfigError
+		if errors.Is(err, buffer.ErrLocked) || errors.As(err, &ce) {
 			return &SetupError{err}
 		}
 		return err

@@ -343,7 +343,7 @@ func (c *Config) BufferPath() string { return filepath.Join(c.Agent.StateDir, Bu
 func (c *Config) CertOptions(log *slog.Logger) certs.Options {
 	u := c.Uplink
 	return certs.Options{CAFile: u.CAFile, CertFile: u.CertFile, KeyFile: u.KeyFile, ServerName: u.ServerName,
-		ALPN: u.ALPN, SystemRoots: u.SystemRoots, WarnBefore: time.Duration(u.ExpiryWarningDays) * 24 * time.Hour, Logger: log}
+		ALPN: u.ALPN, SystemRoots: u.SystemRoots, WarnBefore: time.Duration(u.ExpiryWarningDays) * 24 * time.Hour, ExpectCN: c.Agent.ID, Logger: log}
 }
 
 // Path is the file the configuration was read from.

@@ -306,3 +306,10 @@ func tomlValue(v any) string {
 	}
 	return tomlType(v)
 }
+
+// KeyError is a problem with key found after loading (a directory, a
+// file the key names), worded like any other configuration problem: file,
+// line and key.
+func (c *Config) KeyError(key, format string, args ...any) *ConfigError {
+	return &ConfigError{File: c.path, Line: c.pos.line(key), Key: key, Msg: fmt.Sprintf(format, args...)}
+}

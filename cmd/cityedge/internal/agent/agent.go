@@ -325,7 +325,7 @@ type Status struct {
 	Agent     string                 `json:"agent"`
 	Version   string                 `json:"version"`
 	Time      time.Time              `json:"time"`
-	Uptime    float64                `json:"uptime_s"`
+	Uptime    int64                  `json:"uptime_s"` // whole seconds
 	Backlog   uint64                 `json:"backlog"`
 	Bytes     int64                  `json:"backlog_bytes"`
 	Dropped   uint64                 `json:"dropped"`
@@ -355,7 +355,7 @@ type CertStatus struct {
 func (a *agent) status(online bool) []byte {
 	st := a.q.Stats()
 	m := Status{State: "offline", Agent: a.cfg.Agent.ID, Version: a.version, Time: a.clock.Now().UTC(),
-		Uptime: a.clock.Since(a.started).Seconds(), Backlog: st.Count, Bytes: st.Bytes, Dropped: st.DroppedTotal,
+		Uptime: int64(a.clock.Since(a.started) / time.Second), Backlog: st.Count, Bytes: st.Bytes, Dropped: st.DroppedTotal,
 		DroppedBy: st.Dropped, Epoch: st.Epoch, Buffer: st.DiskError, Sensors: map[string]SensorState{}}
 	if online {
 		m.State = "online"

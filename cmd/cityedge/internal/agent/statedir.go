@@ -36,7 +36,7 @@ func StateDirProblem(cfg *config.Config) error {
 			return cfg.KeyError("agent.state_dir", "%s is not writable by %s: %v (give it to the user the agent runs as, mode 0700)", dir, whoAmI(), err)
 		}
 		return nil
-	case !errors.Is(err, fs.ErrNotExist):
+	case !errors.Is(err, fs.ErrNotExist) && !errors.Is(err, syscall.ENOTDIR):
 		return cfg.KeyError("agent.state_dir", "%s: %v", dir, unwrapPath(err))
 	}
 	parent := filepath.Dir(filepath.Clean(dir))

@@ -15,6 +15,7 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
@@ -113,7 +114,7 @@ type Options struct {
 func Run(ctx context.Context, cfg *config.Config, o Options, stdout io.Writer) (ok bool) {
 	r := &report{}
 	quiet := slog.New(slog.DiscardHandler)
-	r.add("config", cfg.Path(), Pass, "valid: agent %s, %d sensors, %d brokers%s", cfg.Agent.ID, len(cfg.Sensors), len(cfg.Uplink.Brokers), configNote(cfg))
+	r.add("config", cfg.Path(), Pass, "valid: agent %s, %s, %s%s", cfg.Agent.ID, plural(len(cfg.Sensors), "sensor"), plural(len(cfg.Uplink.Brokers), "broker"), configNote(cfg))
 
 	live, sock := o.Live, "in-process"
 	if live == nil {
@@ -125,6 +126,7 @@ func Run(ctx context.Context, cfg *config.Config, o Options, stdout io.Writer) (
 		diagnoseLive(cfg, live, r)
 	} else {
 		r.add("agent", "service", Pass, "not running: checking hardware and buffer directly")
+		diagnoseStateDir(cfg, r)
 		diagnoseHardware(ctx, cfg, o.Simulate, r)
 		diagnoseBuffer(cfg, r)
 	}
@@ -183,14 +185,15 @@ func diagnoseLive(cfg *config.Config, live *agent.LiveState, r *report) {
 		case !ok:
 			r.add("sensor", s.Name, Fail, "the running agent does not know this sensor: restart it to load the configuration")
 		case !st.Open || st.LastOK.IsZero():
-			r.add("sensor", s.Name, Fail, "%s %s: not delivering readings; last error: %s", s.Driver, st.Where, st.LastError)
+			v, d := liveSensorWithoutReading(s, st, time.Duration(live.Uptime)*time.Second)
+			r.add("sensor", s.Name, v, "%s", d)
 		case time.Since(st.LastOK) > 3*s.Interval+10*time.Second:
-			r.add("sensor", s.Name, Fail, "%s %s: last reading %v ago (interval %v); last error: %s", s.Driver, st.Where,
-				time.Since(st.LastOK).Round(time.Second), s.Interval, st.LastError)
+			r.add("sensor", s.Name, Fail, "%s %s: last reading %v ago (interval %v)%s", s.Driver, location(s, st.Where),
+				time.Since(st.LastOK).Round(time.Second), s.Interval, suffix("; last error: ", st.LastError))
 		case st.Errors > 0:
-			r.add("sensor", s.Name, Warn, "%s %s: %d readings, %d errors (last: %s)", s.Driver, st.Where, st.Readings, st.Errors, st.LastError)
+			r.add("sensor", s.Name, Warn, "%s %s: %s, %s (last: %s)", s.Driver, location(s, st.Where), plural(int(st.Readings), "reading"), plural(int(st.Errors), "error"), st.LastError)
 		default:
-			r.add("sensor", s.Name, Pass, "%s %s: %d readings, last %v ago", s.Driver, st.Where, st.Readings, time.Since(st.LastOK).Round(time.Second))
+			r.add("sensor", s.Name, Pass, "%s %s: %s, last %v ago", s.Driver, location(s, st.Where), plural(int(st.Readings), "reading"), time.Since(st.LastOK).Round(time.Second))
 		}
 	}
 	v := Pass
@@ -248,8 +251,11 @@ func bytesIEC(n int64) string {
 func diagnoseHardware(ctx context.Context, cfg *config.Config, simulate bool, r *report) {
 	hw, err := agent.OpenHardware(ctx, cfg, simulate)
 	if err != nil {
-		r.add("sensors", "hardware", Fail, "%v", err)
+		r.add("sensors", "hardware", Fail, "%v; this host has: %s", err, agent.Inventory())
 		return
+	}
+	if !simulate {
+		r.add("hardware", "host", Pass, "%s", agent.Inventory())
 	}
 	var sensors sync.WaitGroup
 	for _, s := range cfg.Sensors {
@@ -279,7 +285,7 @@ func diagnoseHardware(ctx context.Context, cfg *config.Config, simulate bool, r 
 		for i, b := range names {
 			t, err := hw.Target(buses[b][0])
 			if err != nil {
-				slots[i](Fail, "%v", err)
+				slots[i](Fail, "%s", withoutInventory(err))
 				continue
 			}
 			v, d := scanVerdict(catalog.Scan(t.Bus), buses[b])
@@ -335,7 +341,7 @@ func diagnoseSensor(ctx context.Context, hw agent.Hardware, s config.SensorConfi
 	drv, _ := catalog.Lookup(s.Driver)
 	t, err := hw.Target(s)
 	if err != nil {
-		return Fail, err.Error()
+		return Fail, withoutInventory(err) + " (see hardware host)"
 	}
 	dev, err := drv.Open(t, s.Options)
 	if err != nil {
@@ -354,14 +360,17 @@ func diagnoseSensor(ctx context.Context, hw agent.Hardware, s config.SensorConfi
 	verdict := Pass
 	for i, v := range vals {
 		if v.IsBool {
-			parts[i] = fmt.Sprintf("%s=%t", v.Quantity, v.Bool)
+			parts[i] = formatValue(v)
 			continue
 		}
-		parts[i] = fmt.Sprintf("%s=%.6g %s", v.Quantity, v.Num, v.Unit)
+		parts[i] = formatValue(v)
 		if why := implausible(v); why != "" {
 			parts[i] += " (" + why + ")"
 			verdict = Warn
 		}
+	}
+	if len(parts) == 0 {
+		parts = append(parts, "read without error, no value in this read")
 	}
 	return verdict, fmt.Sprintf("%s (%s)%s: %s", t.Where(), dev, level, strings.Join(parts, ", "))
 }
@@ -382,8 +391,9 @@ func implausible(v drivers.Value) string {
 
 func diagnoseDisk(cfg *config.Config, r *report) {
 	var fs unix.Statfs_t
-	if err := unix.Statfs(cfg.Agent.StateDir, &fs); err != nil {
-		r.add("disk", cfg.Agent.StateDir, Warn, "cannot read free space: %v", err)
+	at := nearestExisting(cfg.Agent.StateDir) // before the first start: its parent's file system
+	if err := unix.Statfs(at, &fs); err != nil {
+		r.add("disk", cfg.Agent.StateDir, Warn, "cannot read free space of %s: %v", at, err)
 		return
 	}
 	free := int64(fs.Bavail) * int64(fs.Bsize)
@@ -391,7 +401,11 @@ func diagnoseDisk(cfg *config.Config, r *report) {
 	if free < int64(cfg.Buffer.MaxBytes) {
 		v = Warn
 	}
-	r.add("disk", cfg.Agent.StateDir, v, "%s free (buffer bound %s)", bytesIEC(free), bytesIEC(int64(cfg.Buffer.MaxBytes)))
+	on := ""
+	if at != filepath.Clean(cfg.Agent.StateDir) {
+		on = " on " + at + " (state_dir not created yet)"
+	}
+	r.add("disk", cfg.Agent.StateDir, v, "%s free%s (buffer bound %s)", bytesIEC(free), on, bytesIEC(int64(cfg.Buffer.MaxBytes)))
 }
 
 // Kernel clock state (adjtimex(2)).

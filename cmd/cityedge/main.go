@@ -57,8 +57,9 @@ type options struct {
 	csr      string
 }
 
-func parseFlags(args []string, stderr io.Writer) (options, error) {
-	var o options
+// newFlagSet defines the command line into o (the man page is made from
+// it too).
+func newFlagSet(o *options, stderr io.Writer) *flag.FlagSet {
 	fs := flag.NewFlagSet("cityedge", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.StringVar(&o.config, "config", config.DefaultPath, "configuration file `PATH` (TOML)")
@@ -69,6 +70,12 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	fs.BoolVar(&o.enroll, "enroll", false, "create a new private key at uplink.key_file and write a certificate signing request")
 	fs.StringVar(&o.csr, "csr", "-", "with --enroll: `PATH` where to write the CSR (PEM); - is standard output")
 	fs.Usage = func() { printUsage(stderr, fs) }
+	return fs
+}
+
+func parseFlags(args []string, stderr io.Writer) (options, error) {
+	var o options
+	fs := newFlagSet(&o, stderr)
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return o, err

@@ -453,7 +453,13 @@ func unwrapPath(err error) error {
 
 // commonSensorKeys are the keys every [[sensors]] table may have; all others
 // belong to the driver's options.
-var commonSensorKeys = map[string]bool{"name": true, "driver": true, "bus": true, "address": true, "pin": true, "interval": true}
+var commonSensorKeys = func() map[string]bool {
+	m := map[string]bool{}
+	for _, k := range SensorKeys() {
+		m[k] = true
+	}
+	return m
+}()
 
 func parseSensor(path string, i int, raw map[string]any, pos keyIndex, fail Fail) (SensorConfig, error) {
 	key := func(k string) string { return fmt.Sprintf("sensors[%d].%s", i, k) }
@@ -558,7 +564,7 @@ func parseSensor(path string, i int, raw map[string]any, pos keyIndex, fail Fail
 	if s.Options == nil {
 		for k := range opts {
 			hint := ""
-			if n := nearest(k, []string{"name", "driver", "bus", "address", "pin", "interval"}); n != "" {
+			if n := nearest(k, SensorKeys()); n != "" {
 				hint = fmt.Sprintf(" (did you mean `%s`?)", n)
 			}
 			err = fail(key(k), "sensor %q: unknown key %q: driver %s takes no options%s", s.Name, k, s.Driver, hint)
@@ -583,7 +589,7 @@ func parseSensor(path string, i int, raw map[string]any, pos keyIndex, fail Fail
 			for _, e := range sm.Errors {
 				k := strings.Join(e.Key(), ".")
 				hint := ""
-				if n := nearest(k, append(optionKeys(s.Options), "name", "driver", "bus", "address", "pin", "interval")); n != "" {
+				if n := nearest(k, append(optionKeys(s.Options), SensorKeys()...)); n != "" {
 					hint = fmt.Sprintf(": did you mean `%s`?", n)
 				}
 				err = fail(key(k), "sensor %q: unknown key %q for driver %s%s (it takes: %s)", s.Name, k, s.Driver, hint, strings.Join(optionKeys(s.Options), ", "))

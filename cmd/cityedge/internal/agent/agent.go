@@ -213,12 +213,14 @@ func Run(ctx context.Context, cfg *config.Config, d Deps) (err error) {
 	a.notifyStopping()
 	stopSampling()
 	sampling.Wait()
+	a.drainBeforeExit() // drain.go
 	stopUplink()
 	select {
 	case <-upDone:
 	case <-clock.After(shutdownGrace + time.Second):
 		log.Warn("uplink did not stop in time")
 	}
+	a.reportLeft()
 	return a.exitErr()
 }
 

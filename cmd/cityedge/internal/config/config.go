@@ -212,7 +212,7 @@ func Parse(path string, data []byte) (*Config, error) {
 
 	var raw map[string]any
 	if err := toml.Unmarshal(data, &raw); err != nil {
-		return nil, tomlError(path, pos, err)
+		return nil, tomlError(path, pos, err, data)
 	}
 	// Values of the wrong type are listed and taken out, so that decoding
 	// goes on and every other problem is found too.
@@ -245,7 +245,7 @@ func Parse(path string, data []byte) (*Config, error) {
 	if err := toml.NewDecoder(bytes.NewReader(src)).DisallowUnknownFields().Decode(&doc); err != nil {
 		var sm *toml.StrictMissingError
 		if !errors.As(err, &sm) {
-			col.add(tomlError(path, pos, err))
+			col.add(tomlError(path, pos, err, src))
 			return nil, col.err()
 		}
 		for _, e := range sm.Errors {
@@ -684,7 +684,7 @@ func cleanTOMLError(err error) string {
 }
 
 // tomlError turns a go-toml error into a ConfigError with the line and key.
-func tomlError(path string, pos keyIndex, err error) *ConfigError {
+func tomlError(path string, pos keyIndex, err error, data []byte) *ConfigError {
 	var sm *toml.StrictMissingError
 	if errors.As(err, &sm) && len(sm.Errors) > 0 {
 		e := sm.Errors[0]
@@ -698,6 +698,8 @@ func tomlError(path string, pos keyIndex, err error) *ConfigError {
 		key := strings.Join(de.Key(), ".")
 		if key == "" {
 			key = pos.keyAt(row)
+		} else if t := tableAt(data, row); t != "" && !strings.HasPrefix(key, t+".") && !strings.Contains(key, ".") {
+			key = t + "." + key // go-toml names a duplicate key without its table
 		}
 		if strings.Contains(msg, "UTF-8") {
 			msg = "the value holds bytes that are not UTF-8 text: save the file as UTF-8 (" + msg + ")"
@@ -753,6 +755,27 @@ var (
 	arrTableRE = regexp.MustCompile(`^\s*\[\[\s*([A-Za-z0-9_.-]+)\s*\]\]`)
 	keyRE      = regexp.MustCompile(`^\s*([A-Za-z0-9_-]+)\s*=`)
 )
+
+// tableAt is the table whose keys line row is among ("sensors[1]" for the
+// second [[sensors]]), "" at the top.
+func tableAt(data []byte, row int) string {
+	table := ""
+	count := map[string]int{}
+	sc := bufio.NewScanner(bytes.NewReader(data))
+	sc.Buffer(make([]byte, 64<<10), 1<<20)
+	for n := 1; n < row && sc.Scan(); n++ {
+		if m := arrTableRE.FindStringSubmatch(sc.Text()); m != nil {
+			if outer, _, sub := strings.Cut(m[1], "."); sub && count[outer] > 0 {
+				continue
+			}
+			count[m[1]]++
+			table = fmt.Sprintf("%s[%d]", m[1], count[m[1]]-1)
+		} else if m := tableRE.FindStringSubmatch(sc.Text()); m != nil {
+			table = m[1]
+		}
+	}
+	return table
+}
 
 func indexKeys(data []byte) keyIndex {
 	idx := keyIndex{}

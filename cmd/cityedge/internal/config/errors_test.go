@@ -64,6 +64,7 @@ func TestParseWordsForPeople(t *testing.T) {
 		{"string where a list belongs", `brokers = ["mqtts://broker.example.org:8883"]`, `brokers = "mqtts://broker.example.org:8883"`, "uplink.brokers", "list"},
 		{"boolean as string", `batch_max = 100`, "batch_max = 100\nsystem_roots = \"yes\"", "uplink.system_roots", "true or false"},
 		{"unknown table near miss", "[buffer]", "[bufer]", "bufer", "did you mean `buffer`?"},
+		{"duplicate key", `batch_wait = "1s"`, "batch_wait = \"1s\"\nbatch_wait = \"2s\"", "uplink.batch_wait", "already defined"},
 		{"unknown sensor key near miss", `address = 0x76`, `adress = 0x76`, "sensors[1].adress", "did you mean `address`?"},
 	}
 	for _, c := range cases {

@@ -55,6 +55,6 @@ func (s climateSensor) Read(ctx context.Context) ([]drivers.Value, error) {
 	}
 	return []drivers.Value{
 		drivers.NumberAt(drivers.Temperature, drivers.UnitCelsius, m.Temperature.Celsius(), 2),                      // 16-bit word: 0.003 °C steps
-		drivers.NumberAt(drivers.Humidity, drivers.UnitPercentRH, float64(m.Humidity)/float64(physic.PercentRH), 2), // 0.002 %RH steps
+		drivers.NumberAt(drivers.Humidity, drivers.UnitPercentRH, float64(m.Humidity)/float64(physic.PercentRH), 3), // 0.0015 %RH steps
 	}, nil
 }

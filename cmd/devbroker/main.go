@@ -160,7 +160,11 @@ func formatPack(topic string, payload []byte) string {
 		return fmt.Sprintf("%s: not SenML JSON (%v): %.80q\n", topic, err, payload)
 	}
 	var b strings.Builder
-	fmt.Fprintf(&b, "── %s: %d records\n", topic, len(recs))
+	noun := "records"
+	if len(recs) == 1 {
+		noun = "record"
+	}
+	fmt.Fprintf(&b, "── %s: %d %s\n", topic, len(recs), noun)
 	var bn string
 	var bt float64
 	for i, r := range recs {

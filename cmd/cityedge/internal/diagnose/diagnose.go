@@ -173,7 +173,7 @@ func printReport(w io.Writer, checks []Check, colour bool) {
 	for _, c := range checks {
 		counts[c.Verdict]++
 	}
-	fmt.Fprintf(w, "%d passed, %d warnings, %d failed\n", counts[Pass], counts[Warn], counts[Fail])
+	fmt.Fprintf(w, "%d passed, %s, %d failed\n", counts[Pass], plural(counts[Warn], "warning"), counts[Fail])
 }
 
 // diagnoseLive reports a running agent's own view of sensors, buffer and
@@ -200,8 +200,8 @@ func diagnoseLive(cfg *config.Config, live *agent.LiveState, r *report) {
 	if live.Dropped > 0 || live.Status.Buffer != "" || live.Buffer.Salvage != nil {
 		v = Warn
 	}
-	r.add("buffer", live.BufferFile, v, "file %s, backlog %d readings (%s), oldest %s, dropped %d%s%s",
-		bytesIEC(live.Buffer.FileBytes), live.Backlog, bytesIEC(live.Bytes), age(live.Buffer.OldestTime), live.Dropped,
+	r.add("buffer", live.BufferFile, v, "file %s, backlog %s (%s), oldest %s, dropped %d%s%s",
+		bytesIEC(live.Buffer.FileBytes), plural(int(live.Backlog), "reading"), bytesIEC(live.Bytes), age(live.Buffer.OldestTime), live.Dropped,
 		suffix("; disk: ", live.Status.Buffer), salvageNote(live.Buffer.Salvage))
 	u := live.Uplink
 	switch {
@@ -217,7 +217,7 @@ func salvageNote(s *buffer.SalvageReport) string {
 	if s == nil {
 		return ""
 	}
-	return fmt.Sprintf("; a damaged buffer was salvaged at %s (%d readings kept, evidence at %s)", s.Time.Format(time.RFC3339), s.Recovered, s.MovedTo)
+	return fmt.Sprintf("; a damaged buffer was salvaged at %s (%s kept, evidence at %s)", s.Time.Format(time.RFC3339), plural(int(s.Recovered), "reading"), s.MovedTo)
 }
 
 func ago(t time.Time) string {
@@ -474,6 +474,6 @@ func diagnoseBroker(ctx context.Context, cfg *config.Config, store *certs.Store,
 	if ev != Pass {
 		v = ev
 	}
-	return v, fmt.Sprintf("%s; %s in %v; broker certificate %q verified against ca_file (%d days left); CONNACK ok%s",
-		strings.Join(res.Addrs, ","), tls.VersionName(res.TLSVersion), res.Handshake.Round(time.Millisecond), name, left, echo)
+	return v, fmt.Sprintf("%s; %s in %v; broker certificate %q verified against ca_file (%s left); CONNACK ok%s",
+		strings.Join(res.Addrs, ","), tls.VersionName(res.TLSVersion), res.Handshake.Round(time.Millisecond), name, plural(left, "day"), echo)
 }

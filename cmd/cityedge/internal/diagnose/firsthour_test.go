@@ -155,3 +155,12 @@ func parseWithStateDir(t *testing.T, stateDir string) *config.Config {
 	}
 	return cfg
 }
+
+// TestSummaryPlural: the closing line counts in words a person would use.
+func TestSummaryPlural(t *testing.T) {
+	var b bytes.Buffer
+	printReport(&b, []Check{{Area: "a", Name: "b", Verdict: Warn, Detail: "d"}}, false)
+	if !strings.Contains(b.String(), "0 passed, 1 warning, 0 failed") {
+		t.Errorf("summary %q", b.String())
+	}
+}

@@ -49,7 +49,13 @@ type Options struct {
 	// technician's --diagnose as root sets it to the owner of agent.state_dir
 	// so that the key is judged as the service would judge it.
 	ServiceUID *int
-	Logger     *slog.Logger
+	// ExpectCN, when set, is the common name the client certificate should
+	// carry (agent.id): brokers that take the CN as the user name
+	// (mosquitto's use_identity_as_username) apply another gateway's ACLs
+	// to a certificate whose CN differs. A difference is a warning in
+	// Status, never a refusal.
+	ExpectCN string
+	Logger   *slog.Logger
 }
 
 // Store holds the live, validated TLS material and swaps it when the files
@@ -511,6 +517,10 @@ func (s *Store) Status() Status {
 	if ca != leaf && ca.NotAfter.Sub(now) < s.opts.WarnBefore {
 		warn = append(warn, fmt.Sprintf("CA certificate %s expires in %d days (%s); the city's PKI must roll it over and install the new one in %s",
 			ca.Subject, st.CADaysLeft, date(ca.NotAfter), caSrc))
+	}
+	if cn := leaf.Subject.CommonName; s.opts.ExpectCN != "" && cn != s.opts.ExpectCN {
+		warn = append(warn, fmt.Sprintf("client certificate CN=%q is not agent.id %q: a broker that takes the CN as user name applies the wrong ACLs; issue a certificate with CN=%s",
+			cn, s.opts.ExpectCN, s.opts.ExpectCN))
 	}
 	st.Warning = strings.Join(warn, "; ")
 	return st

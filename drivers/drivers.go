@@ -10,6 +10,7 @@ package drivers
 
 import (
 	"context"
+	"math"
 	"time"
 )
 
@@ -62,6 +63,18 @@ type Value struct {
 
 // Number returns a numeric Value.
 func Number(quantity, unit string, v float64) Value {
+	return Value{Quantity: quantity, Unit: unit, Num: v}
+}
+
+// NumberAt returns a numeric Value rounded to the given number of decimal
+// places: the resolution the chip's datasheet gives, so that a conversion
+// through binary fractions (a BME280's pressure in 1/256 Pa) is sent as
+// 101322.55, not 101322.5546875.
+func NumberAt(quantity, unit string, v float64, decimals int) Value {
+	p := math.Pow10(decimals)
+	if r := math.Round(v*p) / p; !math.IsInf(r, 0) && !math.IsNaN(r) {
+		v = r
+	}
 	return Value{Quantity: quantity, Unit: unit, Num: v}
 }
 

@@ -26,6 +26,15 @@ cleanup() {
 		wait "${pids[i]}" 2>/dev/null || true
 	done
 	echo
+	# The agent delivers what it sampled before it stops (up to 2 s) and says
+	# what, if anything, stays in the buffer for its next start.
+	left=$(grep -E "stay in the buffer|buffer is empty" .demo/agent.log 2>/dev/null | tail -n 1 || true)
+	case $left in
+	*"stay in the buffer"*)
+		n=$(echo "$left" | sed -n 's/.*readings=\([0-9]*\).*/\1/p')
+		echo "demo: ${n:-some} readings were not acknowledged yet; they stay in .demo/state/buffer.db and are delivered at the next make demo" ;;
+	*"buffer is empty"*) echo "demo: every reading was delivered before the agent stopped" ;;
+	esac
 	echo "demo: stopped. Agent log: .demo/agent.log; buffer: .demo/state/buffer.db"
 }
 trap cleanup EXIT

@@ -78,6 +78,13 @@ if [ -z "$root" ]; then
 	"$here/cityedge" --version >/dev/null 2>&1 ||
 		die "$here/cityedge does not run on this $(uname -m) machine: pick the tarball for its architecture (armv6: Pi Zero/1 and 32-bit Raspberry Pi OS, armv7, arm64, amd64)"
 fi
+if [ -n "$root" ]; then
+	# groupadd/useradd --prefix edit DIR's own account files: an empty DIR
+	# has none, and groupadd would only say "cannot open /etc/group".
+	for f in passwd group; do
+		[ -f "$root/etc/$f" ] || die "--root $root has no etc/$f: install into a root file system that has its account files (etc/passwd, etc/group, etc/shadow, etc/gshadow, e.g. an unpacked base image), or create them there first"
+	done
+fi
 for l in "$root"/var/lib/dpkg/info/cityedge.list "$root"/var/lib/dpkg/info/cityedge:*.list; do
 	[ ! -e "$l" ] || die "cityedge is installed from its Debian package here; upgrade it with apt (or remove the package first)"
 done

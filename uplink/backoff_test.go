@@ -200,7 +200,7 @@ func TestBrokerDown(t *testing.T) {
 		{"no route", fmt.Errorf("uplink: connect b: %w", &dialError{&net.OpError{Op: "dial", Err: syscall.EHOSTUNREACH}}), true},
 		{"dial timeout", fmt.Errorf("uplink: connect b: %w", &dialError{timeout}), false},
 		{"dial deadline", fmt.Errorf("uplink: connect b: %w", &dialError{context.DeadlineExceeded}), false},
-		{"TLS alert", fmt.Errorf("uplink: connect b: %w", explainConnect(alert)), false},
+		{"TLS alert", fmt.Errorf("uplink: connect b: %w", (&session{}).explainConnect(alert)), false},
 		{"handshake", fmt.Errorf("uplink: connect b: %w", explainHandshake(tls.RecordHeaderError{})), false},
 		{"refused, not from the dialer", refused, false},
 	}

@@ -208,7 +208,7 @@ func TestConnectFailures(t *testing.T) {
 	}{
 		{"broker certificate from another CA", tlsb, func() *tls.Config {
 			return testbroker.TLSConfig(t, other.CertFile, pki.Client.CertFile, pki.Client.KeyFile)
-		}, "certificate signed by unknown authority"},
+		}, "which is not in uplink.ca_file"},
 		{"wrong broker host name", tlsb, func() *tls.Config {
 			c := good.Clone()
 			c.ServerName = "broker.example.org"
@@ -217,10 +217,10 @@ func TestConnectFailures(t *testing.T) {
 		{"plaintext listener behind mqtts", plain, func() *tls.Config { return good }, "TLS handshake"},
 		{"client certificate from another CA", tlsb, func() *tls.Config {
 			return testbroker.TLSConfig(t, pki.CA.CertFile, foreignClient.CertFile, foreignClient.KeyFile)
-		}, "broker refused the TLS session"},
+		}, "the broker rejected this gateway's certificate (issuer CN="},
 		{"expired client certificate", tlsb, func() *tls.Config {
 			return testbroker.TLSConfig(t, pki.CA.CertFile, expiredClient.CertFile, expiredClient.KeyFile)
-		}, "broker refused the TLS session"},
+		}, "the broker rejected this gateway's certificate (issuer CN="},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

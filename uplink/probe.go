@@ -77,7 +77,10 @@ func probe(ctx context.Context, broker, clientID string, tlsConfig func() (*tls.
 	case <-tok.Done():
 	case <-ctx.Done():
 		s.closeConn()
-		return res, fmt.Errorf("MQTT CONNECT: no CONNACK in time")
+		if st := s.stageReached(); st != "" {
+			return res, explainSilence(st, fmt.Errorf("no CONNACK in time"))
+		}
+		return res, fmt.Errorf("TCP connect to %s: no answer in time (stage reached: none)", u.Host)
 	}
 	if err := tok.Error(); err != nil {
 		s.mu.Lock()
@@ -86,7 +89,7 @@ func probe(ctx context.Context, broker, clientID string, tlsConfig func() (*tls.
 		if dialErr != nil {
 			return res, fmt.Errorf("TCP/TLS to %s: %w", u.Host, dialErr)
 		}
-		return res, fmt.Errorf("MQTT CONNECT: %w", explainConnect(err))
+		return res, fmt.Errorf("MQTT CONNECT: %w", s.explainConnect(err))
 	}
 	s.mu.Lock()
 	res.TLSVersion = s.version

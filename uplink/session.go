@@ -195,6 +195,8 @@ type session struct {
 	raw     net.Conn // the TCP connection under TLS, closed to abort
 	dialErr error
 	version uint16
+	stage   string // how far the connection got: stageTCP, stageTLS (explain.go)
+	issuer  string // issuer of the client certificate offered, "CN=…"
 
 	acked bool // a PUBACK arrived; touched only by the serving goroutine
 }
@@ -213,17 +215,23 @@ func (s *session) open(uri *url.URL, _ mqtt.ClientOptions) (net.Conn, error) {
 		return nil, err
 	}
 	s.mu.Lock()
-	s.raw = raw
+	s.raw, s.stage = raw, stageTCP
 	s.mu.Unlock()
-	tc := tls.Client(raw, s.tls)
+	cfg := s.tls.Clone()
+	recordIssuer(cfg, func(issuer string) {
+		s.mu.Lock()
+		s.issuer = issuer
+		s.mu.Unlock()
+	})
+	tc := tls.Client(raw, cfg)
 	if err := tc.HandshakeContext(ctx); err != nil {
 		_ = raw.Close()
-		err = explainHandshake(err)
+		err = s.explainHandshake(err, cfg.ServerName)
 		s.fail(err)
 		return nil, err
 	}
 	s.mu.Lock()
-	s.version = tc.ConnectionState().Version
+	s.version, s.stage = tc.ConnectionState().Version, stageTLS
 	s.mu.Unlock()
 	return &verdictConn{Conn: tc}, nil
 }
@@ -289,14 +297,44 @@ func explainHandshake(err error) error {
 // explainConnect adds the likely cause to a failure after the handshake: with
 // TLS 1.3 the broker checks our certificate after the client's side of the
 // handshake is done, so its refusal arrives as an alert while we read CONNACK.
-func explainConnect(err error) error {
+func (s *session) explainConnect(err error) error {
+	s.mu.Lock()
+	issuer, stage := s.issuer, s.stage
+	s.mu.Unlock()
 	switch {
 	case isRemoteAlert(err):
-		return fmt.Errorf("the broker refused the TLS session (client certificate not trusted, revoked or expired?): %w", err)
+		return explainRejected(err, issuer)
 	case errors.Is(err, syscall.ECONNRESET), errors.Is(err, syscall.EPIPE), errors.Is(err, io.EOF):
-		return fmt.Errorf("the broker closed the connection right after the TLS handshake (client certificate refused? see the broker's log): %w", err)
+		return fmt.Errorf("the broker closed the connection right after the TLS handshake: %w", explainRejected(err, issuer))
+	case isTimeout(err):
+		return explainSilence(stage, err)
 	}
 	return err
+}
+
+// explainHandshake words a failed TLS handshake: the broker's certificate
+// not verified, this gateway's refused, no TLS answer at all.
+func (s *session) explainHandshake(err error, serverName string) error {
+	if e := explainServerCert(err, serverName); e != nil {
+		return fmt.Errorf("TLS handshake: %w", e)
+	}
+	if isRemoteAlert(err) {
+		s.mu.Lock()
+		issuer := s.issuer
+		s.mu.Unlock()
+		return fmt.Errorf("TLS handshake: %w", explainRejected(err, issuer))
+	}
+	if isTimeout(err) {
+		return fmt.Errorf("TLS handshake: %w", explainSilence(stageTCP, err))
+	}
+	return explainHandshake(err)
+}
+
+// stageReached is how far the connection got, for a broker that went silent.
+func (s *session) stageReached() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.stage
 }
 
 // sessionTLS derives the TLS configuration of one connection from base,
@@ -378,7 +416,7 @@ func (c *Client) connect(ctx context.Context, u *url.URL) (*session, error) {
 		return nil, ctx.Err()
 	case <-bound.Chan():
 		s.closeConn()
-		return nil, fmt.Errorf("uplink: connect %s: no CONNACK within %v", broker, 2*c.cfg.ConnectTimeout)
+		return nil, fmt.Errorf("uplink: connect %s: %w", broker, explainSilence(s.stageReached(), fmt.Errorf("no CONNACK within %v", 2*c.cfg.ConnectTimeout)))
 	}
 	if err := tok.Error(); err != nil {
 		s.mu.Lock()
@@ -387,7 +425,7 @@ func (c *Client) connect(ctx context.Context, u *url.URL) (*session, error) {
 		if dialErr != nil {
 			err = dialErr
 		} else {
-			err = explainConnect(err)
+			err = s.explainConnect(err)
 		}
 		return nil, fmt.Errorf("uplink: connect %s: %w", broker, err)
 	}

@@ -23,6 +23,7 @@ import (
 	"os/signal"
 	"runtime"
 	"runtime/debug"
+	"strings"
 	"syscall"
 
 	"github.com/cityedge/cityedge/cmd/cityedge/internal/agent"
@@ -60,27 +61,33 @@ type options struct {
 	signTest   bool
 }
 
-func parseFlags(args []string, stderr io.Writer) (options, error) {
-	var o options
+// newFlagSet defines the command line into o (the man page is made from
+// it too).
+func newFlagSet(o *options, stderr io.Writer) *flag.FlagSet {
 	fs := flag.NewFlagSet("cityedge", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	fs.StringVar(&o.config, "config", config.DefaultPath, "configuration file (TOML)")
+	fs.StringVar(&o.config, "config", config.DefaultPath, "configuration file `PATH` (TOML)")
 	fs.BoolVar(&o.simulate, "simulate", false, "back every configured sensor with a simulated chip or pin (no hardware needed)")
 	fs.BoolVar(&o.diagnose, "diagnose", false, "check config, sensors, buffer and broker once, print PASS/WARN/FAIL, exit 1 on any FAIL")
 	fs.BoolVar(&o.json, "json", false, "with --diagnose: print the report as JSON")
 	fs.BoolVar(&o.version, "version", false, "print version and build information and exit")
 	fs.BoolVar(&o.enroll, "enroll", false, "create a new private key at uplink.key_file and write a certificate signing request")
-	fs.StringVar(&o.csr, "csr", "-", "with --enroll: where to write the CSR (PEM); - is standard output")
+	fs.StringVar(&o.csr, "csr", "-", "with --enroll: `PATH` where to write the CSR (PEM); - is standard output")
 	fs.BoolVar(&o.blankSigns, "blank-signs", false, "show \"----\" on every configured sign and switch every lamp off, then exit (the unit's ExecStopPost=)")
 	fs.BoolVar(&o.signTest, "sign-test", false, "with --diagnose: light every segment of every sign and every lamp, for a person at the sign to check")
-	fs.Usage = func() {
-		fmt.Fprintf(stderr, "usage: cityedge [--config PATH] [--simulate] [--diagnose [--json] [--sign-test]] [--version]\n"+
-			"       cityedge [--config PATH] [--simulate] --blank-signs\n"+
-			"       cityedge [--config PATH] --enroll [--csr PATH]\n\n")
-		fs.PrintDefaults()
-	}
+	fs.Usage = func() { printUsage(stderr, fs) }
+	return fs
+}
+
+func parseFlags(args []string, stderr io.Writer) (options, error) {
+	var o options
+	fs := newFlagSet(&o, stderr)
 	if err := fs.Parse(args); err != nil {
-		return o, err
+		if errors.Is(err, flag.ErrHelp) {
+			return o, err
+		}
+		// flag has printed the error and the usage already.
+		return o, errPrinted{err}
 	}
 	if fs.NArg() > 0 {
 		fs.Usage()
@@ -115,7 +122,9 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return exitOK
 	}
 	if err != nil {
-		fmt.Fprintf(stderr, "cityedge: %v\n", err)
+		if !errors.As(err, new(errPrinted)) {
+			fmt.Fprintf(stderr, "cityedge: %v\n", err)
+		}
 		return exitUsage
 	}
 	if o.version {
@@ -132,7 +141,13 @@ func run(args []string, stdout, stderr io.Writer) int {
 		}
 	}
 	if err != nil {
-		fmt.Fprintf(stderr, "cityedge: bad configuration: %v\n", err)
+		if o.diagnose { // the report lists every problem, as text or JSON
+			diagnose.ConfigFailed(o.config, err, diagnose.Options{JSON: o.json}, stdout)
+			return exitUsage
+		}
+		for _, line := range strings.Split(err.Error(), "\n") {
+			fmt.Fprintf(stderr, "cityedge: bad configuration: %s\n", line)
+		}
 		return exitUsage
 	}
 	logLevel := new(slog.LevelVar)

@@ -335,7 +335,7 @@ func TestSecurityRefusal(t *testing.T) {
 			// The agent's bundle trusts both CAs (so its own checks pass); the
 			// broker trusts only the city's CA and refuses the certificate.
 			name:  "client certificate of a foreign CA",
-			cause: []string{"the broker refused the TLS session", "remote error: tls: unknown certificate authority"},
+			cause: []string{"the broker rejected this gateway's certificate (issuer CN=", "remote error: tls: unknown certificate authority"},
 			arrange: func(t *testing.T) *scene {
 				b := testbroker.Start(t, testbroker.Options{})
 				foreign, err := devpki.NewCA(t.TempDir(), "foreign-ca")
@@ -382,7 +382,7 @@ func TestSecurityRefusal(t *testing.T) {
 		},
 		{
 			name:  "revoked client certificate",
-			cause: []string{"the broker refused the TLS session", "remote error: tls: revoked certificate"},
+			cause: []string{"the broker rejected this gateway's certificate (issuer CN=", "remote error: tls: revoked certificate"},
 			arrange: func(t *testing.T) *scene {
 				pki, err := devpki.Dev(t.TempDir(), "gw-test")
 				if err != nil {

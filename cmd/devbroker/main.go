@@ -22,6 +22,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -118,6 +119,10 @@ func (p *printer) OnSessionEstablished(cl *mqtt.Client, _ packets.Packet) {
 }
 
 func (p *printer) OnDisconnect(cl *mqtt.Client, err error, _ bool) {
+	if err == nil {
+		p.printf("client %s disconnected\n", cl.ID)
+		return
+	}
 	p.printf("client %s disconnected (%v)\n", cl.ID, err)
 }
 
@@ -157,7 +162,11 @@ func formatPack(topic string, payload []byte) string {
 		return fmt.Sprintf("%s: not SenML JSON (%v): %.80q\n", topic, err, payload)
 	}
 	var b strings.Builder
-	fmt.Fprintf(&b, "── %s: %d records\n", topic, len(recs))
+	noun := "records"
+	if len(recs) == 1 {
+		noun = "record"
+	}
+	fmt.Fprintf(&b, "── %s: %d %s\n", topic, len(recs), noun)
 	var bn string
 	var bt float64
 	for i, r := range recs {
@@ -172,7 +181,7 @@ func formatPack(topic string, payload []byte) string {
 		case r.VB != nil:
 			val = "free"
 		case r.V != nil:
-			val = fmt.Sprintf("%.6g %s", *r.V, r.U)
+			val = strconv.FormatFloat(*r.V, 'f', -1, 64) + " " + r.U // as sent: the agent sends the source's precision
 		}
 		fmt.Fprintf(&b, "   %s  %-40s %-18s seq %d\n", at, bn+r.N, val, r.Seq)
 	}

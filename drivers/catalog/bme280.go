@@ -102,12 +102,12 @@ func (s bme280Sensor) Read(ctx context.Context) ([]drivers.Value, error) {
 		return nil, err
 	}
 	v := make([]drivers.Value, 0, 3)
-	v = append(v, drivers.Number(drivers.Temperature, drivers.UnitCelsius, m.Temperature.Celsius()))
+	v = append(v, drivers.NumberAt(drivers.Temperature, drivers.UnitCelsius, m.Temperature.Celsius(), 2)) // 0.01 °C
 	if m.HasHumidity {
-		v = append(v, drivers.Number(drivers.Humidity, drivers.UnitPercentRH, float64(m.Humidity)/float64(physic.PercentRH)))
+		v = append(v, drivers.NumberAt(drivers.Humidity, drivers.UnitPercentRH, float64(m.Humidity)/float64(physic.PercentRH), 3)) // 1/1024 %RH
 	}
 	if m.HasPressure {
-		v = append(v, drivers.Number(drivers.Pressure, drivers.UnitPascal, float64(m.Pressure)/float64(physic.Pascal)))
+		v = append(v, drivers.NumberAt(drivers.Pressure, drivers.UnitPascal, float64(m.Pressure)/float64(physic.Pascal), 2)) // 1/256 Pa; datasheet resolution 0.18 Pa
 	}
 	return v, nil
 }

@@ -78,8 +78,8 @@ func (s scd4xSensor) Read(ctx context.Context) ([]drivers.Value, error) {
 	}
 	return []drivers.Value{
 		drivers.Number(drivers.CO2, drivers.UnitPPM, float64(m.CO2)),
-		drivers.Number(drivers.Temperature, drivers.UnitCelsius, m.Temperature.Celsius()),
-		drivers.Number(drivers.Humidity, drivers.UnitPercentRH, float64(m.Humidity)/float64(physic.PercentRH)),
+		drivers.NumberAt(drivers.Temperature, drivers.UnitCelsius, m.Temperature.Celsius(), 2),                      // 16-bit word: 0.003 °C steps
+		drivers.NumberAt(drivers.Humidity, drivers.UnitPercentRH, float64(m.Humidity)/float64(physic.PercentRH), 3), // 0.0015 %RH steps
 	}, nil
 }
 

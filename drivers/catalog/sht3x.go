@@ -54,7 +54,7 @@ func (s climateSensor) Read(ctx context.Context) ([]drivers.Value, error) {
 		return nil, err
 	}
 	return []drivers.Value{
-		drivers.Number(drivers.Temperature, drivers.UnitCelsius, m.Temperature.Celsius()),
-		drivers.Number(drivers.Humidity, drivers.UnitPercentRH, float64(m.Humidity)/float64(physic.PercentRH)),
+		drivers.NumberAt(drivers.Temperature, drivers.UnitCelsius, m.Temperature.Celsius(), 2),                      // 16-bit word: 0.003 °C steps
+		drivers.NumberAt(drivers.Humidity, drivers.UnitPercentRH, float64(m.Humidity)/float64(physic.PercentRH), 3), // 0.0015 %RH steps
 	}, nil
 }

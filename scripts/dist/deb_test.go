@@ -128,6 +128,19 @@ func TestDebLayout(t *testing.T) {
 		"./usr/share/doc/cityedge/README.md":             0o644,
 		"./usr/share/doc/cityedge/copyright":             0o644,
 		"./usr/share/doc/cityedge/cityedge.example.toml": 0o644,
+		"./usr/share/doc/cityedge/changelog.Debian.gz":   0o644,
+		"./usr/share/man/man1/cityedge.1.gz":             0o644,
+	}
+	// The documents README links to, at the same relative paths.
+	for _, g := range docGlobs {
+		matches, _ := filepath.Glob(filepath.Join(repoRoot, g))
+		if len(matches) == 0 {
+			t.Errorf("no document matches %s", g)
+		}
+		for _, m := range matches {
+			rel, _ := filepath.Rel(repoRoot, m)
+			want["./usr/share/doc/cityedge/"+filepath.ToSlash(rel)] = 0o644
+		}
 	}
 	files := map[string]tarItem{}
 	for _, it := range untar(t, m["data.tar.gz"]) {

@@ -165,3 +165,20 @@ func mustRead(t *testing.T, p string) []byte {
 	}
 	return b
 }
+
+// TestInstallScriptEmptyRoot: --root on an empty directory says what it
+// needs (the image's account files) instead of a raw groupadd error, and
+// changes nothing.
+func TestInstallScriptEmptyRoot(t *testing.T) {
+	tg := hostTarget(t)
+	dist, tgz, _ := hostPackages(t, tg)
+	top := extract(t, filepath.Join(dist, tgz))
+	root := t.TempDir()
+	out, err := tryCmd(nil, nil, "sh", filepath.Join(top, "install.sh"), "--root", root)
+	if err == nil || !strings.Contains(out, "has no etc/passwd") || strings.Contains(out, "groupadd:") {
+		t.Errorf("install.sh --root on an empty directory: err %v, output:\n%s", err, out)
+	}
+	if entries, _ := os.ReadDir(root); len(entries) != 0 {
+		t.Errorf("install.sh changed the empty root: %v", entries)
+	}
+}

@@ -31,8 +31,17 @@ func TestReproducible(t *testing.T) {
 	repoA := t.TempDir()
 	distA := t.TempDir()
 	odd := time.Date(2001, 2, 3, 4, 5, 6, 0, time.UTC)
-	for _, p := range []string{"scripts/systemd/cityedge.service", "scripts/systemd/60-cityedge.rules",
-		"scripts/cityedge.example.toml", "scripts/install.sh", "README.md", "LICENSE"} {
+	srcs := []string{"scripts/systemd/cityedge.service", "scripts/systemd/60-cityedge.rules",
+		"scripts/cityedge.example.toml", "scripts/install.sh", "README.md", "LICENSE",
+		"docs/cityedge.1", "scripts/dist/debian/changelog"}
+	for _, g := range docGlobs {
+		matches, _ := filepath.Glob(filepath.Join(repoRoot, g))
+		for _, m := range matches {
+			rel, _ := filepath.Rel(repoRoot, m)
+			srcs = append(srcs, rel)
+		}
+	}
+	for _, p := range srcs {
 		src := filepath.Join(repoRoot, p)
 		if _, err := os.Stat(src); os.IsNotExist(err) && p == "LICENSE" {
 			continue

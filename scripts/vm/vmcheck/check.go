@@ -39,8 +39,9 @@ const (
 	tolBMETemp  = 0.01
 	tolBMEPress = 1.0
 	tolBMEHum   = 0.02
-	tolSHT      = 1e-5
-	tolTesla    = 1e-9
+	tolSHT      = 6e-4 // the agent sends Sensirion values at 3 decimals (their 16-bit resolution)
+	tolTesla    = 1e-9 // --diagnose shows µT at 2 decimals: checked with diagTesla more
+	diagTesla   = 5e-9 // half of 0.01 µT
 )
 
 // expected is one quantity's expected value and unit.
@@ -390,7 +391,7 @@ func deref(p *int) any {
 var (
 	kernelTrouble = regexp.MustCompile(`Oops|BUG:|WARNING: CPU|Unable to handle kernel|Kernel panic|Call trace:|general protection`)
 	exitLine      = regexp.MustCompile(`VMTEST: (\w+) exit (\d+)`)
-	diagValue     = regexp.MustCompile(`(\w+)=([^ ,]+)`)
+	diagValue     = regexp.MustCompile(`(\w+)=([^ ,]+)(?: (µT)\b)?`)
 	hexAddr       = regexp.MustCompile(`\b0x([0-9a-fA-F]{1,2})\b`)
 	diagSummary   = regexp.MustCompile(`^\d+ passed, \d+ warnings?, (\d+) failed$`)
 	runsAs        = regexp.MustCompile(`VMTEST: agent runs as user (\S*) with groups(.*)`)
@@ -576,8 +577,9 @@ func checkDiagnose(r *result, diag []string, exits map[string]int) {
 		}
 		seen[name] = true
 		vals := map[string]string{}
+		micro := map[string]bool{} // shown in µT
 		for _, m := range diagValue.FindAllStringSubmatch(l, -1) {
-			vals[m[1]] = m[2]
+			vals[m[1]], micro[m[1]] = m[2], m[3] == "µT"
 		}
 		if name == nameBay {
 			r.expect(vals["occupied"] == "false", "diagnose reads %s: occupied=%s (want false)", name, vals["occupied"])
@@ -585,8 +587,12 @@ func checkDiagnose(r *result, diag []string, exits map[string]int) {
 		}
 		for _, e := range want[name] {
 			v, err := strconv.ParseFloat(vals[e.q], 64)
-			// The report prints 6 significant digits.
-			r.expect(err == nil && math.Abs(v-e.v) <= e.tol+math.Abs(e.v)*1e-5,
+			tol := e.tol
+			if micro[e.q] {
+				v, tol = v*1e-6, tol+diagTesla
+			}
+			// The report prints values at the source's precision.
+			r.expect(err == nil && math.Abs(v-e.v) <= tol+math.Abs(e.v)*1e-5,
 				"diagnose reads %s: %s=%s (want %.6g)", name, e.q, vals[e.q], e.v)
 		}
 	}

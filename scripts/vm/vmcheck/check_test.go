@@ -3,6 +3,8 @@ package main
 import (
 	"encoding/json"
 	"fmt"
+	"math"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -128,6 +130,9 @@ func goodRun() *synthRun {
 		parts := make([]string, len(e))
 		for i, x := range e {
 			parts[i] = fmt.Sprintf("%s=%.6g %s", x.q, x.v, x.unit)
+			if x.unit == "T" { // as --diagnose shows tesla
+				parts[i] = fmt.Sprintf("%s=%s µT", x.q, strconv.FormatFloat(math.Round(x.v*1e8)/100, 'f', -1, 64))
+			}
 		}
 		return fmt.Sprintf("diagnose| PASS  sensor %s  bus 1 address 0x76 (chip): %s", name, strings.Join(parts, ", "))
 	}

@@ -62,8 +62,8 @@ func (e *SetupError) Error() string { return e.Err.Error() }
 func (e *SetupError) Unwrap() error { return e.Err }
 
 func openBuffer(cfg *config.Config, log *slog.Logger) (*buffer.Queue, error) {
-	if err := os.MkdirAll(cfg.Agent.StateDir, 0o700); err != nil {
-		return nil, fmt.Errorf("state directory: %w", err)
+	if err := prepareStateDir(cfg); err != nil {
+		return nil, err
 	}
 	return buffer.Open(cfg.BufferPath(), buffer.Options{
 		MaxBytes: int64(cfg.Buffer.MaxBytes), CommitInterval: cfg.Buffer.CommitInterval.D(), Logger: log})
@@ -112,7 +112,8 @@ func Run(ctx context.Context, cfg *config.Config, d Deps) (err error) {
 	q, err := openBuffer(cfg, log)
 	if err != nil {
 		log.Error("cannot open the buffer", "err", err)
-		if errors.Is(err, buffer.ErrLocked) {
+		var ce *config.ConfigError
+		if errors.Is(err, buffer.ErrLocked) || errors.As(err, &ce) {
 			return &SetupError{err}
 		}
 		return err
@@ -237,13 +238,15 @@ func Run(ctx context.Context, cfg *config.Config, d Deps) (err error) {
 	stopSampling()
 	sampling.Wait()
 	drainHandoff()
-	stopGuidance() // signs show "----", lamps off
+	a.drainBeforeExit() // drain.go
+	stopGuidance()      // signs show "----", lamps off
 	stopUplink()
 	select {
 	case <-upDone:
 	case <-clock.After(shutdownGrace + time.Second):
 		log.Warn("uplink did not stop in time")
 	}
+	a.reportLeft()
 	return a.exitErr()
 }
 
@@ -324,7 +327,7 @@ type Status struct {
 	Agent     string                 `json:"agent"`
 	Version   string                 `json:"version"`
 	Time      time.Time              `json:"time"`
-	Uptime    float64                `json:"uptime_s"`
+	Uptime    int64                  `json:"uptime_s"` // whole seconds
 	Backlog   uint64                 `json:"backlog"`
 	Bytes     int64                  `json:"backlog_bytes"`
 	Dropped   uint64                 `json:"dropped"`
@@ -357,7 +360,7 @@ type CertStatus struct {
 func (a *agent) status(online bool) []byte {
 	st := a.q.Stats()
 	m := Status{State: "offline", Agent: a.cfg.Agent.ID, Version: a.version, Time: a.clock.Now().UTC(),
-		Uptime: a.clock.Since(a.started).Seconds(), Backlog: st.Count, Bytes: st.Bytes, Dropped: st.DroppedTotal,
+		Uptime: int64(a.clock.Since(a.started) / time.Second), Backlog: st.Count, Bytes: st.Bytes, Dropped: st.DroppedTotal,
 		DroppedBy: st.Dropped, Epoch: st.Epoch, Buffer: st.DiskError, Sensors: map[string]SensorState{}}
 	if online {
 		m.State = "online"

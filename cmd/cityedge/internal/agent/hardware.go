@@ -55,7 +55,7 @@ func (h *hostHardware) Target(s config.SensorConfig) (catalog.Target, error) {
 	if drv.Kind == catalog.GPIO {
 		p := gpioreg.ByName(s.Pin)
 		if p == nil {
-			return t, fmt.Errorf("pin %q: no such GPIO line on this host (names are as the kernel's gpiochip lines or periph's aliases, e.g. \"GPIO17\")", s.Pin)
+			return t, fmt.Errorf("pin %q: no such GPIO line on this host (names are as the kernel's gpiochip lines or periph's aliases, e.g. \"GPIO17\"); this host has: %s", s.Pin, Inventory())
 		}
 		t.Pin = p
 		return t, nil
@@ -77,7 +77,7 @@ func (h *hostHardware) bus(name string) (i2c.Bus, error) {
 		if name == "" {
 			name = "(first)"
 		}
-		return nil, fmt.Errorf("bus %s: %w (is the i2c-dev module loaded and /dev/i2c-N readable by this user?)", name, err)
+		return nil, fmt.Errorf("bus %s: %s (is the i2c-dev module loaded and /dev/i2c-N readable by this user?); this host has: %s", name, withoutInitHint(err), Inventory())
 	}
 	h.buses[name] = b
 	return b, nil

@@ -209,12 +209,39 @@ func Load(path string) (*Config, error) {
 	return Parse(path, data)
 }
 
-// Parse parses and validates data read from path. Every error is a
-// *ConfigError naming the file, the line where known, and the key.
+// Parse parses and validates data read from path. Every problem is a
+// *ConfigError naming the file, the line where known, and the key; when
+// the file has several, the error is Errors listing all of them in the
+// order of the file. A TOML syntax error ends the reading there.
 func Parse(path string, data []byte) (*Config, error) {
 	pos := indexKeys(data)
-	fail := func(key, format string, args ...any) error {
-		return &ConfigError{File: path, Line: pos.line(key), Key: key, Msg: fmt.Sprintf(format, args...)}
+	col := &collector{path: path, pos: pos}
+	fail := col.fail
+
+	var raw map[string]any
+	if err := toml.Unmarshal(data, &raw); err != nil {
+		return nil, tomlError(path, pos, err, data)
+	}
+	// Values of the wrong type are listed and taken out, so that decoding
+	// goes on and every other problem is found too.
+	for name, t := range tables() {
+		switch v := raw[name].(type) {
+		case map[string]any:
+			checkTypes(v, t, name+".", fail)
+		case []any:
+			for i, e := range v {
+				if m, ok := e.(map[string]any); ok && t != nil {
+					checkTypes(m, t, fmt.Sprintf("%s[%d].", name, i), fail)
+				}
+			}
+		}
+	}
+	src := data
+	if len(col.errs) > 0 {
+		var err error
+		if src, err = toml.Marshal(raw); err != nil {
+			return nil, col.err()
+		}
 	}
 
 	// The fixed tables decode strictly in one pass; sensors are decoded per
@@ -225,51 +252,51 @@ func Parse(path string, data []byte) (*Config, error) {
 		Zones   []map[string]any `toml:"zones"`
 		Signs   []map[string]any `toml:"signs"`
 	}
-	dec := toml.NewDecoder(bytes.NewReader(data)).DisallowUnknownFields()
-	if err := dec.Decode(&doc); err != nil {
-		return nil, tomlError(path, pos, err)
+	if err := toml.NewDecoder(bytes.NewReader(src)).DisallowUnknownFields().Decode(&doc); err != nil {
+		var sm *toml.StrictMissingError
+		if !errors.As(err, &sm) {
+			col.add(tomlError(path, pos, err, src))
+			return nil, col.err()
+		}
+		for _, e := range sm.Errors {
+			k := strings.Join(e.Key(), ".")
+			line := pos.line(k)
+			if row, _ := e.Position(); line == 0 && len(src) == len(data) {
+				line = row
+			}
+			col.add(&ConfigError{File: path, Line: line, Key: k, Msg: unknownKey(e.Key())})
+		}
 	}
 	c := doc.Config
 	c.path, c.pos = path, pos
-
-	var raw map[string]any
-	if err := toml.Unmarshal(data, &raw); err != nil {
-		return nil, tomlError(path, pos, err)
-	}
-	for table, v := range map[string]any{"agent": c.Agent, "buffer": c.Buffer, "uplink": c.Uplink, "remote": c.Remote, "metrics": c.Metrics, "clock": c.Clock} {
-		t, _ := raw[table].(map[string]any)
-		if err := textOnly(t, v, table+".", fail); err != nil {
-			return nil, err
-		}
-	}
 	c.defaults(func(table, key string) bool {
 		t, _ := raw[table].(map[string]any)
 		_, ok := t[key]
 		return ok
 	})
-	if err := c.validate(fail); err != nil {
-		return nil, err
-	}
-	if err := c.validateRemote(fail); err != nil {
-		return nil, err
-	}
-	if err := c.validateClock(fail); err != nil {
-		return nil, err
-	}
+	// Each section validates itself and records what it finds through fail;
+	// a section added later plugs in here the same way.
+	c.validate(fail)
+	c.validateRemote(fail)
+	c.validateClock(fail)
 	names := map[string]int{}
 	for i, raw := range doc.Sensors {
 		s, err := parseSensor(path, i, raw, pos, fail)
 		if err != nil {
-			return nil, err
+			continue
 		}
 		if j, dup := names[s.Name]; dup {
-			return nil, fail(fmt.Sprintf("sensors[%d].name", i), "sensor name %q is already used by sensors[%d]", s.Name, j)
+			fail(fmt.Sprintf("sensors[%d].name", i), "sensor name %q is already used by sensors[%d]", s.Name, j)
+			continue
 		}
 		names[s.Name] = i
 		c.Sensors = append(c.Sensors, s)
 	}
-	if len(c.Sensors) == 0 {
-		return nil, &ConfigError{File: path, Key: "sensors", Msg: "no [[sensors]] configured; the agent would have nothing to read"}
+	if len(doc.Sensors) == 0 {
+		fail("sensors", "no [[sensors]] configured; the agent would have nothing to read")
+	}
+	if err := col.err(); err != nil {
+		return nil, err
 	}
 	if err := c.parseGuidance(raw, doc.Sensors, doc.Zones, doc.Signs); err != nil {
 		return nil, err
@@ -321,36 +348,6 @@ func (c *Config) defaults(has func(table, key string) bool) {
 	c.clockDefaults(has)
 }
 
-// textOnly refuses numbers where a duration or size string belongs: go-toml
-// would otherwise read `debounce = 200` as 200 nanoseconds.
-func textOnly(raw map[string]any, target any, prefix string, fail func(key, format string, args ...any) error) error {
-	t := reflect.TypeOf(target)
-	for t.Kind() == reflect.Pointer {
-		t = t.Elem()
-	}
-	if t.Kind() != reflect.Struct {
-		return nil
-	}
-	for i := 0; i < t.NumField(); i++ {
-		f := t.Field(i)
-		key, _, _ := strings.Cut(f.Tag.Get("toml"), ",")
-		v, ok := raw[key]
-		if !ok {
-			continue
-		}
-		if _, isStr := v.(string); isStr {
-			continue
-		}
-		switch f.Type {
-		case reflect.TypeFor[Duration]():
-			return fail(prefix+key, "must be a duration string with its unit, e.g. \"200ms\" or \"10s\", not %s", tomlType(v))
-		case reflect.TypeFor[Size]():
-			return fail(prefix+key, "must be a size string, e.g. \"256MiB\", not %s", tomlType(v))
-		}
-	}
-	return nil
-}
-
 // BufferFile is the buffer's file name inside agent.state_dir.
 const BufferFile = "buffer.db"
 
@@ -361,33 +358,42 @@ func (c *Config) BufferPath() string { return filepath.Join(c.Agent.StateDir, Bu
 func (c *Config) CertOptions(log *slog.Logger) certs.Options {
 	u := c.Uplink
 	return certs.Options{CAFile: u.CAFile, CertFile: u.CertFile, KeyFile: u.KeyFile, ServerName: u.ServerName,
-		ALPN: u.ALPN, SystemRoots: u.SystemRoots, WarnBefore: time.Duration(u.ExpiryWarningDays) * 24 * time.Hour, Logger: log}
+		ALPN: u.ALPN, SystemRoots: u.SystemRoots, WarnBefore: time.Duration(u.ExpiryWarningDays) * 24 * time.Hour, ExpectCN: c.Agent.ID, Logger: log}
 }
 
 // Path is the file the configuration was read from.
 func (c *Config) Path() string { return c.path }
 
-func (c *Config) validate(fail func(key, format string, args ...any) error) error {
+// validate checks [agent], [buffer] and [uplink], recording every problem
+// through fail.
+func (c *Config) validate(fail Fail) {
 	a, b, u := c.Agent, c.Buffer, c.Uplink
 	switch {
 	case a.ID == "":
-		return fail("agent.id", "required: a unique gateway id of letters, digits, '.', '_' or '-' (e.g. \"gw-0042\")")
+		fail("agent.id", "required: a unique gateway id of letters, digits, '.', '_' or '-' (e.g. \"gw-0042\")")
 	case !agentIDRE.MatchString(a.ID):
-		return fail("agent.id", "%q: use 1 to 64 letters, digits, '.', '_' or '-', starting with a letter or digit (it begins every SenML name, RFC 8428 §4.5.1)", a.ID)
-	case a.Site != "" && !idRE.MatchString(a.Site):
-		return fail("agent.site", "%q: use 1 to 64 letters, digits, '.', '_' or '-'", a.Site)
-	case a.LogLevel != "debug" && a.LogLevel != "info" && a.LogLevel != "warn" && a.LogLevel != "error":
-		return fail("agent.log_level", "%q: use \"debug\", \"info\", \"warn\" or \"error\"", a.LogLevel)
-	case b.MaxBytes < minMaxBytes || b.MaxBytes > maxMaxBytes:
-		return fail("buffer.max_bytes", "%d bytes is out of range: use 1MiB to 1GiB (32-bit gateways cannot map more)", b.MaxBytes)
-	case b.CommitInterval < 0 || b.CommitInterval.D() > 5*time.Second:
-		return fail("buffer.commit_interval", "%v is out of range: use 0s to 5s (it is the loss window on power cut)", b.CommitInterval.D())
-	case len(u.Brokers) == 0:
-		return fail("uplink.brokers", "required: at least one broker URL such as \"mqtts://broker.example.org:8883\"")
-	case u.DrainOrder != "live-first" && u.DrainOrder != "oldest-first":
-		return fail("uplink.drain_order", "%q: use \"live-first\" (default) or \"oldest-first\"", u.DrainOrder)
-	case u.ExpiryWarningDays < 1 || u.ExpiryWarningDays > 3650:
-		return fail("uplink.expiry_warning_days", "%d is out of range: use 1 to 3650", u.ExpiryWarningDays)
+		fail("agent.id", "%q: use 1 to 64 letters, digits, '.', '_' or '-', starting with a letter or digit (it begins every SenML name, RFC 8428 §4.5.1)", a.ID)
+	}
+	if a.Site != "" && !idRE.MatchString(a.Site) {
+		fail("agent.site", "%q: use 1 to 64 letters, digits, '.', '_' or '-'", a.Site)
+	}
+	if a.LogLevel != "debug" && a.LogLevel != "info" && a.LogLevel != "warn" && a.LogLevel != "error" {
+		fail("agent.log_level", "%q: use \"debug\", \"info\", \"warn\" or \"error\"", a.LogLevel)
+	}
+	if b.MaxBytes < minMaxBytes || b.MaxBytes > maxMaxBytes {
+		fail("buffer.max_bytes", "%s is out of range: use 1MiB to 1GiB (32-bit gateways cannot map more)", sizeWords(int64(b.MaxBytes)))
+	}
+	if b.CommitInterval < 0 || b.CommitInterval.D() > 5*time.Second {
+		fail("buffer.commit_interval", "%v is out of range: use 0s to 5s (it is the loss window on power cut)", b.CommitInterval.D())
+	}
+	if len(u.Brokers) == 0 {
+		fail("uplink.brokers", "required: at least one broker URL such as \"mqtts://broker.example.org:8883\"")
+	}
+	if u.DrainOrder != "live-first" && u.DrainOrder != "oldest-first" {
+		fail("uplink.drain_order", "%q: use \"live-first\" (default) or \"oldest-first\"", u.DrainOrder)
+	}
+	if u.ExpiryWarningDays < 1 || u.ExpiryWarningDays > 3650 {
+		fail("uplink.expiry_warning_days", "%d is out of range: use 1 to 3650", u.ExpiryWarningDays)
 	}
 	for _, r := range []struct {
 		key string
@@ -400,41 +406,56 @@ func (c *Config) validate(fail func(key, format string, args ...any) error) erro
 		{"uplink.topic_prefix", uplink.CheckTopicPrefix(u.TopicPrefix)},
 	} {
 		if r.err != nil {
-			return fail(r.key, "%v", r.err)
+			fail(r.key, "%v", r.err)
 		}
 	}
 	for i, raw := range u.Brokers {
 		if _, err := uplink.ParseBroker(raw); err != nil {
-			return fail("uplink.brokers", "broker %d: %v", i+1, err)
+			fail("uplink.brokers", "broker %d: %v", i+1, err)
 		}
 	}
 	rate, err := ParseRate(u.MaxRate)
 	if err != nil {
-		return fail("uplink.max_rate", "%v", err)
+		fail("uplink.max_rate", "%v", err)
 	}
 	c.Uplink.rate = rate
-	return nil
+}
+
+// sizeWords shows a byte count in the largest whole unit that fits it.
+func sizeWords(n int64) string {
+	for _, u := range []struct {
+		name string
+		m    int64
+	}{{"GiB", 1 << 30}, {"MiB", 1 << 20}, {"KiB", 1 << 10}} {
+		if n >= u.m && n%u.m == 0 {
+			return fmt.Sprintf("%d %s", n/u.m, u.name)
+		}
+	}
+	return fmt.Sprintf("%d bytes", n)
 }
 
 // CheckFiles verifies that the TLS files the configuration names can be read.
 // It is separate from parsing because --enroll creates the key file.
 func (c *Config) CheckFiles(keyToo bool) error {
+	col := &collector{path: c.path, pos: c.pos}
 	u := c.Uplink
 	files := []struct{ key, path string }{{"uplink.ca_file", u.CAFile}, {"uplink.cert_file", u.CertFile}, {"uplink.key_file", u.KeyFile}}
 	for _, f := range files {
 		if f.path == "" {
-			return &ConfigError{File: c.path, Line: c.pos.line(f.key), Key: f.key, Msg: "required: the path of a PEM file (mutual TLS is mandatory)"}
+			col.fail(f.key, "required: the path of a PEM file (mutual TLS is mandatory)")
+			continue
 		}
 		if !keyToo {
 			continue
 		}
 		fh, err := os.Open(f.path)
 		if err != nil {
-			return &ConfigError{File: c.path, Line: c.pos.line(f.key), Key: f.key, Msg: fmt.Sprintf("cannot read %s: %v", f.path, unwrapPath(err))}
+			col.fail(f.key, "cannot read %s: %v", f.path, unwrapPath(err))
+			continue
 		}
 		fh.Close()
 	}
-	return nil
+	return col.err()
 }
 
 func unwrapPath(err error) error {
@@ -447,9 +468,15 @@ func unwrapPath(err error) error {
 
 // commonSensorKeys are the keys every [[sensors]] table may have; all others
 // belong to the driver's options.
-var commonSensorKeys = map[string]bool{"name": true, "driver": true, "bus": true, "address": true, "pin": true, "interval": true, "location": true}
+var commonSensorKeys = func() map[string]bool {
+	m := map[string]bool{}
+	for _, k := range SensorKeys() {
+		m[k] = true
+	}
+	return m
+}()
 
-func parseSensor(path string, i int, raw map[string]any, pos keyIndex, fail func(key, format string, args ...any) error) (SensorConfig, error) {
+func parseSensor(path string, i int, raw map[string]any, pos keyIndex, fail Fail) (SensorConfig, error) {
 	key := func(k string) string { return fmt.Sprintf("sensors[%d].%s", i, k) }
 	s := SensorConfig{line: pos.line(fmt.Sprintf("sensors[%d]", i))}
 	str := func(k string) (string, error) {
@@ -463,18 +490,22 @@ func parseSensor(path string, i int, raw map[string]any, pos keyIndex, fail func
 		}
 		return t, nil
 	}
-	var err error
-	if s.Name, err = str("name"); err != nil {
-		return s, err
+	// A bad name is recorded and the rest of the table still checked.
+	var nameErr error
+	name, err := str("name")
+	switch {
+	case err != nil:
+		nameErr = err
+	case name == "":
+		nameErr = fail(key("name"), "required: a unique name of letters, digits, '-' or '_' (e.g. \"bay-17\")")
+	case !sensorRE.MatchString(name):
+		nameErr = fail(key("name"), "%q: use 1 to 64 letters, digits, '-' or '_'", name)
+	case name == ReservedSensor:
+		nameErr = fail(key("name"), "%q is reserved for the agent's own records (drop counters); choose another name", name)
 	}
-	if s.Name == "" {
-		return s, fail(key("name"), "required: a unique name of letters, digits, '-' or '_' (e.g. \"bay-17\")")
-	}
-	if !sensorRE.MatchString(s.Name) {
-		return s, fail(key("name"), "%q: use 1 to 64 letters, digits, '-' or '_'", s.Name)
-	}
-	if s.Name == ReservedSensor {
-		return s, fail(key("name"), "%q is reserved for the agent's own records (drop counters); choose another name", s.Name)
+	s.Name = name
+	if s.Name == "" || nameErr != nil {
+		s.Name = fmt.Sprintf("sensors[%d]", i)
 	}
 	if s.Driver, err = str("driver"); err != nil {
 		return s, err
@@ -547,12 +578,21 @@ func parseSensor(path string, i int, raw map[string]any, pos keyIndex, fail func
 	}
 	if s.Options == nil {
 		for k := range opts {
-			return s, fail(key(k), "sensor %q: unknown key %q: driver %s takes no options", s.Name, k, s.Driver)
+			hint := ""
+			if n := nearest(k, SensorKeys()); n != "" {
+				hint = fmt.Sprintf(" (did you mean `%s`?)", n)
+			}
+			err = fail(key(k), "sensor %q: unknown key %q: driver %s takes no options%s", s.Name, k, s.Driver, hint)
 		}
-		return s, nil
+		if err != nil {
+			return s, err
+		}
+		return s, nameErr
 	}
-	if err := textOnly(opts, s.Options, fmt.Sprintf("sensors[%d].", i), fail); err != nil {
-		return s, err
+	before := len(opts)
+	checkTypes(opts, s.Options, fmt.Sprintf("sensors[%d].", i), fail)
+	if len(opts) != before {
+		return s, errors.New("bad option types")
 	}
 	enc, err := toml.Marshal(opts)
 	if err != nil {
@@ -561,8 +601,15 @@ func parseSensor(path string, i int, raw map[string]any, pos keyIndex, fail func
 	if err := toml.NewDecoder(bytes.NewReader(enc)).DisallowUnknownFields().Decode(s.Options); err != nil {
 		var sm *toml.StrictMissingError
 		if errors.As(err, &sm) && len(sm.Errors) > 0 {
-			k := strings.Join(sm.Errors[0].Key(), ".")
-			return s, fail(key(k), "sensor %q: unknown key %q for driver %s (it takes: %s)", s.Name, k, s.Driver, strings.Join(optionKeys(s.Options), ", "))
+			for _, e := range sm.Errors {
+				k := strings.Join(e.Key(), ".")
+				hint := ""
+				if n := nearest(k, append(optionKeys(s.Options), SensorKeys()...)); n != "" {
+					hint = fmt.Sprintf(": did you mean `%s`?", n)
+				}
+				err = fail(key(k), "sensor %q: unknown key %q for driver %s%s (it takes: %s)", s.Name, k, s.Driver, hint, strings.Join(optionKeys(s.Options), ", "))
+			}
+			return s, err
 		}
 		k := ""
 		var de *toml.DecodeError
@@ -576,10 +623,10 @@ func parseSensor(path string, i int, raw map[string]any, pos keyIndex, fail func
 	}
 	if v, ok := s.Options.(interface{ Validate() error }); ok {
 		if err := v.Validate(); err != nil {
-			return s, &ConfigError{File: path, Line: s.line, Key: fmt.Sprintf("sensors[%d]", i), Msg: fmt.Sprintf("sensor %q: %v", s.Name, err)}
+			return s, fail(fmt.Sprintf("sensors[%d]", i), "sensor %q: %v", s.Name, err)
 		}
 	}
-	return s, nil
+	return s, nameErr
 }
 
 func containsAddr(list []uint16, a uint16) bool {
@@ -652,35 +699,43 @@ func cleanTOMLError(err error) string {
 }
 
 // tomlError turns a go-toml error into a ConfigError with the line and key.
-func tomlError(path string, pos keyIndex, err error) error {
+func tomlError(path string, pos keyIndex, err error, data []byte) *ConfigError {
 	var sm *toml.StrictMissingError
 	if errors.As(err, &sm) && len(sm.Errors) > 0 {
 		e := sm.Errors[0]
 		row, _ := e.Position()
-		k := strings.Join(e.Key(), ".")
-		return &ConfigError{File: path, Line: row, Key: k, Msg: fmt.Sprintf("unknown key %q (check the spelling against the configuration reference in README)", k)}
+		return &ConfigError{File: path, Line: row, Key: strings.Join(e.Key(), "."), Msg: unknownKey(e.Key())}
 	}
+	msg := cleanTOMLError(err)
 	var de *toml.DecodeError
 	if errors.As(err, &de) {
 		row, _ := de.Position()
-		return &ConfigError{File: path, Line: row, Key: strings.Join(de.Key(), "."), Msg: cleanTOMLError(err)}
+		key := strings.Join(de.Key(), ".")
+		if key == "" {
+			key = pos.keyAt(row)
+		} else if t := tableAt(data, row); t != "" && !strings.HasPrefix(key, t+".") && !strings.Contains(key, ".") {
+			key = t + "." + key // go-toml names a duplicate key without its table
+		}
+		if strings.Contains(msg, "UTF-8") {
+			msg = "the value holds bytes that are not UTF-8 text: save the file as UTF-8 (" + msg + ")"
+		}
+		return &ConfigError{File: path, Line: row, Key: key, Msg: msg}
 	}
-	// go-toml's type errors name the Go field ("struct field UplinkConfig.BatchMax"); translate to the key.
-	msg := cleanTOMLError(err)
+	// go-toml's type errors name the Go field ("struct field
+	// config.UplinkConfig.BatchMax of type int"); name the key instead.
 	key := ""
 	if f := fieldRE.FindStringSubmatch(msg); f != nil {
 		key = fieldKey(f[1], f[2])
+		msg = strings.Replace(msg, f[0], "this key", 1)
 	}
 	return &ConfigError{File: path, Line: pos.line(key), Key: key, Msg: msg}
 }
 
-var fieldRE = regexp.MustCompile(`struct field (\w+)\.(\w+)`)
+var fieldRE = regexp.MustCompile(`struct field (?:\w+\.)*(\w+)\.(\w+)(?: of type [\w.\[\]]+)?`)
 
 func fieldKey(typ, field string) string {
-	tables := map[string]any{"agent": AgentConfig{}, "buffer": BufferConfig{}, "uplink": UplinkConfig{}, "remote": RemoteConfig{}, "metrics": MetricsConfig{}, "guidance": GuidanceConfig{}, "clock": ClockConfig{}}
-	for table, v := range tables {
-		t := reflect.TypeOf(v)
-		if t.Name() != typ {
+	for table, t := range tables() {
+		if t == nil || t.Name() != typ {
 			continue
 		}
 		if f, ok := t.FieldByName(field); ok {
@@ -698,36 +753,69 @@ type keyIndex map[string]int
 
 func (k keyIndex) line(key string) int { return k[key] }
 
+// keyAt is the key written on line row ("" when none is), for parse errors
+// that know only where they happened.
+func (k keyIndex) keyAt(row int) string {
+	best := ""
+	for key, n := range k {
+		if n == row && (best == "" || strings.Count(key, ".") > strings.Count(best, ".") || key < best && strings.Count(key, ".") == strings.Count(best, ".")) {
+			best = key
+		}
+	}
+	return best
+}
+
 var (
 	tableRE    = regexp.MustCompile(`^\s*\[\s*([A-Za-z0-9_.-]+)\s*\]`)
 	arrTableRE = regexp.MustCompile(`^\s*\[\[\s*([A-Za-z0-9_.-]+)\s*\]\]`)
 	keyRE      = regexp.MustCompile(`^\s*([A-Za-z0-9_-]+)\s*=`)
 )
 
+// tableAt is the table whose keys line row is among ("sensors[1]" for the
+// second [[sensors]]), "" at the top.
+func tableAt(data []byte, row int) string {
+	table := ""
+	count := map[string]int{}
+	sc := bufio.NewScanner(bytes.NewReader(data))
+	sc.Buffer(make([]byte, 64<<10), 1<<20)
+	for n := 1; n < row && sc.Scan(); n++ {
+		if m := arrTableRE.FindStringSubmatch(sc.Text()); m != nil {
+			if outer, _, sub := strings.Cut(m[1], "."); sub && count[outer] > 0 {
+				continue
+			}
+			count[m[1]]++
+			table = fmt.Sprintf("%s[%d]", m[1], count[m[1]]-1)
+		} else if m := tableRE.FindStringSubmatch(sc.Text()); m != nil {
+			table = m[1]
+		}
+	}
+	return table
+}
+
 func indexKeys(data []byte) keyIndex {
 	idx := keyIndex{}
 	sc := bufio.NewScanner(bytes.NewReader(data))
 	sc.Buffer(make([]byte, 64<<10), 1<<20)
-	table := ""
-	arrays := map[string]int{} // [[name]] tables seen so far
+	table, plain := "", ""    // plain: table without the array index
+	count := map[string]int{} // arrays of tables seen so far
 	for n := 1; sc.Scan(); n++ {
 		line := sc.Text()
 		if m := arrTableRE.FindStringSubmatch(line); m != nil {
-			base, _, sub := strings.Cut(m[1], ".")
-			switch {
-			case !sub:
-				table = fmt.Sprintf("%s[%d]", base, arrays[base])
-				arrays[base]++
+			outer, _, sub := strings.Cut(m[1], ".")
+			if i, ok := count[outer]; sub && ok {
+				table, plain = fmt.Sprintf("%s[%d]", outer, i-1), outer // sensors.channels belong to their sensor
+			} else {
+				count[m[1]]++
+				table, plain = fmt.Sprintf("%s[%d]", m[1], count[m[1]]-1), m[1]
 				idx[table] = n
-			case arrays[base] > 0:
-				table = fmt.Sprintf("%s[%d]", base, arrays[base]-1)
-			default:
-				table = m[1]
+				if _, ok := idx[plain]; !ok {
+					idx[plain] = n
+				}
 			}
 			continue
 		}
 		if m := tableRE.FindStringSubmatch(line); m != nil {
-			table = m[1]
+			table, plain = m[1], m[1]
 			if _, ok := idx[table]; !ok {
 				idx[table] = n
 			}
@@ -740,6 +828,11 @@ func indexKeys(data []byte) keyIndex {
 			}
 			if _, ok := idx[k]; !ok {
 				idx[k] = n
+			}
+			if p := plain + "." + m[1]; plain != table {
+				if _, ok := idx[p]; !ok {
+					idx[p] = n
+				}
 			}
 		}
 	}

@@ -71,28 +71,30 @@ func (c *Config) remoteDefaults(has func(table, key string) bool) {
 	}
 }
 
-func (c *Config) validateRemote(fail func(key, format string, args ...any) error) error {
+func (c *Config) validateRemote(fail Fail) {
 	r, m := c.Remote, c.Metrics
-	switch {
-	case r.Enabled && r.TrustedKeys == "":
-		return fail("remote.trusted_keys", "required with remote.enabled: a PEM file of the operators' Ed25519 public keys")
-	case r.MaxAge.D() < minMaxAge || r.MaxAge.D() > maxMaxAge:
-		return fail("remote.max_age", "%v is out of range: use 30s to 24h", r.MaxAge.D())
-	case r.ConfirmWithin.D() < MinConfirmWithin || r.ConfirmWithin.D() > MaxConfirmWithin:
-		return fail("remote.confirm_within", "%v is out of range: use 10s to 24h", r.ConfirmWithin.D())
-	case m.Textfile != "" && (!filepath.IsAbs(m.Textfile) || filepath.Ext(m.Textfile) != ".prom"):
-		return fail("metrics.textfile", "%q: use an absolute path ending in .prom (node_exporter reads only *.prom), e.g. %q", m.Textfile, "/var/lib/prometheus/node-exporter/cityedge.prom")
-	case m.Interval.D() < minMetricsInterval || m.Interval.D() > maxMetricsInterval:
-		return fail("metrics.interval", "%v is out of range: use 1s to 1h", m.Interval.D())
+	if r.Enabled && r.TrustedKeys == "" {
+		fail("remote.trusted_keys", "required with remote.enabled: a PEM file of the operators' Ed25519 public keys")
 	}
-	if r.Enabled {
+	if r.MaxAge.D() < minMaxAge || r.MaxAge.D() > maxMaxAge {
+		fail("remote.max_age", "%v is out of range: use 30s to 24h", r.MaxAge.D())
+	}
+	if r.ConfirmWithin.D() < MinConfirmWithin || r.ConfirmWithin.D() > MaxConfirmWithin {
+		fail("remote.confirm_within", "%v is out of range: use 10s to 24h", r.ConfirmWithin.D())
+	}
+	if m.Textfile != "" && (!filepath.IsAbs(m.Textfile) || filepath.Ext(m.Textfile) != ".prom") {
+		fail("metrics.textfile", "%q: use an absolute path ending in .prom (node_exporter reads only *.prom), e.g. %q", m.Textfile, "/var/lib/prometheus/node-exporter/cityedge.prom")
+	}
+	if m.Interval.D() < minMetricsInterval || m.Interval.D() > maxMetricsInterval {
+		fail("metrics.interval", "%v is out of range: use 1s to 1h", m.Interval.D())
+	}
+	if r.Enabled && r.TrustedKeys != "" {
 		ks, err := remote.LoadKeys(r.TrustedKeys)
 		if err != nil {
-			return fail("remote.trusted_keys", "%v", err)
+			fail("remote.trusted_keys", "%v", err)
 		}
 		c.remoteKeys = ks
 	}
-	return nil
 }
 
 // RemoteKeys are the keys of remote.trusted_keys, read when the

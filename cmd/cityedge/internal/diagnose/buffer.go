@@ -49,7 +49,7 @@ func diagnoseBuffer(cfg *config.Config, r *report) {
 	if in.Corrupt > 0 {
 		corrupt = fmt.Sprintf(", %d undecodable records removed", in.Corrupt)
 	}
-	r.add("buffer", path, v, "file %s, backlog %d readings (%s), oldest %s, dropped %d%s%s%s",
-		bytesIEC(in.FileBytes), in.Count, bytesIEC(in.Bytes), age(in.OldestTime), in.DroppedTotal, corrupt,
+	r.add("buffer", path, v, "file %s, backlog %s (%s), oldest %s, dropped %d%s%s%s",
+		bytesIEC(in.FileBytes), plural(int(in.Count), "reading"), bytesIEC(in.Bytes), age(in.OldestTime), in.DroppedTotal, corrupt,
 		salvageNote(in.Salvage), trim)
 }

@@ -65,8 +65,8 @@ func diagnoseCerts(ctx context.Context, cfg *config.Config, r *report) {
 	case st.Warning != "" || st.LastReloadError != "":
 		v = Warn
 	}
-	r.add("certs", "client", v, "%s (serial %s): %d days left, CA %d days left%s", st.ClientSubject, st.ClientSerial,
-		st.ClientDaysLeft, st.CADaysLeft, suffix("; ", st.Warning))
+	r.add("certs", "client", v, "%s (serial %s): %s left, CA %s left%s", st.ClientSubject, st.ClientSerial,
+		plural(st.ClientDaysLeft, "day"), plural(st.CADaysLeft, "day"), suffix("; ", st.Warning))
 	for _, b := range cfg.Uplink.Brokers {
 		r.async(ctx, &r.wg, "broker", b, checkTimeout, func(ctx context.Context) (string, string) { return diagnoseBroker(ctx, cfg, store, b) })
 	}

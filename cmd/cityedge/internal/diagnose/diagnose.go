@@ -15,6 +15,7 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
@@ -114,7 +115,7 @@ type Options struct {
 func Run(ctx context.Context, cfg *config.Config, o Options, stdout io.Writer) (ok bool) {
 	r := &report{}
 	quiet := slog.New(slog.DiscardHandler)
-	r.add("config", cfg.Path(), Pass, "valid: agent %s, %d sensors, %d brokers%s", cfg.Agent.ID, len(cfg.Sensors), len(cfg.Uplink.Brokers), configNote(cfg))
+	r.add("config", cfg.Path(), Pass, "valid: agent %s, %s, %s%s", cfg.Agent.ID, plural(len(cfg.Sensors), "sensor"), plural(len(cfg.Uplink.Brokers), "broker"), configNote(cfg))
 
 	live, sock := o.Live, "in-process"
 	if live == nil {
@@ -127,6 +128,7 @@ func Run(ctx context.Context, cfg *config.Config, o Options, stdout io.Writer) (
 		diagnoseAgentClock(live, r)
 	} else {
 		r.add("agent", "service", Pass, "not running: checking hardware and buffer directly")
+		diagnoseStateDir(cfg, r)
 		diagnoseHardware(ctx, cfg, o.Simulate, r)
 		diagnoseBuffer(cfg, r)
 	}
@@ -174,7 +176,7 @@ func printReport(w io.Writer, checks []Check, colour bool) {
 	for _, c := range checks {
 		counts[c.Verdict]++
 	}
-	fmt.Fprintf(w, "%d passed, %d warnings, %d failed\n", counts[Pass], counts[Warn], counts[Fail])
+	fmt.Fprintf(w, "%d passed, %s, %d failed\n", counts[Pass], plural(counts[Warn], "warning"), counts[Fail])
 }
 
 // diagnoseLive reports a running agent's own view of sensors, buffer and
@@ -187,25 +189,26 @@ func diagnoseLive(cfg *config.Config, live *agent.LiveState, r *report) {
 		case !ok:
 			r.add("sensor", s.Name, Fail, "the running agent does not know this sensor: restart it to load the configuration")
 		case !st.Open || st.LastOK.IsZero():
-			r.add("sensor", s.Name, Fail, "%s %s: not delivering readings; last error: %s", s.Driver, st.Where, st.LastError)
+			v, d := liveSensorWithoutReading(s, st, time.Duration(live.Uptime)*time.Second)
+			r.add("sensor", s.Name, v, "%s", d)
 		case time.Since(st.LastOK) > 3*s.Interval+10*time.Second:
-			r.add("sensor", s.Name, Fail, "%s %s: last reading %v ago (interval %v); last error: %s", s.Driver, st.Where,
-				time.Since(st.LastOK).Round(time.Second), s.Interval, st.LastError)
+			r.add("sensor", s.Name, Fail, "%s %s: last reading %v ago (interval %v)%s", s.Driver, location(s, st.Where),
+				time.Since(st.LastOK).Round(time.Second), s.Interval, suffix("; last error: ", st.LastError))
 		case st.Errors > 0:
-			r.add("sensor", s.Name, Warn, "%s %s: %d readings, %d errors (last: %s)", s.Driver, st.Where, st.Readings, st.Errors, st.LastError)
+			r.add("sensor", s.Name, Warn, "%s %s: %s, %s (last: %s)", s.Driver, location(s, st.Where), plural(int(st.Readings), "reading"), plural(int(st.Errors), "error"), st.LastError)
 		case st.MissedTicks > 0:
-			r.add("sensor", s.Name, Warn, "%s %s: %d readings, %d sampling instants missed: reads take longer than the interval %v",
-				s.Driver, st.Where, st.Readings, st.MissedTicks, s.Interval)
+			r.add("sensor", s.Name, Warn, "%s %s: %s, %s missed: reads take longer than the interval %v",
+				s.Driver, location(s, st.Where), plural(int(st.Readings), "reading"), plural(int(st.MissedTicks), "sampling instant"), s.Interval)
 		default:
-			r.add("sensor", s.Name, Pass, "%s %s: %d readings, last %v ago", s.Driver, st.Where, st.Readings, time.Since(st.LastOK).Round(time.Second))
+			r.add("sensor", s.Name, Pass, "%s %s: %s, last %v ago", s.Driver, location(s, st.Where), plural(int(st.Readings), "reading"), time.Since(st.LastOK).Round(time.Second))
 		}
 	}
 	v := Pass
 	if live.Dropped > 0 || live.Status.Buffer != "" || live.Buffer.Salvage != nil {
 		v = Warn
 	}
-	r.add("buffer", live.BufferFile, v, "file %s, backlog %d readings (%s), oldest %s, dropped %d%s%s",
-		bytesIEC(live.Buffer.FileBytes), live.Backlog, bytesIEC(live.Bytes), age(live.Buffer.OldestTime), live.Dropped,
+	r.add("buffer", live.BufferFile, v, "file %s, backlog %s (%s), oldest %s, dropped %d%s%s",
+		bytesIEC(live.Buffer.FileBytes), plural(int(live.Backlog), "reading"), bytesIEC(live.Bytes), age(live.Buffer.OldestTime), live.Dropped,
 		suffix("; disk: ", live.Status.Buffer), salvageNote(live.Buffer.Salvage))
 	u := live.Uplink
 	switch {
@@ -221,7 +224,7 @@ func salvageNote(s *buffer.SalvageReport) string {
 	if s == nil {
 		return ""
 	}
-	return fmt.Sprintf("; a damaged buffer was salvaged at %s (%d readings kept, evidence at %s)", s.Time.Format(time.RFC3339), s.Recovered, s.MovedTo)
+	return fmt.Sprintf("; a damaged buffer was salvaged at %s (%s kept, evidence at %s)", s.Time.Format(time.RFC3339), plural(int(s.Recovered), "reading"), s.MovedTo)
 }
 
 func ago(t time.Time) string {
@@ -255,8 +258,11 @@ func bytesIEC(n int64) string {
 func diagnoseHardware(ctx context.Context, cfg *config.Config, simulate bool, r *report) {
 	hw, err := agent.OpenHardware(ctx, cfg, simulate)
 	if err != nil {
-		r.add("sensors", "hardware", Fail, "%v", err)
+		r.add("sensors", "hardware", Fail, "%v; this host has: %s", err, agent.Inventory())
 		return
+	}
+	if !simulate {
+		r.add("hardware", "host", Pass, "%s", agent.Inventory())
 	}
 	var sensors sync.WaitGroup
 	for _, s := range cfg.Sensors {
@@ -293,7 +299,7 @@ func diagnoseHardware(ctx context.Context, cfg *config.Config, simulate bool, r 
 		for i, b := range names {
 			t, err := hw.Target(buses[b][0])
 			if err != nil {
-				slots[i](Fail, "%v", err)
+				slots[i](Fail, "%s", withoutInventory(err))
 				continue
 			}
 			v, d := scanVerdict(catalog.Scan(t.Bus), buses[b])
@@ -349,7 +355,7 @@ func diagnoseSensor(ctx context.Context, hw agent.Hardware, s config.SensorConfi
 	drv, _ := catalog.Lookup(s.Driver)
 	t, err := hw.Target(s)
 	if err != nil {
-		return Fail, err.Error()
+		return Fail, withoutInventory(err) + " (see hardware host)"
 	}
 	dev, err := drv.Open(t, s.Options)
 	if err != nil {
@@ -368,16 +374,19 @@ func diagnoseSensor(ctx context.Context, hw agent.Hardware, s config.SensorConfi
 	verdict := Pass
 	for i, v := range vals {
 		if v.IsBool {
-			parts[i] = fmt.Sprintf("%s=%t", v.Quantity, v.Bool)
+			parts[i] = formatValue(v)
 			continue
 		}
-		parts[i] = fmt.Sprintf("%s=%.6g %s", v.Quantity, v.Num, v.Unit)
+		parts[i] = formatValue(v)
 		if why := implausible(v); why != "" {
 			parts[i] += " (" + why + ")"
 			verdict = Warn
 		}
 	}
-	return verdict, fmt.Sprintf("%s (%s)%s: %s", withLocation(s, t.Where()), dev, level, strings.Join(parts, ", "))
+	if len(parts) == 0 {
+		parts = append(parts, "read without error, no value in this read")
+	}
+	return verdict, fmt.Sprintf("%s (%s)%s: %s", location(s, t.Where()), dev, level, strings.Join(parts, ", "))
 }
 
 // implausible flags values a street sensor should not report although they
@@ -396,8 +405,9 @@ func implausible(v drivers.Value) string {
 
 func diagnoseDisk(cfg *config.Config, r *report) {
 	var fs unix.Statfs_t
-	if err := unix.Statfs(cfg.Agent.StateDir, &fs); err != nil {
-		r.add("disk", cfg.Agent.StateDir, Warn, "cannot read free space: %v", err)
+	at := nearestExisting(cfg.Agent.StateDir) // before the first start: its parent's file system
+	if err := unix.Statfs(at, &fs); err != nil {
+		r.add("disk", cfg.Agent.StateDir, Warn, "cannot read free space of %s: %v", at, err)
 		return
 	}
 	free := int64(fs.Bavail) * int64(fs.Bsize)
@@ -405,7 +415,11 @@ func diagnoseDisk(cfg *config.Config, r *report) {
 	if free < int64(cfg.Buffer.MaxBytes) {
 		v = Warn
 	}
-	r.add("disk", cfg.Agent.StateDir, v, "%s free (buffer bound %s)", bytesIEC(free), bytesIEC(int64(cfg.Buffer.MaxBytes)))
+	on := ""
+	if at != filepath.Clean(cfg.Agent.StateDir) {
+		on = " on " + at + " (state_dir not created yet)"
+	}
+	r.add("disk", cfg.Agent.StateDir, v, "%s free%s (buffer bound %s)", bytesIEC(free), on, bytesIEC(int64(cfg.Buffer.MaxBytes)))
 }
 
 // Kernel clock state (adjtimex(2)).
@@ -474,8 +488,8 @@ func diagnoseBroker(ctx context.Context, cfg *config.Config, store *certs.Store,
 	if ev != Pass {
 		v = ev
 	}
-	return v, fmt.Sprintf("%s; %s in %v; broker certificate %q verified against ca_file (%d days left); CONNACK ok%s",
-		strings.Join(res.Addrs, ","), tls.VersionName(res.TLSVersion), res.Handshake.Round(time.Millisecond), name, left, echo)
+	return v, fmt.Sprintf("%s; %s in %v; broker certificate %q verified against ca_file (%s left); CONNACK ok%s",
+		strings.Join(res.Addrs, ","), tls.VersionName(res.TLSVersion), res.Handshake.Round(time.Millisecond), name, plural(left, "day"), echo)
 }
 
 // nextAttempt says when a disconnected agent tries again and how many

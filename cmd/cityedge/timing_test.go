@@ -1,3 +1,10 @@
+//go:build timing
+
+// Real-time tests: they measure the agent's rhythm and reconnects against
+// the wall clock with the margins DECISIONS 4 sets, so they run on their own,
+// one package at a time (make test-timing), never beside the rest of the
+// suite on a loaded machine.
+
 package main
 
 import (

@@ -306,14 +306,17 @@ func checkReadings(r *result, bySensor map[string][]reading) {
 	checkNumeric(r, nameSHT, bySensor[nameSHT], [][]expected{weatherSHT(0), weatherSHT(1)}, weatherStory)
 
 	// A change of the magnetometer's occupancy is a reading of its own
-	// (it ranks as occupancy, DECISIONS 8), taken with the field reading of
-	// the same sample: same time.
+	// (it ranks as occupancy, DECISIONS 8), stored just before the field
+	// reading of the same sample: the next seq of the sensor.
 	mag, changes := fieldReadings(bySensor[nameMag])
 	phases := checkNumeric(r, nameMag, mag, [][]expected{magField(0), magField(1)}, magStory)
 	if phases != nil {
-		phaseAt := map[time.Time]int{}
-		for i, rd := range mag {
-			phaseAt[rd.time] = phases[i]
+		phaseOf := func(rd reading) (int, bool) {
+			i := sort.Search(len(mag), func(i int) bool { return mag[i].seq >= rd.seq })
+			if i == len(mag) {
+				return 0, false
+			}
+			return phases[i], true
 		}
 		decided, wrong, occupied := 0, 0, 0
 		for _, rd := range append(slices.Clone(mag), changes...) {
@@ -322,7 +325,7 @@ func checkReadings(r *result, bySensor map[string][]reading) {
 				continue
 			}
 			decided++
-			ph, known := phaseAt[rd.time]
+			ph, known := phaseOf(rd)
 			if !known || p.flag == nil || *p.flag != (ph == 1) {
 				wrong++
 			} else if *p.flag {

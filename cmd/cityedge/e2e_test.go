@@ -183,6 +183,7 @@ type received struct {
 	ms   int64
 	v    float64
 	vb   *bool
+	tq   string    // time quality: "", "corrected" or "unsynced"
 	at   time.Time // when the subscriber got it
 }
 
@@ -227,6 +228,7 @@ func (c *collector) add(t *testing.T, topic string, payload []byte) {
 		VB  *bool    `json:"vb"`
 		T   float64  `json:"t"`
 		Seq uint64   `json:"seq"`
+		TQ  string   `json:"tq"`
 	}
 	if err := json.Unmarshal(payload, &pack); err != nil {
 		t.Errorf("readings message is not SenML JSON: %v", err)
@@ -240,7 +242,7 @@ func (c *collector) add(t *testing.T, topic string, payload []byte) {
 		if i == 0 {
 			bn, bt = r.BN, r.BT
 		}
-		rec := received{name: bn + r.N, seq: r.Seq, ms: int64(math.Round((bt + r.T) * 1000)), vb: r.VB, at: now}
+		rec := received{name: bn + r.N, seq: r.Seq, ms: int64(math.Round((bt + r.T) * 1000)), vb: r.VB, tq: r.TQ, at: now}
 		if r.V != nil {
 			rec.v = *r.V
 		}

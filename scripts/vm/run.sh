@@ -31,6 +31,7 @@ REPO=$(cd "$HERE/../.." && pwd)
 CACHE=${CITYEDGE_VM_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/cityedge-vm}
 TIMEOUT=${CITYEDGE_VM_TIMEOUT:-300}
 KSERIES=6.1 # Debian bookworm's kernel series; its source must match the image exactly
+GUEST_RTC_BASE=2021-06-01T12:00:00 # the guest's clock at boot: years wrong (the clock phase)
 
 case "${1:-all}" in
 arm64 | armhf) ARCHES=("$1") ;;
@@ -332,10 +333,10 @@ $(grep -E 'error|Error|ERROR' "$MODDIR/$b/build.log" | head -20)
 	touch "$MODDIR/ready"
 }
 
-# initramfs AGENT_ID PORT WORK: the guest's root file system, packed into
-# WORK/initramfs.gz.
+# initramfs AGENT_ID PORT TIME_PORT WORK: the guest's root file system,
+# packed into WORK/initramfs.gz.
 initramfs() {
-	local id=$1 port=$2 work=$3 st=$3/initramfs
+	local id=$1 port=$2 tport=$3 work=$4 st=$4/initramfs
 	rm -rf "$st"
 	mkdir -p "$st/bin" "$st/lib/modules" "$st/etc/cityedge" "$st/usr/bin"
 	cp "$KROOT/busybox/bin/busybox" "$st/bin/busybox"
@@ -345,9 +346,10 @@ initramfs() {
 	cp "$MODDIR/cityedge_i2csim.ko" "$MODDIR/gpio-sim.ko" "$st/lib/modules/"
 	printf 'cityedge_i2csim\ngpio-sim\n' >>"$st/lib/modules/order"
 	cp "$work/cityedge" "$st/usr/bin/cityedge"
+	cp "$work/ntpset" "$st/usr/bin/ntpset"
 	cp "$work/pki/ca.pem" "$work/pki/client.pem" "$st/etc/cityedge/"
 	install -m 600 "$work/pki/client.key" "$st/etc/cityedge/client.key"
-	"$VMCHECK" scenario "$st" "$id" "$port"
+	"$VMCHECK" scenario "$st" "$id" "$port" "$tport"
 	"$VMCHECK" initramfs "$st" "$work/initramfs.gz"
 }
 
@@ -399,7 +401,7 @@ start_broker() {
 # adds ARCH to FAILED; a setup problem stops the script (die).
 FAILED=()
 run_guest() {
-	local arch=$1 agent=gw-vm-$1 work=$CACHE/run/$1 t port rc goarch goarm sub
+	local arch=$1 agent=gw-vm-$1 work=$CACHE/run/$1 t port rc goarch goarm sub subclock tsrv
 	t=$(now)
 	rm -rf "$work"
 	mkdir -p "$work"
@@ -410,22 +412,42 @@ run_guest() {
 	(cd "${CITYEDGE_VM_SRC:-$REPO}" && CGO_ENABLED=0 GOOS=linux GOARCH=$goarch GOARM=$goarm go build -trimpath -buildvcs=false \
 		-ldflags "-s -w -X main.version=vm-test" -o "$work/cityedge" ./cmd/cityedge) ||
 		die "go build of cityedge for linux/$goarch failed"
+	(cd "$REPO" && CGO_ENABLED=0 GOOS=linux GOARCH=$goarch GOARM=$goarm go build -trimpath -buildvcs=false -ldflags "-s -w" \
+		-o "$work/ntpset" ./scripts/vm/ntpset) || die "go build of ntpset for linux/$goarch failed"
 	"$VMCHECK" pki "$work/pki" "$agent"
 	start_broker "$work"
 	port=$BROKER_PORT
-	initramfs "$agent" "$port" "$work"
+	# The true time for the guest's ntpset (the clock phase).
+	"$VMCHECK" timeserver "$work/timeserver.port" >"$work/timeserver.log" 2>&1 &
+	tsrv=$!
+	PIDS+=("$tsrv")
+	for _ in $(seq 1 50); do
+		[[ -s "$work/timeserver.port" ]] && break
+		sleep 0.1
+	done
+	[[ -s "$work/timeserver.port" ]] || die "the time server did not start: $(cat "$work/timeserver.log")"
+	initramfs "$agent" "$port" "$(cat "$work/timeserver.port")" "$work"
+	# Two observers: the scenario's readings, and the clock phase's with
+	# the host's arrival time of each message.
 	mosquitto_sub -h 127.0.0.1 -p "$port" --cafile "$work/pki/ca.pem" --cert "$work/pki/observer.pem" \
 		--key "$work/pki/observer.key" -i vm-test-observer -q 1 -v -t "cityedge/$agent/#" >"$work/capture.txt" 2>"$work/sub.err" &
 	sub=$!
 	PIDS+=("$sub")
+	mosquitto_sub -h 127.0.0.1 -p "$port" --cafile "$work/pki/ca.pem" --cert "$work/pki/observer.pem" \
+		--key "$work/pki/observer.key" -i vm-test-clock-observer -q 1 -F '%U %t %p' -t "cityedge-clock/$agent/#" >"$work/capture-clock.txt" 2>"$work/sub-clock.err" &
+	subclock=$!
+	PIDS+=("$subclock")
 	for _ in $(seq 1 50); do
-		grep -q "as vm-test-observer" "$work/broker/mosquitto.log" && break
+		grep -q "as vm-test-observer" "$work/broker/mosquitto.log" && grep -q "as vm-test-clock-observer" "$work/broker/mosquitto.log" && break
 		sleep 0.1
 	done
 	grep -q "as vm-test-observer" "$work/broker/mosquitto.log" || die "the observer did not connect: $(cat "$work/sub.err")"
+	grep -q "as vm-test-clock-observer" "$work/broker/mosquitto.log" || die "the clock observer did not connect: $(cat "$work/sub-clock.err")"
 	say "$arch: built and packed in $(since "$t"); booting $ABI under qemu (timeout ${TIMEOUT}s)"
 
-	local qemu=(-m 512 -smp 1 -nographic -no-reboot -kernel "$KIMAGE" -initrd "$work/initramfs.gz"
+	# The guest's real-time clock (PL031) starts years behind: a gateway that
+	# boots with a stale clock (the clock phase, issue 14).
+	local qemu=(-m 512 -smp 1 -nographic -no-reboot -kernel "$KIMAGE" -initrd "$work/initramfs.gz" -rtc "base=$GUEST_RTC_BASE"
 		-append "console=ttyAMA0 panic=-1 quiet"
 		-netdev "user,id=net0" -device "virtio-net-device,netdev=net0")
 	# shellcheck disable=SC2054 # the commas are qemu's
@@ -437,7 +459,7 @@ run_guest() {
 	rc=0
 	timeout -k 5 "$TIMEOUT" "${qemu[@]}" </dev/null >"$work/console.log" 2>&1 || rc=$?
 	sleep 0.5 # the last messages reach the observer
-	kill "$sub" "$BROKER_PID" 2>/dev/null || true
+	kill "$sub" "$subclock" "$tsrv" "$BROKER_PID" 2>/dev/null || true
 	local took
 	took=$(since "$t")
 	if [[ $rc == 124 ]]; then
@@ -446,7 +468,7 @@ run_guest() {
 		say "$arch: qemu exited with status $rc"
 	fi
 	say "$arch: guest ran $took; checking"
-	if ! "$VMCHECK" check "$agent" "$work/console.log" "$work/capture.txt" >"$work/check.txt" 2>&1 || [[ $rc != 0 ]]; then
+	if ! "$VMCHECK" check "$agent" "$work/console.log" "$work/capture.txt" "$work/capture-clock.txt" >"$work/check.txt" 2>&1 || [[ $rc != 0 ]]; then
 		echo "---- $arch guest console (agent lines and markers) ----"
 		grep -vE '^(dmesg\| )' "$work/console.log" | tail -150 || true
 		echo "---- $arch broker log (tail) ----"

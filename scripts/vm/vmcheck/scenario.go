@@ -101,9 +101,8 @@ ca_file = "/etc/cityedge/ca.pem"
 cert_file = "/etc/cityedge/client.pem"
 key_file = "/etc/cityedge/client.key"
 
-[clock]
-# The guest runs no NTP client (DECISIONS 1): send at once, marked unsynced.
-hold = "0s"
+# No [clock] table: the shipped clock rule. The clock phase before this
+# run set the guest's clock as an NTP client does (ntpset), so nothing waits.
 
 [[sensors]]
 name = %q
@@ -266,13 +265,14 @@ func guestScript() string {
 
 // writeScenario writes the guest's configuration and scenario under root
 // (the initramfs staging directory).
-func writeScenario(root, agentID string, port int) error {
+func writeScenario(root, agentID string, port, timePort int) error {
 	files := []struct {
 		path, text string
 		mode       os.FileMode
 	}{
 		{"etc/cityedge/cityedge.toml", agentConfig(agentID, port), 0o644},
-		{"etc/vmtest/scenario.sh", guestScript(), 0o644},
+		{"etc/cityedge/clock.toml", clockConfig(agentID, port), 0o644},
+		{"etc/vmtest/scenario.sh", guestScript() + fmt.Sprintf("\n# The host's time server for ntpset (vmcheck timeserver).\nTIME_SERVER=%s:%d\n", guestHostIP, timePort), 0o644},
 	}
 	for _, f := range files {
 		path := filepath.Join(root, f.path)

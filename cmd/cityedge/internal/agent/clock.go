@@ -57,9 +57,15 @@ type clockRule struct {
 	clock clockwork.Clock
 	log   *slog.Logger
 
-	mu        sync.Mutex
-	known     map[uint32]time.Duration
-	discarded uint64
+	boot      uint32    // this boot's id
+	build     time.Time // no wall time before it is believed
+	onTrusted func()    // called when the clock becomes trusted (nil: nothing)
+
+	mu          sync.Mutex
+	known       map[uint32]time.Duration
+	discarded   uint64
+	early, late seqSet // held-count bookkeeping (heldcount.go)
+	lastReport  uint64
 }
 
 func newClockRule(m clocksync.Machine, build time.Time, hold time.Duration, keep stateKeeper, clock clockwork.Clock, log *slog.Logger) *clockRule {
@@ -67,7 +73,7 @@ func newClockRule(m clocksync.Machine, build time.Time, hold time.Duration, keep
 		build = clocksync.Floor
 	}
 	known := decodeKnown(keep.State(clockStateKey))
-	c := &clockRule{keep: keep, clock: clock, log: log, known: known}
+	c := &clockRule{keep: keep, clock: clock, log: log, known: known, boot: m.BootID(), build: build}
 	c.tr = clocksync.New(clocksync.Options{Machine: m, BuildDate: build, Hold: hold, Known: known})
 	c.learn()
 	if st := c.tr.State(); !st.Synced {
@@ -92,6 +98,9 @@ func (c *clockRule) run(ctx context.Context) {
 		switch {
 		case now.Synced && !was.Synced:
 			c.log.Info("wall clock trusted; held readings leave with corrected times", "max_error", now.MaxError, "correction", now.LastCorrection)
+			if c.onTrusted != nil {
+				c.onTrusted()
+			}
 		case !now.Synced && was.Synced:
 			c.log.Warn("wall clock no longer trusted; new readings are held", "reason", now.Reason)
 		}
@@ -182,7 +191,8 @@ func (c *clockRule) discard(n int) {
 	c.mu.Unlock()
 }
 
-func (c *clockRule) status(held uint64) *ClockStatus {
+func (c *clockRule) status(st buffer.Stats) *ClockStatus {
+	held := c.held(st)
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return &ClockStatus{State: c.tr.State(), Held: held, Discarded: c.discarded}
@@ -198,16 +208,12 @@ func (a *agent) stampReading(r *drivers.Reading) *buffer.BootStamp {
 }
 
 // clockStatus is the clock part of the status: the tracker's state and the
-// readings held for a trusted clock.
+// readings held for a trusted clock (heldcount.go).
 func (a *agent) clockStatus(st buffer.Stats) *ClockStatus {
 	if a.clk == nil {
 		return nil
 	}
-	var held uint64
-	if from := a.fwd.heldFrom(); from > 0 && st.NextSeq > from {
-		held = min(st.Count, st.NextSeq-from)
-	}
-	return a.clk.status(held)
+	return a.clk.status(st)
 }
 
 // openClock starts the clock rule on the machine Deps names (nil: this
@@ -222,5 +228,13 @@ func (a *agent) openClock(d Deps) error {
 		m = sys
 	}
 	a.clk = newClockRule(m, d.BuildDate, a.cfg.Clock.Hold.D(), a.q, a.clock, a.log)
+	// A clock that was years off made the TLS material look expired or not
+	// yet valid, and the uplink backs off while it is: once the clock is
+	// trusted, try at once rather than at the end of the backoff.
+	a.clk.onTrusted = func() {
+		if a.up != nil && !a.up.State().Connected {
+			a.up.Reconnect()
+		}
+	}
 	return nil
 }

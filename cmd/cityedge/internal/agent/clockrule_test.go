@@ -83,9 +83,11 @@ func (r *clockRig) second() {
 	if !ok {
 		r.t.Fatal("reading not encoded")
 	}
-	if _, err := r.q.Append(context.Background(), []buffer.Record{rec}); err != nil {
+	first, err := r.q.Append(context.Background(), []buffer.Record{rec})
+	if err != nil {
 		r.t.Fatal(err)
 	}
+	r.a.committed([]buffer.Record{rec}, first) // as the hand-off tells the agent
 	r.truth[before] = r.g.clk.Now()
 	r.g.clk.Advance(time.Second)
 	r.a.clk.tr.Check()

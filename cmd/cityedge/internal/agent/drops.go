@@ -57,7 +57,12 @@ func (a *agent) reportDropsOnce(ctx context.Context, last dropCounts) dropCounts
 	boot := a.stampReading(&rd)
 	data, err := senml.AppendReading(nil, rd)
 	if err == nil {
-		_, err = a.q.PutReport(ctx, buffer.Record{Key: config.ReservedSensor, Data: data, Boot: boot})
+		rec := buffer.Record{Key: config.ReservedSensor, Data: data, Boot: boot}
+		var seq uint64
+		seq, err = a.q.PutReport(ctx, rec)
+		if a.clk != nil && (err == nil || errors.Is(err, buffer.ErrNotDurable)) {
+			a.clk.report(rec, seq)
+		}
 	}
 	switch {
 	case errors.Is(err, buffer.ErrNotDurable):

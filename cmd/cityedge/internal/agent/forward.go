@@ -254,15 +254,6 @@ func (f *forwarder) ready(es []buffer.Entry, first *atomic.Uint64, until *time.T
 	return es, false
 }
 
-// heldFrom is the first reading held for a trusted clock (0: none).
-func (f *forwarder) heldFrom() uint64 {
-	a, b := f.heldLive.Load(), f.heldBack.Load()
-	if a == 0 || (b != 0 && b < a) {
-		return b
-	}
-	return a
-}
-
 func later(a, b time.Time) time.Time {
 	if a.After(b) {
 		return a
@@ -370,6 +361,9 @@ func (f *forwarder) emit(ctx context.Context, entries []buffer.Entry, cursor *ui
 // buffer.
 func (f *forwarder) Acked(b uplink.Batch) error {
 	err := f.q.Ack(b.Seqs...)
+	if f.clk != nil && err == nil {
+		f.clk.acked(b.Seqs) // the held count (heldcount.go)
+	}
 	// Past the PUBACK nothing reads the payload any more: uplink calls
 	// Acked once per batch and drops it, and paho removed the packet from
 	// its store when the PUBACK came. Its buffer packs a later batch.

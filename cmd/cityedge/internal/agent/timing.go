@@ -36,14 +36,7 @@ func phases(sensors []config.SensorConfig) []time.Duration {
 // returns the function that drains it into the buffer and waits for it.
 func (a *agent) startHandoff() (drain func()) {
 	a.hand = newHandoff(a.q, a.clock, a.log, handoffBytes)
-	a.hand.committed = func(recs []buffer.Record, _ uint64) {
-		for _, r := range recs {
-			if r.Priority == buffer.ClassOccupancy {
-				a.fwd.hurry() // an occupancy change does not wait for batch_wait
-				return
-			}
-		}
-	}
+	a.hand.committed = a.committed
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
@@ -52,6 +45,21 @@ func (a *agent) startHandoff() (drain func()) {
 	return func() {
 		a.hand.close()
 		<-done
+	}
+}
+
+// committed is told what each append stored: the clock rule counts what it
+// holds, and an occupancy change hurries the forwarder (it does not wait for
+// batch_wait).
+func (a *agent) committed(recs []buffer.Record, first uint64) {
+	if a.clk != nil {
+		a.clk.committed(recs, first)
+	}
+	for _, r := range recs {
+		if r.Priority == buffer.ClassOccupancy {
+			a.fwd.hurry()
+			return
+		}
 	}
 }
 

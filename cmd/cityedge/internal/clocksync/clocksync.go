@@ -239,6 +239,11 @@ func (t *Tracker) holdOver() bool {
 	return t.opts.Hold == 0 || t.opts.Machine.Boot()-t.start >= t.opts.Hold
 }
 
+// HoldOver reports whether clock.hold is over: readings of this boot taken
+// before the clock was trusted leave marked unsynced from now on, unless
+// their time is before the build date.
+func (t *Tracker) HoldOver() bool { return t.holdOver() }
+
 // Trusted reports whether the wall clock is trusted now.
 func (t *Tracker) Trusted() bool {
 	t.mu.Lock()

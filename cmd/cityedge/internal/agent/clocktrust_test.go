@@ -1,0 +1,81 @@
+package agent
+
+import (
+	"context"
+	"log/slog"
+	"path/filepath"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/cityedge/cityedge/buffer"
+	"github.com/cityedge/cityedge/cmd/cityedge/internal/clocksync"
+	"github.com/jonboulle/clockwork"
+)
+
+// lookCounter is a gateway whose state the test may change while the rule
+// runs, and which tells each of the rule's looks at the kernel's state.
+type lookCounter struct {
+	mu    *sync.Mutex
+	g     *gateway
+	looks chan struct{}
+}
+
+func (l lookCounter) Wall() time.Time     { l.mu.Lock(); defer l.mu.Unlock(); return l.g.Wall() }
+func (l lookCounter) Boot() time.Duration { l.mu.Lock(); defer l.mu.Unlock(); return l.g.Boot() }
+func (l lookCounter) BootID() uint32      { return l.g.BootID() }
+func (l lookCounter) Sync() (clocksync.Sync, error) {
+	l.mu.Lock()
+	s, err := l.g.Sync()
+	l.mu.Unlock()
+	l.looks <- struct{}{}
+	return s, err
+}
+
+// TestClockTrustedCallsBack: when the clock becomes trusted, the rule calls
+// onTrusted once (the agent reconnects at once: TLS material looked not
+// yet valid to a clock years behind), and not again while it stays trusted.
+func TestClockTrustedCallsBack(t *testing.T) {
+	clk := clockwork.NewFakeClockAt(ruleTruth)
+	g := &gateway{clk: clk, bootAt: ruleTruth.Add(-30 * time.Second), bootID: 7, wallErr: -5 * 365 * 24 * time.Hour}
+	m := lookCounter{&sync.Mutex{}, g, make(chan struct{}, 1)}
+	log := slog.New(slog.DiscardHandler)
+	q, err := buffer.Open(filepath.Join(t.TempDir(), "buffer.db"), buffer.Options{Clock: clk, Logger: log})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer q.Close()
+	c := newClockRule(m, ruleBuild, time.Hour, q, clk, log)
+	<-m.looks // New's first look
+	var calls atomic.Int32
+	c.onTrusted = func() { calls.Add(1) } // on run's goroutine, before its next look
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); c.run(ctx) }()
+	defer func() { cancel(); <-done }()
+	// look lets one check interval pass and waits for the rule's look.
+	look := func() {
+		t.Helper()
+		if err := clk.BlockUntilContext(ctx, 1); err != nil {
+			t.Fatal(err)
+		}
+		clk.Advance(clockCheckEvery)
+		<-m.looks
+	}
+	for range 3 {
+		look()
+	}
+	m.mu.Lock()
+	g.synced, g.wallErr = true, 0 // NTP
+	m.mu.Unlock()
+	for range 4 {
+		look()
+	}
+	// The callback of the last look ran before the next look began.
+	clk.Advance(clockCheckEvery)
+	<-m.looks
+	if n := calls.Load(); n != 1 {
+		t.Errorf("onTrusted called %d times, want 1", n)
+	}
+}

@@ -16,7 +16,6 @@ import (
 	"time"
 
 	mqtt "github.com/eclipse/paho.mqtt.golang"
-	"golang.org/x/sys/unix"
 
 	"github.com/cityedge/cityedge/cmd/cityedge/internal/diagnose"
 	"github.com/cityedge/cityedge/scripts/testbroker"
@@ -126,8 +125,7 @@ func TestReadmeConnectYourOwnBroker(t *testing.T) {
 	cfgPath := filepath.Join(dir, "cityedge.toml")
 	os.WriteFile(cfgPath, []byte(cfg), 0o644)
 
-	restore := markClockSynced(t)
-	defer restore()
+	holdKernelClock(t).sync() // as the gateway's NTP client would (DECISIONS 1); restored at cleanup
 
 	// 5. The check README gives: --diagnose (on simulated hardware).
 	out, _ := exec.Command(agentBinary(t), "--config", cfgPath, "--diagnose", "--simulate", "--json").Output()
@@ -196,26 +194,4 @@ func subscribeReadme(t *testing.T, dir string, port int, topic string, got chan<
 		t.Fatalf("subscribe: %v", st.Error())
 	}
 	return cli
-}
-
-// markClockSynced does what the gateway's NTP client does once synced:
-// it clears the kernel's STA_UNSYNC flag with a small error estimate (as
-// root; the time itself is untouched). The returned function restores the
-// previous state. (As scripts/fleet does; DECISIONS 1.)
-func markClockSynced(t *testing.T) func() {
-	t.Helper()
-	var old unix.Timex
-	if _, err := unix.Adjtimex(&old); err != nil {
-		t.Fatalf("adjtimex: %v", err)
-	}
-	tx := unix.Timex{Modes: unix.ADJ_STATUS | unix.ADJ_MAXERROR | unix.ADJ_ESTERROR,
-		Status: old.Status &^ unix.STA_UNSYNC, Maxerror: 100_000, Esterror: 10_000}
-	if _, err := unix.Adjtimex(&tx); err != nil {
-		t.Fatalf("adjtimex: clear STA_UNSYNC: %v", err)
-	}
-	return func() {
-		back := unix.Timex{Modes: unix.ADJ_STATUS | unix.ADJ_MAXERROR | unix.ADJ_ESTERROR,
-			Status: old.Status, Maxerror: old.Maxerror, Esterror: old.Esterror}
-		_, _ = unix.Adjtimex(&back)
-	}
 }

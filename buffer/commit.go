@@ -407,14 +407,17 @@ func (q *Queue) countDropsLocked(drops map[string]uint64, log bool) {
 // afterCommit wakes the waiting appends and readers, and compacts the file
 // when a drain left it mostly free.
 func (q *Queue) afterCommit(w *work, res *commitResult) {
-	for _, r := range w.reqs {
-		r.settle(nil) // nobody else settles a request taken by a commit
-	}
+	// Readers first, then the appends: an append that returns has caused
+	// every notification it will cause, so a caller that takes one after its
+	// append finds none left over from that commit.
 	if res.added > 0 {
 		select {
 		case q.notify <- struct{}{}:
 		default:
 		}
+	}
+	for _, r := range w.reqs {
+		r.settle(nil) // nobody else settles a request taken by a commit
 	}
 	if w.ackFull {
 		q.fullAt = q.clock.Now()

@@ -70,6 +70,7 @@ func TestFormatFixtures(t *testing.T) {
 		{"v1-983176d", 1},
 		{"v2", 2},
 		{"v3", 3},
+		{"v4", 4},
 	} {
 		name := fx.name
 		t.Run(name, func(t *testing.T) {

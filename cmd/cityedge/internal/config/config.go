@@ -36,6 +36,7 @@ type Config struct {
 	Uplink  UplinkConfig   `toml:"uplink"`
 	Remote  RemoteConfig   `toml:"remote"`  // remote.go
 	Metrics MetricsConfig  `toml:"metrics"` // remote.go
+	Sentilo SentiloConfig  `toml:"sentilo"` // sentilo.go
 	Sensors []SensorConfig `toml:"-"`
 
 	path string
@@ -226,7 +227,7 @@ func Parse(path string, data []byte) (*Config, error) {
 	if err := toml.Unmarshal(data, &raw); err != nil {
 		return nil, tomlError(path, pos, err)
 	}
-	for table, v := range map[string]any{"agent": c.Agent, "buffer": c.Buffer, "uplink": c.Uplink, "remote": c.Remote, "metrics": c.Metrics} {
+	for table, v := range map[string]any{"agent": c.Agent, "buffer": c.Buffer, "uplink": c.Uplink, "remote": c.Remote, "metrics": c.Metrics, "sentilo": c.Sentilo} {
 		t, _ := raw[table].(map[string]any)
 		if err := textOnly(t, v, table+".", fail); err != nil {
 			return nil, err
@@ -257,6 +258,9 @@ func Parse(path string, data []byte) (*Config, error) {
 	}
 	if len(c.Sensors) == 0 {
 		return nil, &ConfigError{File: path, Key: "sensors", Msg: "no [[sensors]] configured; the agent would have nothing to read"}
+	}
+	if err := c.validateSentilo(fail); err != nil {
+		return nil, err
 	}
 	return &c, nil
 }
@@ -302,6 +306,7 @@ func (c *Config) defaults(has func(table, key string) bool) {
 		c.Uplink.ExpiryWarningDays = defaultExpiryWarn
 	}
 	c.remoteDefaults(has)
+	c.sentiloDefaults(has)
 }
 
 // textOnly refuses numbers where a duration or size string belongs: go-toml
@@ -366,7 +371,7 @@ func (c *Config) validate(fail func(key, format string, args ...any) error) erro
 	case b.CommitInterval < 0 || b.CommitInterval.D() > 5*time.Second:
 		return fail("buffer.commit_interval", "%v is out of range: use 0s to 5s (it is the loss window on power cut)", b.CommitInterval.D())
 	case len(u.Brokers) == 0:
-		return fail("uplink.brokers", "required: at least one broker URL such as \"mqtts://broker.example.org:8883\"")
+		return fail("uplink.brokers", "required: at least one broker URL such as \"mqtts://broker.example.org:8883\" (an MQTT broker is the output every gateway has; [sentilo] publishes beside it)")
 	case u.DrainOrder != "live-first" && u.DrainOrder != "oldest-first":
 		return fail("uplink.drain_order", "%q: use \"live-first\" (default) or \"oldest-first\"", u.DrainOrder)
 	case u.ExpiryWarningDays < 1 || u.ExpiryWarningDays > 3650:

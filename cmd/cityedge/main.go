@@ -7,6 +7,7 @@
 //
 //	cityedge [--config PATH] [--simulate] [--diagnose [--json]] [--version]
 //	cityedge [--config PATH] --enroll [--csr PATH]
+//	cityedge [--config PATH] --sentilo-catalog
 //
 // Exit status: 0 ok, 1 runtime failure, 2 bad usage or bad configuration.
 package main
@@ -54,6 +55,8 @@ type options struct {
 	version  bool
 	enroll   bool
 	csr      string
+	// sentilo.go: print the Sentilo catalog registration and exit.
+	sentiloCatalog bool
 }
 
 func parseFlags(args []string, stderr io.Writer) (options, error) {
@@ -67,9 +70,11 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	fs.BoolVar(&o.version, "version", false, "print version and build information and exit")
 	fs.BoolVar(&o.enroll, "enroll", false, "create a new private key at uplink.key_file and write a certificate signing request")
 	fs.StringVar(&o.csr, "csr", "-", "with --enroll: where to write the CSR (PEM); - is standard output")
+	fs.BoolVar(&o.sentiloCatalog, "sentilo-catalog", false, "print the body of POST /catalog/{provider} that registers this gateway's Sentilo sensors (no network)")
 	fs.Usage = func() {
 		fmt.Fprintf(stderr, "usage: cityedge [--config PATH] [--simulate] [--diagnose [--json]] [--version]\n"+
-			"       cityedge [--config PATH] --enroll [--csr PATH]\n\n")
+			"       cityedge [--config PATH] --enroll [--csr PATH]\n"+
+			"       cityedge [--config PATH] --sentilo-catalog\n\n")
 		fs.PrintDefaults()
 	}
 	if err := fs.Parse(args); err != nil {
@@ -129,6 +134,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 	}
 
 	switch {
+	case o.sentiloCatalog:
+		return printSentiloCatalog(cfg, stdout, stderr)
 	case o.enroll:
 		return runEnroll(cfg, o.csr, stderr)
 	case o.diagnose:

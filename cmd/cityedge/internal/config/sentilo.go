@@ -137,7 +137,8 @@ func (c *Config) validateSentilo(fail func(key, format string, args ...any) erro
 		BatchWait: s.BatchWait.D(), Timeout: s.Timeout.D(), OccupiedValue: s.OccupiedValue, FreeValue: s.FreeValue}
 	if err := sc.Validate(); err != nil {
 		key, _, _ := strings.Cut(err.Error(), ":")
-		if !strings.HasPrefix(key, "sentilo.") || strings.Contains(key, " ") {
+		key, _, _ = strings.Cut(key, " ") // "sentilo.occupied_value and sentilo.free_value are both ..."
+		if !strings.HasPrefix(key, "sentilo.") {
 			key = "sentilo"
 		}
 		return fail(key, "%v", trimKey(err, key))
@@ -160,4 +161,30 @@ func (s SentiloConfig) SentiloTimeout() time.Duration { return s.Timeout.D() }
 // trimKey drops a leading "key: " from err's text: ConfigError names the key.
 func trimKey(err error, key string) string {
 	return strings.TrimPrefix(err.Error(), key+": ")
+}
+
+// SentiloCatalog is what the city's administrator registers for this
+// gateway (cityedge --sentilo-catalog prints it as the body of POST
+// /catalog/{provider}): every id with its type (the quantity), data type,
+// unit and component; bays (sensors with an occupancy flag) and zones are
+// components of type parking.
+func (c *Config) SentiloCatalog() []sentilo.CatalogSensor {
+	parking := map[string]bool{}
+	series := c.SentiloQuantities()
+	for _, s := range series {
+		if s.Bool {
+			parking[s.Sensor] = true
+		}
+	}
+	out := make([]sentilo.CatalogSensor, 0, len(series))
+	for _, s := range series {
+		id, ok := c.Sentilo.ids[s.Quantity]
+		if !ok {
+			continue
+		}
+		out = append(out, sentilo.CatalogSensor{ID: id, Description: s.Quantity.String() + " of gateway " + c.Agent.ID,
+			Type: s.Quantity.Quantity, Boolean: s.Bool, Unit: s.Unit, Component: sentilo.ComponentID(c.Agent.ID, s.Sensor),
+			Parking: parking[s.Sensor]})
+	}
+	return out
 }

@@ -1,8 +1,10 @@
 package main
 
 import (
+	"encoding/json"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -11,7 +13,9 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/cityedge/cityedge/buffer"
+	"github.com/cityedge/cityedge/certs/devpki"
 	"github.com/cityedge/cityedge/cmd/cityedge/internal/config"
+	"github.com/cityedge/cityedge/cmd/cityedge/internal/diagnose"
 	"github.com/cityedge/cityedge/scripts/nginxtest"
 	"github.com/cityedge/cityedge/scripts/testbroker"
 	"github.com/cityedge/cityedge/uplink/senml"
@@ -287,4 +291,106 @@ batch_wait = "200ms"
 	}
 	t.Logf("MQTT: %d distinct readings (%d repeats); Sentilo: %d observations, %d expected values, %d still held (offline sensor %d), %d duplicates, %v resent; answers %v",
 		distinct, repeats, len(srv.Observations()), len(expected), len(maybe), offlineLeft, dups, resent, srv.Answers())
+}
+
+// sentiloSetup is the e2e configuration with a [sentilo] table for url.
+func sentiloSetup(t *testing.T, b *testbroker.Broker, url, provider, token string) *testSetup {
+	t.Helper()
+	s := newSetup(t, b, b.PKI.Client, "")
+	tokenFile := filepath.Join(s.dir, "sentilo.token")
+	if err := os.WriteFile(tokenFile, []byte(token+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	f, err := os.OpenFile(s.config, os.O_APPEND|os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	fmt.Fprintf(f, "\n[sentilo]\nurl = %q\nprovider = %q\ntoken_file = %q\n", url, provider, tokenFile)
+	return s
+}
+
+// TestDiagnoseSentilo: --diagnose checks TLS to the proxy, the token and
+// the catalog, naming each id the city has not registered; a proxy that
+// does not trust our CA is named as the side that refused. The token never
+// shows.
+func TestDiagnoseSentilo(t *testing.T) {
+	b := testbroker.Start(t, testbroker.Options{})
+	const token, provider = "diag-t0ken-0123456789", "cityedge-diag"
+	missing := sentilo.DefaultID("gw-test", "bay-1", "occupied")
+	var registered []string
+	for _, q := range []string{"air-1/temperature", "air-1/humidity", "air-1/pressure", "air-2/temperature",
+		"air-2/humidity", "air-2/pressure", "cityedge/dropped", "cityedge/corrupt"} {
+		s, qu, _ := strings.Cut(q, "/")
+		registered = append(registered, sentilo.DefaultID("gw-test", s, qu))
+	}
+	srv := sentilotest.Start(t, sentilotest.Options{Provider: provider, Token: token, RequireHTTPS: true, Sensors: registered})
+	px := nginxtest.Start(t, nginxtest.Options{PKI: b.PKI, Upstream: srv.Addr})
+	s := sentiloSetup(t, b, px.URL, provider, token)
+	r, code, out := runDiagnose(t, s.config, "--simulate")
+	if c := verdictOf(r, "sentilo", "tls"); c.Verdict != diagnose.Pass {
+		t.Errorf("tls: %+v", c)
+	}
+	if c := verdictOf(r, "sentilo", "catalog"); c.Verdict != diagnose.Warn || !strings.Contains(c.Detail, missing) {
+		t.Errorf("catalog: %+v; want WARN naming %s", c, missing)
+	}
+	for _, c := range r.Checks {
+		if c.Verdict == diagnose.Fail {
+			t.Errorf("FAIL: %+v", c)
+		}
+	}
+	if code != 0 || strings.Contains(out, token) {
+		t.Errorf("exit %d; token shown: %v", code, strings.Contains(out, token))
+	}
+
+	// A proxy whose client CA is another one refuses our certificate (its
+	// own certificate is one we trust, so only its side refuses).
+	ca2, err := devpki.NewCA(t.TempDir(), "other")
+	if err != nil {
+		t.Fatal(err)
+	}
+	other := nginxtest.Start(t, nginxtest.Options{PKI: &devpki.Set{CA: ca2, Server: b.PKI.Server}, Upstream: srv.Addr})
+	s2 := sentiloSetup(t, b, other.URL, provider, token)
+	r, code, _ = runDiagnose(t, s2.config, "--simulate")
+	if c := verdictOf(r, "sentilo", "tls"); c.Verdict != diagnose.Fail || !strings.Contains(c.Detail, "the proxy refused our client certificate") {
+		t.Errorf("tls with a proxy that does not trust us: %+v", c)
+	}
+	if code != 1 {
+		t.Errorf("exit %d, want 1 on a FAIL", code)
+	}
+}
+
+// TestSentiloCatalogFlag: --sentilo-catalog prints, without network, the
+// registration of every id with its type, data type, unit and component.
+func TestSentiloCatalogFlag(t *testing.T) {
+	b := testbroker.Start(t, testbroker.Options{})
+	s := sentiloSetup(t, b, "https://sentilo.invalid", "cityedge-cat", "cat-t0ken-0123456789")
+	out, err := exec.Command(agentBinary(t), "--config", s.config, "--sentilo-catalog").Output()
+	if err != nil {
+		t.Fatalf("--sentilo-catalog: %v", err)
+	}
+	var body struct {
+		Sensors []struct {
+			Sensor, Type, DataType, Unit, Component, ComponentType string
+		} `json:"sensors"`
+	}
+	if err := json.Unmarshal(out, &body); err != nil {
+		t.Fatalf("not JSON: %v\n%s", err, out)
+	}
+	got := map[string]string{}
+	for _, e := range body.Sensors {
+		got[e.Sensor] = strings.Join([]string{e.Type, e.DataType, e.Unit, e.Component, e.ComponentType}, " ")
+	}
+	for id, want := range map[string]string{
+		"gw-test-bay-1-occupied":    "occupied BOOLEAN  gw-test-bay-1 parking",
+		"gw-test-air-1-temperature": "temperature NUMBER Cel gw-test-air-1 generic",
+		"gw-test-air-2-pressure":    "pressure NUMBER Pa gw-test-air-2 generic",
+	} {
+		if got[id] != want {
+			t.Errorf("%s: %q, want %q", id, got[id], want)
+		}
+	}
+	if strings.Contains(string(out), "cat-t0ken") {
+		t.Error("the token is in the catalog")
+	}
 }

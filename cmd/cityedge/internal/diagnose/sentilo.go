@@ -5,6 +5,7 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/url"
@@ -101,10 +102,19 @@ func sentiloHandshake(ctx context.Context, raw string, tc *tls.Config) (string, 
 		if dl, ok := ctx.Deadline(); ok {
 			_ = conn.SetDeadline(dl)
 		}
-		_, err = fmt.Fprintf(conn, "HEAD / HTTP/1.1\r\nHost: %s\r\nConnection: close\r\n\r\n", u.Host)
+		_, err = fmt.Fprintf(conn, "GET / HTTP/1.1\r\nHost: %s\r\nConnection: close\r\n\r\n", u.Host)
+		var answer []byte
 		if err == nil {
-			buf := make([]byte, 64)
-			_, err = conn.Read(buf)
+			answer, err = io.ReadAll(io.LimitReader(conn, 4096))
+			if len(answer) > 0 {
+				err = nil
+			}
+		}
+		// nginx finishes the handshake and answers 400 "The SSL
+		// certificate error" / "No required SSL certificate was sent"
+		// when ssl_verify_client refuses the certificate.
+		if a := string(answer); err == nil && (strings.Contains(a, "SSL certificate error") || strings.Contains(a, "No required SSL certificate")) {
+			return Fail, fmt.Sprintf("%s: the proxy refused our client certificate (does its ssl_client_certificate hold the CA that signed %s?)", host, "sentilo.cert_file")
 		}
 		if err == nil {
 			v := conn.(*tls.Conn).ConnectionState()

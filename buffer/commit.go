@@ -236,7 +236,7 @@ func (q *Queue) dueLocked(now time.Time) (due bool, next time.Time) {
 		}
 		due = due || q.reqBytes >= q.groupMax || q.reserveLowLocked()
 	}
-	if n := len(q.acks) + q.outPendingLocked(); n > 0 {
+	if n := len(q.acks) + q.outDueLocked(); n > 0 {
 		at(q.ackAt.Add(q.opts.CommitInterval))
 		due = due || n >= ackGroupMax
 	}

@@ -52,6 +52,7 @@ type outState struct {
 	i        int
 	progress uint64              // durable mark as of the last commit
 	pend     map[uint64]struct{} // acked since the last commit, not by every output
+	pendDue  int                 // of pend, acks of records already committed: they set a commit deadline
 	flight   map[uint64]struct{} // in the running commit (read-only then)
 	dropped  uint64              // persisted per-output drops as of the last commit
 	notify   chan struct{}
@@ -101,7 +102,7 @@ func (o *Output) Name() string {
 	return o.st.name
 }
 
-// Notify receives (coalesced) after each commit that added records.
+// Notify receives (coalesced) when records were appended, as Queue.Notify.
 func (o *Output) Notify() <-chan struct{} {
 	if o.st == nil {
 		return o.q.notify
@@ -153,12 +154,21 @@ func (q *Queue) ackOutput(o *outState, seqs []uint64) error {
 			}
 		}
 		if !all {
-			if len(o.pend) == 0 && len(q.acks) == 0 && q.outPendingLocked() == 0 {
-				q.ackAt = q.clock.Now()
-				kick = true
-			}
 			if o.pend == nil {
 				o.pend = map[uint64]struct{}{}
+			}
+			if _, dup := o.pend[s]; dup {
+				continue
+			}
+			// An ack of a record still waiting for its commit rides with
+			// that commit: it sets no deadline of its own (a deadline would
+			// write records the other output is about to acknowledge).
+			if len(q.reqs) == 0 || s < q.reqs[0].first {
+				if len(q.acks) == 0 && q.outDueLocked() == 0 {
+					q.ackAt = q.clock.Now()
+					kick = true
+				}
+				o.pendDue++
 			}
 			o.pend[s] = struct{}{}
 			continue
@@ -166,7 +176,12 @@ func (q *Queue) ackOutput(o *outState, seqs []uint64) error {
 		// Every output has it: delete it like Ack (never written when still
 		// waiting for its commit).
 		for _, other := range q.outs {
-			delete(other.pend, s)
+			if _, ok := other.pend[s]; ok {
+				delete(other.pend, s)
+				if len(q.reqs) == 0 || s < q.reqs[0].first {
+					other.pendDue--
+				}
+			}
 		}
 		if q.ackPendingLocked(s) {
 			continue
@@ -180,7 +195,7 @@ func (q *Queue) ackOutput(o *outState, seqs []uint64) error {
 		}
 		q.acks[s] = struct{}{}
 	}
-	if len(q.acks)+q.outPendingLocked() >= ackGroupMax {
+	if len(q.acks)+q.outDueLocked() >= ackGroupMax {
 		kick = true
 	}
 	q.mu.Unlock()
@@ -203,6 +218,15 @@ func (o *outState) hasLocked(s uint64) bool {
 	return ok
 }
 
+// outDueLocked counts the outputs' pending acks of committed records.
+func (q *Queue) outDueLocked() int {
+	n := 0
+	for _, o := range q.outs {
+		n += o.pendDue
+	}
+	return n
+}
+
 func (q *Queue) outPendingLocked() int {
 	n := 0
 	for _, o := range q.outs {
@@ -218,7 +242,7 @@ func (q *Queue) takeOutputsLocked() [][]uint64 {
 	}
 	out := make([][]uint64, len(q.outs))
 	for i, o := range q.outs {
-		o.flight, o.pend = o.pend, nil
+		o.flight, o.pend, o.pendDue = o.pend, nil, 0
 		if len(o.flight) > 0 {
 			out[i] = slices.Sorted(maps.Keys(o.flight))
 		}
@@ -235,7 +259,10 @@ func (q *Queue) outputsDoneLocked(ok bool, progress []uint64, dropped []uint64) 
 				if o.pend == nil {
 					o.pend = map[uint64]struct{}{}
 				}
-				o.pend[s] = struct{}{}
+				if _, dup := o.pend[s]; !dup {
+					o.pend[s] = struct{}{}
+					o.pendDue++
+				}
 			}
 		} else if i < len(progress) {
 			o.progress = max(o.progress, progress[i])
@@ -245,7 +272,8 @@ func (q *Queue) outputsDoneLocked(ok bool, progress []uint64, dropped []uint64) 
 	}
 }
 
-// notifyOutputs wakes each output's reader after a commit added records.
+// notifyOutputs wakes each output's reader: records were appended (they
+// are readable at once) or a commit added records.
 func (q *Queue) notifyOutputs() {
 	for _, o := range q.outs {
 		select {

@@ -302,6 +302,7 @@ func (q *Queue) commit(w *work) {
 		clear(w.ackSet)
 		q.ackSpare = w.ackSet
 	}
+	q.gen++ // readers with a snapshot from before this commit read again
 	q.outputsDoneLocked(err == nil, res.outProgress, res.outDropped)
 	if err != nil {
 		waiting := q.failedLocked(w, err)

@@ -592,8 +592,14 @@ func (q *Queue) readAfter(after uint64, max int, maxBytes int, o *outState) (out
 		if b != nil {
 			cur = b.Cursor()
 		}
+		// The mark as of this snapshot: a commit deletes the marks below
+		// the progress it writes, so the two are read together.
+		var p uint64
+		if m := tx.Bucket(bucketMeta); m != nil {
+			p = getU64(m, []byte(progressPrefix+o.name))
+		}
 		return func(s uint64) bool { // called with mu held
-			if o.hasLocked(s) {
+			if s < p || o.hasLocked(s) {
 				return true
 			}
 			if cur == nil {

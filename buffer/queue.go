@@ -204,6 +204,11 @@ type Queue struct {
 	state        map[string][]byte // SetState: kept state, as State returns it
 	statePending map[string][]byte // SetState: not yet committed
 	outs         []*outState       // Options.Outputs, sorted by name (progress.go)
+	// gen counts finished commits. A reader opens its snapshot before it
+	// takes mu; when a commit finished in between, the records and acks
+	// that commit held in memory are gone from memory but not in the
+	// snapshot, so the reader reads again (ReadAfter).
+	gen uint64
 
 	// Committer only: the last commit of a full ack group, and a compaction
 	// postponed until the drain it belongs to has been quiet for a while.

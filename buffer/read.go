@@ -51,23 +51,37 @@ func (q *Queue) readSkip(after uint64, max int, maxBytes int, skip func(*bolt.Tx
 	if q.db == nil {
 		return nil, ErrClosed
 	}
-	q.mu.Lock()
-	classes := slices.Clone(q.classes)
-	q.mu.Unlock()
-
-	err = q.db.View(func(tx *bolt.Tx) error {
-		heads := seekAll(tx, classes, seqKey(after+1))
-		var skipSeq func(uint64) bool
-		if skip != nil {
-			skipSeq = skip(tx)
-		}
-		// Holding mu here is safe: no holder of mu ever waits for bbolt.
+	for {
 		q.mu.Lock()
-		defer q.mu.Unlock()
-		out = q.collectLocked(heads, q.memAfterLocked(after), max, maxBytes, skipSeq)
-		return nil
-	})
-	return out, err
+		classes := slices.Clone(q.classes)
+		gen := q.gen
+		q.mu.Unlock()
+
+		again := false
+		err = q.db.View(func(tx *bolt.Tx) error {
+			heads := seekAll(tx, classes, seqKey(after+1))
+			var skipSeq func(uint64) bool
+			if skip != nil {
+				skipSeq = skip(tx)
+			}
+			// Holding mu here is safe: no holder of mu ever waits for bbolt.
+			q.mu.Lock()
+			defer q.mu.Unlock()
+			if q.gen != gen {
+				// A commit finished after this snapshot was taken: what it
+				// held in memory (records being written, acks being
+				// deleted) is no longer there, and not in the snapshot
+				// either. Read again.
+				again = true
+				return nil
+			}
+			out = q.collectLocked(heads, q.memAfterLocked(after), max, maxBytes, skipSeq)
+			return nil
+		})
+		if !again {
+			return out, err
+		}
+	}
 }
 
 // memAfterLocked returns the records waiting for (or in) their commit with

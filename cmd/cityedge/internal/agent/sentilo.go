@@ -28,9 +28,11 @@ type sentiloClient interface {
 }
 
 // maxSentiloPending bounds the buffered readings the Sentilo output keeps in
-// memory for a retry (held sensors): past it, it reads nothing new until
-// some are delivered. About 200 bytes each.
-const maxSentiloPending = 20000
+// memory for a retry (held sensors), about 200 bytes each. Past it, the
+// held ones nothing of which was stored yet are let go from memory (they
+// stay in the buffer) and read again from Sentilo's progress when their
+// retry is due, so memory stays bounded and other sensors keep flowing.
+var maxSentiloPending = 20000
 
 // sentiloOutput is the Sentilo output's forwarder: it reads, through its own
 // view of the buffer, what Sentilo does not have yet, in sequence order,
@@ -50,9 +52,10 @@ type sentiloOutput struct {
 	clock     clockwork.Clock
 	log       *slog.Logger
 
-	cursor  uint64                     // highest sequence number read
-	pending map[uint64]*sentiloPending // read, not yet done
-	acked   atomic.Uint64              // buffered readings (entries) Sentilo has in full
+	cursor   uint64                     // highest sequence number read
+	rescanAt time.Time                  // read again from Sentilo's progress then (readings let go from memory)
+	pending  map[uint64]*sentiloPending // read, not yet done
+	acked    atomic.Uint64              // buffered readings (entries) Sentilo has in full
 
 	mu     sync.Mutex
 	status OutputStatus
@@ -129,6 +132,15 @@ func (s *sentiloOutput) step(ctx context.Context) (time.Duration, error) {
 			}
 		}
 	}
+	if len(s.pending) >= maxSentiloPending {
+		s.evict(now)
+	}
+	if !s.rescanAt.IsZero() && !now.Before(s.rescanAt) {
+		s.cursor, s.rescanAt = 0, time.Time{} // the view starts at Sentilo's progress
+	}
+	if !s.rescanAt.IsZero() && s.rescanAt.Before(next) {
+		next = s.rescanAt
+	}
 	// New readings, while there is room.
 	var fresh []buffer.Entry
 	if len(rs) < s.batchMax && len(s.pending) < maxSentiloPending {
@@ -148,6 +160,9 @@ func (s *sentiloOutput) step(ctx context.Context) (time.Duration, error) {
 	var bad []uint64
 	for _, e := range fresh {
 		s.cursor = max(s.cursor, e.Seq)
+		if _, ok := s.pending[e.Seq]; ok {
+			continue // read again by a rescan: already waiting
+		}
 		p, err := s.decode(e)
 		if err != nil {
 			bad = append(bad, e.Seq)
@@ -210,6 +225,27 @@ func (s *sentiloOutput) step(ctx context.Context) (time.Duration, error) {
 		s.acked.Add(uint64(len(done)))
 	}
 	return 0, nil
+}
+
+// evict lets go of held readings not due yet of which nothing was stored
+// (they stay in the buffer) and schedules a read from Sentilo's progress
+// for the earliest of their retries.
+func (s *sentiloOutput) evict(now time.Time) {
+	n := 0
+	for seq, p := range s.pending {
+		if !p.at.After(now) || slices.Contains(p.done, true) {
+			continue
+		}
+		if s.rescanAt.IsZero() || p.at.Before(s.rescanAt) {
+			s.rescanAt = p.at
+		}
+		delete(s.pending, seq)
+		n++
+	}
+	if n > 0 {
+		s.log.Warn("sentilo: many readings held; letting them go from memory, they stay in the buffer and are read again at their retry",
+			"readings", n, "retry_at", s.rescanAt.UTC().Format(time.RFC3339))
+	}
 }
 
 func (s *sentiloOutput) ack(seq uint64) {

@@ -300,3 +300,33 @@ func TestSentiloZoneCounts(t *testing.T) {
 	}
 	waitEmpty(t, r.q)
 }
+
+// TestSentiloHeldBeyondMemory: with more held readings than the output
+// keeps in memory, the others keep flowing, the held ones stay in the
+// buffer, and all are delivered, once each, after the registration.
+func TestSentiloHeldBeyondMemory(t *testing.T) {
+	defer func(n int) { maxSentiloPending = n }(maxSentiloPending)
+	maxSentiloPending = 5
+	r := newSentiloRig(t)
+	defer r.close()
+	r.fake.held["gw-bay2-occupied"] = true
+	for i := range 20 {
+		r.bay("bay2", i%2 == 0)
+		r.bay("bay1", i%2 == 0)
+	}
+	r.steps()
+	if len(r.fake.stored) != 20 {
+		t.Fatalf("stored %d of bay1's 20 while bay2 is held", len(r.fake.stored))
+	}
+	if len(r.out.pending) > 5+r.out.batchMax {
+		t.Fatalf("%d readings held in memory", len(r.out.pending))
+	}
+	delete(r.fake.held, "gw-bay2-occupied")
+	for range 5 {
+		r.clock.Advance(10 * time.Second)
+		r.steps()
+	}
+	if got := pendingFor(t, r.out.q); len(got) != 0 || len(r.fake.stored) != 40 || r.fake.dups() != 0 {
+		t.Fatalf("after registration: %d left, %d stored (want 40), %d dups", len(got), len(r.fake.stored), r.fake.dups())
+	}
+}

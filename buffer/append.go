@@ -80,6 +80,7 @@ func (q *Queue) add(ctx context.Context, recs []Record, replace bool) (first uin
 	case q.notify <- struct{}{}: // readable now
 	default:
 	}
+	q.notifyOutputs()
 
 	select {
 	case <-req.done:

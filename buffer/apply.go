@@ -20,6 +20,7 @@ type txn struct {
 	classes []Class // classes with a data bucket, ascending
 	buckets map[Class]*bolt.Bucket
 	res     *commitResult
+	outs    *outTxn // several outputs (progress.go); nil with one
 }
 
 // apply is the body of a commit: acks, then appends (the ring first, it is
@@ -28,6 +29,9 @@ func (q *Queue) apply(tx *bolt.Tx, w *work, res *commitResult) error {
 	m := tx.Bucket(bucketMeta)
 	t := &txn{tx: tx, m: m, live: int64(getU64(m, keyLive)), count: getU64(m, keyCount),
 		classes: slices.Clone(w.classes), buckets: map[Class]*bolt.Bucket{}, res: res}
+	if err := t.beginOutputs(q, w); err != nil {
+		return err
+	}
 	if err := t.deleteAcks(w.acks, w.corrupt); err != nil {
 		return err
 	}
@@ -49,6 +53,9 @@ func (q *Queue) apply(tx *bolt.Tx, w *work, res *commitResult) error {
 			}
 		}
 	}
+	if err := t.applyOutputs(q, w); err != nil {
+		return err
+	}
 	if err := t.m.SetSequence(max(t.m.Sequence(), w.seqTo)); err != nil {
 		return err
 	}
@@ -66,6 +73,12 @@ func (q *Queue) apply(tx *bolt.Tx, w *work, res *commitResult) error {
 	}
 	if err := t.putState(w.state); err != nil {
 		return err
+	}
+	if err := t.writeOutputs(q); err != nil {
+		return err
+	}
+	if t.outs != nil {
+		res.outProgress, res.outDropped = t.outs.progress, t.outs.dropped
 	}
 	return t.writeMeta(w.memDrops)
 }

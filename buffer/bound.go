@@ -16,6 +16,9 @@ func (t *txn) enforceBound(limit int64) error {
 				break
 			}
 			h := &heads[i]
+			if err := t.outDrop(keySeq(h.k)); err != nil {
+				return err
+			}
 			if rec, err := decodeRecord(h.v); err == nil {
 				if t.res.drops == nil {
 					t.res.drops = map[string]uint64{}

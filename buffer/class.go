@@ -20,18 +20,22 @@ const (
 	// yet acknowledged, and it ranks with environmental readings, so it can
 	// never push out an occupancy change.
 	ClassReport Class = 2
+	// ClassZone is a zone's counts (free, occupied, unknown, total) after a
+	// change, for an output that publishes them as readings (Sentilo). The
+	// bound ranks it with occupancy: dropped last.
+	ClassZone Class = 3
 )
 
 // dropOrder is the drop policy. Given the classes present, it returns them
 // in the order the bound drops them, as groups of equal rank: all records
 // of the first group go, oldest first whatever their class, before any of
-// the next. Occupancy ranks last; every other class, including the report
-// and any class this version does not know, ranks with environmental
-// readings.
+// the next. Occupancy and zone counts rank last; every other class,
+// including the report and any class this version does not know, ranks
+// with environmental readings.
 func dropOrder(classes []Class) [][]Class {
 	var first, last []Class
 	for _, c := range classes {
-		if c == ClassOccupancy {
+		if c == ClassOccupancy || c == ClassZone {
 			last = append(last, c)
 		} else {
 			first = append(first, c)

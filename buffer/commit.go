@@ -99,6 +99,7 @@ type work struct {
 	ackFull  bool                // committed early because a full ack group was pending
 	ackSet   map[uint64]struct{} // the acks as taken; commit sorts them into acks
 	state    map[string][]byte   // SetState values to write
+	outAcks  [][]uint64          // per output (Options.Outputs), sorted
 }
 
 // run is the committer: the only goroutine that writes to the database.
@@ -153,7 +154,7 @@ func (q *Queue) salvageIfDamaged() {
 // (0: until woken).
 func (q *Queue) takeLocked(now time.Time) (w *work, wait time.Duration, exit bool) {
 	q.dropAckedLocked()
-	hasWork := len(q.reqs) > 0 || len(q.acks) > 0 || len(q.ring) > 0 || len(q.memDrops) > 0 || len(q.statePending) > 0 ||
+	hasWork := len(q.reqs) > 0 || len(q.acks) > 0 || q.outPendingLocked() > 0 || len(q.ring) > 0 || len(q.memDrops) > 0 || len(q.statePending) > 0 ||
 		(q.closing && q.reserved > q.nextSeq) // a clean close gives the unused numbers back
 	if !hasWork {
 		return nil, 0, q.closing
@@ -170,7 +171,7 @@ func (q *Queue) takeLocked(now time.Time) (w *work, wait time.Duration, exit boo
 	}
 	w = &work{reqs: q.reqs, ring: q.ring, memDrops: maps.Clone(q.memDrops), classes: slices.Clone(q.classes),
 		ackFull: len(q.acks) >= ackGroupMax, corrupt: q.corrupt, seqTo: q.nextSeq - 1, reserve: q.nextSeq,
-		state: q.takeStateLocked()}
+		state: q.takeStateLocked(), outAcks: q.takeOutputsLocked()}
 	if !q.closing {
 		w.reserve += reserveBlock
 	}
@@ -235,11 +236,11 @@ func (q *Queue) dueLocked(now time.Time) (due bool, next time.Time) {
 		}
 		due = due || q.reqBytes >= q.groupMax || q.reserveLowLocked()
 	}
-	if len(q.acks) > 0 {
+	if n := len(q.acks) + q.outDueLocked(); n > 0 {
 		at(q.ackAt.Add(q.opts.CommitInterval))
-		due = due || len(q.acks) >= ackGroupMax
+		due = due || n >= ackGroupMax
 	}
-	if len(q.reqs) == 0 && len(q.acks) == 0 {
+	if len(q.reqs) == 0 && len(q.acks) == 0 && q.outPendingLocked() == 0 {
 		due = true // drop counts of a ring that was flushed but not persisted
 	}
 	return due, next
@@ -270,6 +271,8 @@ type commitResult struct {
 	count, nextSeq, oldestSeq uint64
 	live                      int64
 	oldestTime                time.Time
+
+	outProgress, outDropped []uint64 // per output (progress.go)
 }
 
 // commit writes w in one transaction and settles the waiting appends.
@@ -299,6 +302,8 @@ func (q *Queue) commit(w *work) {
 		clear(w.ackSet)
 		q.ackSpare = w.ackSet
 	}
+	q.gen++ // readers with a snapshot from before this commit read again
+	q.outputsDoneLocked(err == nil, res.outProgress, res.outDropped)
 	if err != nil {
 		waiting := q.failedLocked(w, err)
 		q.mu.Unlock()
@@ -415,6 +420,7 @@ func (q *Queue) afterCommit(w *work, res *commitResult) {
 		case q.notify <- struct{}{}:
 		default:
 		}
+		q.notifyOutputs()
 	}
 	for _, r := range w.reqs {
 		r.settle(nil) // nobody else settles a request taken by a commit

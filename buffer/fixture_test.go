@@ -74,6 +74,7 @@ func TestFormatFixtures(t *testing.T) {
 		{"v2", 2},
 		{"v3", 3},
 		{"v4", 4},
+		{"v5", 5},
 	} {
 		name := fx.name
 		t.Run(name, func(t *testing.T) {

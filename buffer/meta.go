@@ -17,7 +17,7 @@ import (
 // and every earlier version is still read and drained: Open upgrades an
 // older file in place (Inspect never does); testdata keeps a file of each
 // version, written by the code of its time (v1-983176d, v2, v3, v4;
-// generators in testdata/genv1 to genv4). A new version adds its own.
+// generators in testdata/genv1 to genv5). A new version adds its own.
 //
 //	1  (commit 983176d) data buckets "d"+class holding records (record.go),
 //	   8-byte big-endian sequence keys; bucket "m" with format, epoch,
@@ -42,21 +42,25 @@ import (
 //	   record format 1, as before. Upgrading from 3 only rewrites the
 //	   version; a build of format 3 refuses a file of format 4 rather than
 //	   send stamped readings with a time it cannot know is wrong.
+//	5  per-output progress (progress.go), with two or more outputs (MQTT
+//	   and Sentilo): meta "progress/<output>" (every record below it that
+//	   is still stored has been acknowledged by that output), meta
+//	   "odropped/<output>" (records the bound dropped before that output
+//	   had them) and a top-level bucket "o<output>" holding one empty
+//	   value per record above the mark that the output acknowledged and
+//	   another did not. A record is deleted once every configured output
+//	   has acknowledged it. Class ClassZone (zone counts, ranked with
+//	   occupancy by the bound) may appear. With one output nothing of this
+//	   is written; upgrading from 4 only rewrites the version.
 //
-// Room for per-output progress (a second output beside MQTT): each output
-// will keep, in meta, "progress/<output>" = the sequence number below
-// which it has acknowledged everything, written in the commits that acks
-// already cause; its acknowledgements above that mark stay in memory (lost
-// in a crash, so those records are sent to it again: at-least-once). A
-// record is deleted once every configured output has acknowledged it. With
-// MQTT alone, as in this version, that is the record's own Ack, and the
-// low-water mark "low" is MQTT's progress; adding outputs adds keys, not a
-// new record layout.
+// The per-output marks are written in the commits that acks already
+// cause; an output's acknowledgements wait in memory only until the next
+// commit, like Ack's deletes.
 //
 // Meta keys "state/<key>" (SetState, state.go) may appear in a file of any
 // version: a file without them has no kept state, and a build that does not
 // know them ignores them, so they bump no version.
-const FormatVersion = 4
+const FormatVersion = 5
 
 // upgrades[v] turns the bookkeeping of version v into version v+1 inside
 // the transaction of Open.
@@ -64,6 +68,7 @@ var upgrades = map[uint64]func(m *bolt.Bucket) error{
 	1: func(*bolt.Bucket) error { return nil }, // "corrupt" absent reads as 0
 	2: func(*bolt.Bucket) error { return nil }, // "reserved" absent: continue at sequence+1
 	3: func(*bolt.Bucket) error { return nil }, // records without a boot stamp read as before
+	4: func(*bolt.Bucket) error { return nil }, // no output marks: records wait for every output
 }
 
 var (

@@ -44,6 +44,10 @@ func Open(path string, opts Options) (*Queue, error) {
 		_ = q.db.Close()
 		return nil, err
 	}
+	if err := q.openOutputs(); err != nil {
+		_ = q.db.Close()
+		return nil, fmt.Errorf("buffer: %s: outputs: %w", path, err)
+	}
 	db := q.db
 	q.size(db.Info().PageSize)
 	db.AllocSize = q.allocStep
@@ -241,6 +245,7 @@ func topLevel(tx *bolt.Tx) (classes []Class, err error) {
 			hasMeta = true
 		case isBucket && data:
 			classes = append(classes, class)
+		case isBucket && isOutBucket(k): // an output's marks (format 4)
 		default:
 			other = bytes.Clone(k)
 		}

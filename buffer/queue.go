@@ -42,6 +42,10 @@ type Options struct {
 	// compaction (nil → the real clock). Waiting for another process's file
 	// lock (LockTimeout) always uses real time.
 	Clock clockwork.Clock
+	// Outputs names the outputs that each must acknowledge a record before
+	// it leaves the queue (Output, progress.go). Fewer than two: Ack alone
+	// deletes, and nothing per output is stored.
+	Outputs []string
 
 	retryBase time.Duration // first retry after a disk error (0 → 1s); tests shorten it
 }
@@ -143,6 +147,8 @@ type Stats struct {
 	DiskError    string // the disk error while it lasts, "" when writes succeed
 	Commits      uint64 // write transactions since Open
 	Salvage      *SalvageReport
+	// Outputs is each output's progress when several are configured.
+	Outputs map[string]OutputStats
 
 	reserved uint64 // Open: numbers below this are durably reserved
 }
@@ -197,6 +203,12 @@ type Queue struct {
 	badRecordAt  time.Time
 	state        map[string][]byte // SetState: kept state, as State returns it
 	statePending map[string][]byte // SetState: not yet committed
+	outs         []*outState       // Options.Outputs, sorted by name (progress.go)
+	// gen counts finished commits. A reader opens its snapshot before it
+	// takes mu; when a commit finished in between, the records and acks
+	// that commit held in memory are gone from memory but not in the
+	// snapshot, so the reader reads again (ReadAfter).
+	gen uint64
 
 	// Committer only: the last commit of a full ack group, and a compaction
 	// postponed until the drain it belongs to has been quiet for a while.
@@ -246,6 +258,7 @@ func (q *Queue) Stats() Stats {
 	}
 	s.Memory = len(q.ring)
 	s.NextSeq = q.nextSeq
+	s.Outputs = q.outputStatsLocked()
 	for _, reqs := range [][]*request{q.flight, q.reqs} {
 		for _, r := range reqs {
 			for _, p := range r.recs {

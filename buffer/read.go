@@ -28,6 +28,12 @@ type Entry struct {
 // record that cannot be decoded is skipped, removed and counted in
 // Stats().Corrupt.
 func (q *Queue) ReadAfter(after uint64, max int, maxBytes int) (out []Entry, err error) {
+	return q.readSkip(after, max, maxBytes, nil)
+}
+
+// readSkip is ReadAfter; skip, when not nil, makes inside the read
+// transaction a test (called with mu held) of records to leave out.
+func (q *Queue) readSkip(after uint64, max int, maxBytes int, skip func(*bolt.Tx) func(uint64) bool) (out []Entry, err error) {
 	if max <= 0 || after >= seqLimit {
 		return nil, nil
 	}
@@ -46,19 +52,37 @@ func (q *Queue) ReadAfter(after uint64, max int, maxBytes int) (out []Entry, err
 	if q.db == nil {
 		return nil, ErrClosed
 	}
-	q.mu.Lock()
-	classes := slices.Clone(q.classes)
-	q.mu.Unlock()
-
-	err = q.db.View(func(tx *bolt.Tx) error {
-		heads := seekAll(tx, classes, seqKey(after+1))
-		// Holding mu here is safe: no holder of mu ever waits for bbolt.
+	for {
 		q.mu.Lock()
-		defer q.mu.Unlock()
-		out = q.collectLocked(heads, q.memAfterLocked(after), max, maxBytes)
-		return nil
-	})
-	return out, err
+		classes := slices.Clone(q.classes)
+		gen := q.gen
+		q.mu.Unlock()
+
+		again := false
+		err = q.db.View(func(tx *bolt.Tx) error {
+			heads := seekAll(tx, classes, seqKey(after+1))
+			var skipSeq func(uint64) bool
+			if skip != nil {
+				skipSeq = skip(tx)
+			}
+			// Holding mu here is safe: no holder of mu ever waits for bbolt.
+			q.mu.Lock()
+			defer q.mu.Unlock()
+			if q.gen != gen {
+				// A commit finished after this snapshot was taken: what it
+				// held in memory (records being written, acks being
+				// deleted) is no longer there, and not in the snapshot
+				// either. Read again.
+				again = true
+				return nil
+			}
+			out = q.collectLocked(heads, q.memAfterLocked(after), max, maxBytes, skipSeq)
+			return nil
+		})
+		if !again {
+			return out, err
+		}
+	}
 }
 
 // memAfterLocked returns the records waiting for (or in) their commit with
@@ -89,7 +113,7 @@ func (q *Queue) memAfterLocked(after uint64) (out []*pending) {
 
 // collectLocked copies records from the merged cursors and the records in
 // memory (ascending) into entries.
-func (q *Queue) collectLocked(heads merge, mem []*pending, max, maxBytes int) (out []Entry) {
+func (q *Queue) collectLocked(heads merge, mem []*pending, max, maxBytes int, skip func(uint64) bool) (out []Entry) {
 	total := 0
 	// The copies share one buffer (arena), sized from the first record,
 	// and a run of records of the same producer shares one Key string:
@@ -121,7 +145,7 @@ func (q *Queue) collectLocked(heads merge, mem []*pending, max, maxBytes int) (o
 			q.badRecordLocked(seq, fmt.Errorf("%w: key of %d bytes", errBadRecord, len(k)))
 			continue
 		}
-		if q.ackedLocked(seq) {
+		if q.ackedLocked(seq) || skip != nil && skip(seq) {
 			continue
 		}
 		rec, derr := decodeRecord(v)

@@ -45,6 +45,12 @@ func BenchmarkAgentDiskWrites500(b *testing.B) {
 }
 
 func benchDiskWrites(b *testing.B, commit string, sensors int, every time.Duration) {
+	benchDiskWritesWith(b, commit, sensors, every, nil)
+}
+
+// benchDiskWritesWith is benchDiskWrites; extra, when set, adds to the
+// configuration (a [sentilo] table: flash_sentilo_bench_test.go).
+func benchDiskWritesWith(b *testing.B, commit string, sensors int, every time.Duration, extra func(b *testing.B, br *testbroker.Broker, sensors int) string) {
 	const warmup, run = 5 * time.Second, 30 * time.Second
 	for range b.N {
 		dev := newLoopFS(b, 256<<20)
@@ -59,6 +65,9 @@ func benchDiskWrites(b *testing.B, commit string, sensors int, every time.Durati
 		fmt.Fprintf(&cfg, "[uplink]\nbrokers = [%q]\nca_file = %q\ncert_file = %q\nkey_file = %q\n",
 			br.URL, br.PKI.CA.CertFile, br.PKI.Client.CertFile, br.PKI.Client.KeyFile)
 		cfg.WriteString(testClockRule)
+		if extra != nil {
+			cfg.WriteString(extra(b, br, sensors))
+		}
 		for i := 0; i < sensors; i++ {
 			fmt.Fprintf(&cfg, "[[sensors]]\nname = \"air-%d\"\ndriver = \"bme280\"\nbus = \"%d\"\naddress = %#x\ninterval = %q\n",
 				i, i/2, 0x76+i%2, every.String())

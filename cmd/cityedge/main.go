@@ -8,6 +8,7 @@
 //	cityedge [--config PATH] [--simulate] [--diagnose [--json] [--sign-test]] [--version]
 //	cityedge [--config PATH] [--simulate] --blank-signs
 //	cityedge [--config PATH] --enroll [--csr PATH]
+//	cityedge [--config PATH] --sentilo-catalog
 //
 // Exit status: 0 ok, 1 runtime failure, 2 bad usage or bad configuration.
 package main
@@ -59,6 +60,8 @@ type options struct {
 	// Parking signs (signs.go in the agent).
 	blankSigns bool
 	signTest   bool
+	// sentilo.go: print the Sentilo catalog registration and exit.
+	sentiloCatalog bool
 }
 
 // newFlagSet defines the command line into o (the man page is made from
@@ -75,6 +78,7 @@ func newFlagSet(o *options, stderr io.Writer) *flag.FlagSet {
 	fs.StringVar(&o.csr, "csr", "-", "with --enroll: `PATH` where to write the CSR (PEM); - is standard output")
 	fs.BoolVar(&o.blankSigns, "blank-signs", false, "show \"----\" on every configured sign and switch every lamp off, then exit (the unit's ExecStopPost=)")
 	fs.BoolVar(&o.signTest, "sign-test", false, "with --diagnose: light every segment of every sign and every lamp, for a person at the sign to check")
+	fs.BoolVar(&o.sentiloCatalog, "sentilo-catalog", false, "print the body of POST /catalog/{provider} that registers this gateway's Sentilo sensors (no network)")
 	fs.Usage = func() { printUsage(stderr, fs) }
 	return fs
 }
@@ -161,6 +165,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 	switch {
 	case o.blankSigns:
 		return runBlankSigns(ctx, cfg, o.simulate, logger)
+	case o.sentiloCatalog:
+		return printSentiloCatalog(cfg, stdout, stderr)
 	case o.enroll:
 		return runEnroll(cfg, o.csr, stderr)
 	case o.diagnose:

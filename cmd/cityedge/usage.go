@@ -12,6 +12,7 @@ var usageLines = []string{
 	"cityedge [--config PATH] [--simulate] [--diagnose [--json] [--sign-test]] [--version]",
 	"cityedge [--config PATH] [--simulate] --blank-signs",
 	"cityedge [--config PATH] --enroll [--csr PATH]",
+	"cityedge [--config PATH] --sentilo-catalog",
 }
 
 // errPrinted is a flag error the flag package has already printed.

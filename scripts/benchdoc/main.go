@@ -49,6 +49,8 @@ var ratios = []ratio{
 	{"durable append vs one raw bbolt Update per 100", "BenchmarkAppend100", "BenchmarkRawBolt100", "readings/s", 0.8},
 	{"drain bbolt → SenML → mTLS MQTT vs raw paho", "BenchmarkDrainMTLS", "BenchmarkRawPahoMTLS", "readings/s", 0.5},
 	{"uplink client vs raw paho, same window", "BenchmarkUplinkMTLS", "BenchmarkRawPahoMTLS", "readings/s", 0},
+	// DECISIONS 17: the second output, against the first.
+	{"Sentilo client drain (in-process stand-in, mutual TLS) vs the MQTT drain", "BenchmarkSentiloDrain", "BenchmarkDrainMTLS", "readings/s", 0.5},
 }
 
 func main() {

@@ -86,3 +86,15 @@ func MapIDs(agentID string, qs []Quantity, overrides map[string]string) (map[Qua
 	}
 	return ids, nil
 }
+
+// ComponentID is the Sentilo component of a sensor or zone's series:
+// <agent id>-<name>, every byte outside [0-9A-Za-z_-] replaced by '_'.
+func ComponentID(agentID, name string) string {
+	b := []byte(agentID + "-" + name)
+	for i := range b {
+		if !idChar(b[i]) {
+			b[i] = '_'
+		}
+	}
+	return string(b)
+}

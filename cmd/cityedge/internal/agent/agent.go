@@ -66,7 +66,8 @@ func openBuffer(cfg *config.Config, log *slog.Logger) (*buffer.Queue, error) {
 		return nil, err
 	}
 	return buffer.Open(cfg.BufferPath(), buffer.Options{
-		MaxBytes: int64(cfg.Buffer.MaxBytes), CommitInterval: cfg.Buffer.CommitInterval.D(), Logger: log})
+		MaxBytes: int64(cfg.Buffer.MaxBytes), CommitInterval: cfg.Buffer.CommitInterval.D(), Logger: log,
+		Outputs: bufferOutputs(cfg)})
 }
 
 // agent is the running pipeline: sensors → buffer → uplink.
@@ -86,6 +87,9 @@ type agent struct {
 	clk     *clockRule    // clock.go
 	started time.Time
 	ops     *ops // remote.go, restart.go, metrics.go
+	// The Sentilo output (outputs.go, sentilo.go); nil without [sentilo].
+	sentilo      *sentiloOutput
+	sentiloClose func()
 }
 
 // Run runs the agent until ctx is done and then shuts down in order: stop
@@ -140,7 +144,21 @@ func Run(ctx context.Context, cfg *config.Config, d Deps) (err error) {
 		log.Error("clock", "err", err)
 		return err
 	}
-	a.fwd = newForwarder(q, cfg.Agent.ID, cfg.Uplink.BatchMax, cfg.Uplink.BatchWait.D(), clock, log)
+	mqttView, sentiloView, err := queueViews(q, cfg)
+	if err != nil {
+		log.Error("buffer outputs", "err", err)
+		return err
+	}
+	if sentiloView != nil {
+		if err := a.startSentilo(sentiloView); err != nil {
+			// Like TLS trouble for MQTT: readings are kept for Sentilo
+			// (its progress stays), nothing is lost; fix and restart.
+			log.Error("sentilo output cannot start; readings are kept for it in the buffer", "err", err)
+		} else {
+			defer a.sentiloClose()
+		}
+	}
+	a.fwd = newForwarder(mqttView, cfg.Agent.ID, cfg.Uplink.BatchMax, cfg.Uplink.BatchWait.D(), clock, log)
 	a.fwd.clk = a.clk
 	a.fwd.limit = newRateLimit(cfg.Uplink.Rate(), clock)
 	a.fwd.fifo = cfg.Uplink.DrainOrder == "oldest-first"
@@ -198,6 +216,12 @@ func Run(ctx context.Context, cfg *config.Config, d Deps) (err error) {
 	defer stopUplink()
 	upDone := make(chan error, 1)
 	go func() { upDone <- a.up.Run(upCtx) }()
+	var outputs sync.WaitGroup
+	if a.sentilo != nil {
+		outputs.Add(1)
+		go func() { defer outputs.Done(); _ = a.sentilo.Run(upCtx) }()
+	}
+	defer func() { stopUplink(); outputs.Wait() }() // before the buffer closes
 
 	certCtx, stopCerts := context.WithCancel(ctx)
 	defer stopCerts()
@@ -299,6 +323,9 @@ func restartNeeded(old, next *config.Config) []string {
 	if o.Clock != n.Clock {
 		out = append(out, "clock")
 	}
+	if !reflect.DeepEqual(o.Sentilo, n.Sentilo) {
+		out = append(out, "sentilo")
+	}
 	if o.Remote != n.Remote || o.Metrics != n.Metrics {
 		out = append(out, "remote/metrics")
 	}
@@ -343,6 +370,9 @@ type Status struct {
 	Zones        []ZoneStatus         `json:"zones,omitempty"` // parking guidance (guidance.go)
 	Signs        map[string]SignState `json:"signs,omitempty"`
 	Clock        *ClockStatus         `json:"clock,omitempty"` // clock.go
+	// Each output's progress and Sentilo's state (outputs.go); absent
+	// with MQTT alone.
+	Outputs map[string]OutputStatus `json:"outputs,omitempty"`
 }
 
 // CertStatus is the status message's view of the TLS material.
@@ -372,6 +402,7 @@ func (a *agent) status(online bool) []byte {
 	cs := a.store.Status()
 	m.Clock = a.clockStatus(st)
 	a.fillRemoteStatus(&m)
+	m.Outputs = a.outputStatus()
 	m.Certs = &CertStatus{ClientSerial: cs.ClientSerial, ClientDaysLeft: cs.ClientDaysLeft, CADaysLeft: cs.CADaysLeft, Warning: cs.Warning, LastReloadError: cs.LastReloadError, Problem: tlsProblem(cs)}
 	b, err := json.Marshal(m)
 	if err != nil {

@@ -48,6 +48,7 @@ func (a *agent) metricsSnapshot() metrics.Snapshot {
 			s.Sensors = append(s.Sensors, metrics.Sensor{Name: name, Dropped: n})
 		}
 	}
+	s.Outputs = a.outputMetrics()
 	cs := a.store.Status()
 	if !cs.ClientNotAfter.IsZero() {
 		s.Certs = append(s.Certs, metrics.Cert{Name: "client", DaysLeft: cs.ClientNotAfter.Sub(now).Hours() / 24})

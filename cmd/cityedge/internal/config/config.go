@@ -38,6 +38,7 @@ type Config struct {
 	Remote  RemoteConfig   `toml:"remote"`  // remote.go
 	Metrics MetricsConfig  `toml:"metrics"` // remote.go
 	Clock   ClockConfig    `toml:"clock"`   // clock.go
+	Sentilo SentiloConfig  `toml:"sentilo"` // sentilo.go
 	Sensors []SensorConfig `toml:"-"`
 	// Parking guidance (zones.go): [guidance], [[zones]], [[signs]].
 	Guidance GuidanceConfig  `toml:"guidance"`
@@ -301,6 +302,9 @@ func Parse(path string, data []byte) (*Config, error) {
 	if err := c.parseGuidance(raw, doc.Sensors, doc.Zones, doc.Signs); err != nil {
 		return nil, err
 	}
+	if err := c.validateSentilo(fail); err != nil {
+		return nil, err
+	}
 	return &c, nil
 }
 
@@ -346,6 +350,7 @@ func (c *Config) defaults(has func(table, key string) bool) {
 	}
 	c.remoteDefaults(has)
 	c.clockDefaults(has)
+	c.sentiloDefaults(has)
 }
 
 // BufferFile is the buffer's file name inside agent.state_dir.
@@ -387,7 +392,7 @@ func (c *Config) validate(fail Fail) {
 		fail("buffer.commit_interval", "%v is out of range: use 0s to 5s (it is the loss window on power cut)", b.CommitInterval.D())
 	}
 	if len(u.Brokers) == 0 {
-		fail("uplink.brokers", "required: at least one broker URL such as \"mqtts://broker.example.org:8883\"")
+		fail("uplink.brokers", "required: at least one broker URL such as \"mqtts://broker.example.org:8883\" (an MQTT broker is the output every gateway has; [sentilo] publishes beside it)")
 	}
 	if u.DrainOrder != "live-first" && u.DrainOrder != "oldest-first" {
 		fail("uplink.drain_order", "%q: use \"live-first\" (default) or \"oldest-first\"", u.DrainOrder)

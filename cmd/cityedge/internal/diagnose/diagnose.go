@@ -138,6 +138,7 @@ func Run(ctx context.Context, cfg *config.Config, o Options, stdout io.Writer) (
 
 	diagnoseCerts(ctx, cfg, r)
 	r.wg.Wait()
+	diagnoseSentilo(ctx, cfg, live, r)
 
 	failed := slices.ContainsFunc(r.checks, func(c Check) bool { return c.Verdict == Fail })
 	if o.JSON {

@@ -60,6 +60,9 @@ type Snapshot struct {
 	// Remote holds the remote command counters; nil when remote commands
 	// are disabled (no remote metrics are written).
 	Remote *Remote
+
+	// Outputs is each output's progress (outputs.go); empty with MQTT alone.
+	Outputs []Output
 }
 
 // Sensor are one sensor's counters.
@@ -158,7 +161,7 @@ func Families(s Snapshot) []Family {
 		}
 	}
 	var out []Family
-	for _, f := range []*Family{info, readings, errs, dropped, blr, blb, age, conn, ack, certs, acc, rej} {
+	for _, f := range append([]*Family{info, readings, errs, dropped, blr, blb, age, conn, ack, certs, acc, rej}, outputFamilies(s)...) {
 		if len(f.Samples) > 0 {
 			out = append(out, *f)
 		}

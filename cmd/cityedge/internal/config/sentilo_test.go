@@ -1,0 +1,107 @@
+package config
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/cityedge/cityedge/uplink/sentilo"
+)
+
+const testToken = "c1ty-t0ken-abcdef0123456789"
+
+// sentiloConfig is the valid config with a [sentilo] table and its token file.
+func sentiloConfig(t *testing.T, dir, extra string) string {
+	t.Helper()
+	if err := os.WriteFile(filepath.Join(dir, "sentilo.token"), []byte(testToken+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return validConfig(t, dir) + fmt.Sprintf(`
+[sentilo]
+url = "https://sentilo.city.example/api"
+provider = "cityedge-gw"
+token_file = "%s/sentilo.token"
+%s`, dir, extra)
+}
+
+func TestSentiloConfig(t *testing.T) {
+	dir := t.TempDir()
+	cfg, err := parse(t, dir, sentiloConfig(t, dir, `
+[sentilo.ids]
+"bay-17/occupied" = "PLAZA-17"
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := cfg.Sentilo
+	if !s.Enabled() || s.Token() != testToken || s.BatchMax != sentilo.DefaultBatchMax || s.BatchWait.D() != sentilo.DefaultBatchWait ||
+		s.Timeout.D() != sentilo.DefaultTimeout || s.OccupiedValue != "true" || s.FreeValue != "false" {
+		t.Fatalf("defaults: %+v", s)
+	}
+	if s.CAFile != cfg.Uplink.CAFile || s.CertFile != cfg.Uplink.CertFile || s.KeyFile != cfg.Uplink.KeyFile {
+		t.Fatalf("TLS files do not default to uplink's: %+v", s)
+	}
+	ids := s.IDMap()
+	for q, want := range map[sentilo.Quantity]string{
+		{Sensor: "bay-17", Quantity: "occupied"}:   "PLAZA-17",
+		{Sensor: "air-1", Quantity: "temperature"}: "gw-0042-air-1-temperature",
+		{Sensor: "air-1", Quantity: "humidity"}:    "gw-0042-air-1-humidity",
+		{Sensor: "cityedge", Quantity: "dropped"}:  "gw-0042-cityedge-dropped",
+	} {
+		if ids[q] != want {
+			t.Errorf("id of %s = %q, want %q", q, ids[q], want)
+		}
+	}
+	if strings.Contains(fmt.Sprintf("%v %+v", cfg.Sentilo, cfg.Sentilo), testToken) {
+		t.Fatal("the token shows when the config is printed")
+	}
+}
+
+// TestSentiloConfigRejects: every bad [sentilo] input is a ConfigError
+// naming the key (exit 2), never showing the token.
+func TestSentiloConfigRejects(t *testing.T) {
+	for _, tc := range []struct {
+		name, old, new, extra, key, say string
+		mode                            os.FileMode
+	}{
+		{name: "plaintext url", old: `url = "https://`, new: `url = "http://`, key: "sentilo.url", say: "only https://"},
+		{name: "no url", old: `url = "https://sentilo.city.example/api"`, new: ``, key: "sentilo.url", say: "required"},
+		{name: "bad provider", old: `provider = "cityedge-gw"`, new: `provider = "city edge"`, key: "sentilo.provider", say: "letters, digits"},
+		{name: "token world-readable", mode: 0o644, key: "sentilo.token_file", say: "chmod 600"},
+		{name: "token missing", old: `sentilo.token"`, new: `nope.token"`, key: "sentilo.token_file", say: "does not exist"},
+		{name: "bad id", extra: "[sentilo.ids]\n\"air-1/temperature\" = \"T 1\"\n", key: "sentilo.ids", say: "letters, digits"},
+		{name: "id collision", extra: "[sentilo.ids]\n\"air-1/temperature\" = \"X\"\n\"air-1/humidity\" = \"X\"\n", key: "sentilo.ids", say: `"air-1/humidity" and "air-1/temperature"`},
+		{name: "ids key naming no sensor", extra: "[sentilo.ids]\n\"air-9/temperature\" = \"X\"\n", key: "sentilo.ids", say: "names no configured sensor"},
+		{name: "batch_max", extra: "batch_max = 0\n", key: "sentilo.batch_max", say: "outside"},
+		{name: "timeout", extra: "timeout = \"1ms\"\n", key: "sentilo.timeout", say: "outside"},
+		{name: "duration as number", extra: "batch_wait = 1\n", key: "sentilo.batch_wait", say: "duration string"},
+		{name: "same values", extra: "occupied_value = \"1\"\nfree_value = \"1\"\n", key: "sentilo.occupied_value", say: "both"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := t.TempDir()
+			text := sentiloConfig(t, dir, tc.extra)
+			if tc.old != "" {
+				text = strings.Replace(text, tc.old, tc.new, 1)
+			}
+			if tc.mode != 0 {
+				if err := os.Chmod(filepath.Join(dir, "sentilo.token"), tc.mode); err != nil {
+					t.Fatal(err)
+				}
+			}
+			_, err := parse(t, dir, text)
+			var ce *ConfigError
+			if !errors.As(err, &ce) {
+				t.Fatalf("err = %v, want a ConfigError", err)
+			}
+			if ce.Key != tc.key || !strings.Contains(err.Error(), tc.say) {
+				t.Fatalf("err = %v (key %q); want key %q saying %q", err, ce.Key, tc.key, tc.say)
+			}
+			if strings.Contains(err.Error(), testToken) {
+				t.Fatal("the error shows the token")
+			}
+		})
+	}
+}

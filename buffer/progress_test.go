@@ -222,11 +222,11 @@ func TestOutputForgotten(t *testing.T) {
 	}
 }
 
-// TestFormat4Outputs: the v4 fixture, opened with its two outputs, gives
+// TestFormat5Outputs: the v5 fixture, opened with its two outputs, gives
 // each output exactly the records it had still to get, and drains.
-func TestFormat4Outputs(t *testing.T) {
-	path, _ := unpackFixture(t, "v4")
-	js, err := os.ReadFile(filepath.Join("testdata", "v4.json"))
+func TestFormat5Outputs(t *testing.T) {
+	path, _ := unpackFixture(t, "v5")
+	js, err := os.ReadFile(filepath.Join("testdata", "v5.json"))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -12,6 +12,7 @@ import (
 	"github.com/jonboulle/clockwork"
 
 	"github.com/cityedge/cityedge/buffer"
+	"github.com/cityedge/cityedge/cmd/cityedge/internal/clocksync"
 	"github.com/cityedge/cityedge/cmd/cityedge/internal/guidance"
 	"github.com/cityedge/cityedge/drivers"
 	"github.com/cityedge/cityedge/uplink/senml"
@@ -51,6 +52,7 @@ type sentiloOutput struct {
 	batchWait time.Duration
 	clock     clockwork.Clock
 	log       *slog.Logger
+	clk       *clockRule // nil: readings leave with the time they have (clock.go)
 
 	cursor   uint64                     // highest sequence number read
 	rescanAt time.Time                  // read again from Sentilo's progress then (readings let go from memory)
@@ -158,15 +160,39 @@ func (s *sentiloOutput) step(ctx context.Context) (time.Duration, error) {
 		fresh = es
 	}
 	var bad []uint64
+	held := false // the clock rule holds the next reading
 	for _, e := range fresh {
+		// The clock rule, as for MQTT: a reading taken before the clock
+		// could be trusted waits (and so does every one behind it, in
+		// order), then leaves with its corrected time; one that can never
+		// get a true time is let go.
+		var dec clocksync.Decision
+		if s.clk != nil {
+			if dec = s.clk.release(&e); dec.Hold && !dec.Never {
+				held = true
+				if look := now.Add(clockCheckEvery); look.Before(next) {
+					next = look
+				}
+				break
+			}
+		}
 		s.cursor = max(s.cursor, e.Seq)
 		if _, ok := s.pending[e.Seq]; ok {
 			continue // read again by a rescan: already waiting
+		}
+		if dec.Never {
+			s.ack(e.Seq)
+			continue
 		}
 		p, err := s.decode(e)
 		if err != nil {
 			bad = append(bad, e.Seq)
 			continue
+		}
+		if !dec.Time.IsZero() {
+			for i := range p.rs {
+				p.rs[i].Time = dec.Time // Sentilo has no field for the mark: the corrected time is what it gets
+			}
 		}
 		if len(p.rs) == 0 { // nothing Sentilo has an id for
 			s.ack(e.Seq)
@@ -182,7 +208,7 @@ func (s *sentiloOutput) step(ctx context.Context) (time.Duration, error) {
 		}
 	}
 	if len(rs) == 0 {
-		if len(fresh) > 0 {
+		if len(fresh) > 0 && !held {
 			return 0, nil
 		}
 		return max(next.Sub(now), time.Millisecond), nil

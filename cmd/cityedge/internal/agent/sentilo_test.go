@@ -25,7 +25,8 @@ type fakeSentilo struct {
 	clock    clockwork.Clock
 	held     map[string]bool
 	gate     time.Time
-	stored   map[string]int // "id@seq" → times stored
+	stored   map[string]int       // "id@seq" → times stored
+	times    map[string]time.Time // id → time of the last observation stored
 	requests int
 }
 
@@ -45,6 +46,9 @@ func (f *fakeSentilo) Publish(_ context.Context, rs []sentilo.Reading) []sentilo
 			continue
 		}
 		f.stored[r.ID+"@"+time.Duration(r.Key).String()]++
+		if f.times != nil {
+			f.times[r.ID] = r.Time
+		}
 		out[i] = sentilo.Outcome{Status: sentilo.Acked}
 	}
 	return out
@@ -328,5 +332,53 @@ func TestSentiloHeldBeyondMemory(t *testing.T) {
 	}
 	if got := pendingFor(t, r.out.q); len(got) != 0 || len(r.fake.stored) != 40 || r.fake.dups() != 0 {
 		t.Fatalf("after registration: %d left, %d stored (want 40), %d dups", len(got), len(r.fake.stored), r.fake.dups())
+	}
+}
+
+// TestSentiloClockRule: the clock rule holds a reading for Sentilo as it
+// does for MQTT, and Sentilo then gets the corrected time (it has no field
+// for the mark).
+func TestSentiloClockRule(t *testing.T) {
+	r := newSentiloRig(t)
+	defer r.close()
+	r.fake.times = map[string]time.Time{}
+	g := &gateway{clk: r.clock, bootAt: r.clock.Now().Add(-time.Minute), bootID: 9, wallErr: -400 * 24 * time.Hour}
+	build := r.clock.Now().AddDate(0, -1, 0) // the rig's clock is months before ruleBuild
+	r.out.clk = newClockRule(g, build, time.Hour, r.q, r.clock, slog.New(slog.DiscardHandler))
+	taken := r.clock.Now()
+	rd := drivers.Reading{Sensor: "env", Time: g.Wall(), Values: []drivers.Value{drivers.Number(drivers.Temperature, drivers.UnitCelsius, 20)}}
+	boot := r.out.clk.stamp(&rd)
+	if boot == nil {
+		t.Fatal("a reading taken with an untrusted clock was not stamped")
+	}
+	data, err := senml.AppendReading(nil, rd)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := r.q.Append(context.Background(), []buffer.Record{{Key: rd.Sensor, Data: data, Boot: boot}}); err != nil {
+		t.Fatal(err)
+	}
+	r.clock.Advance(2 * time.Second)
+	wait, err := r.out.step(context.Background())
+	if err != nil || wait <= 0 {
+		t.Fatalf("step while held: wait %v, %v; want a wait and no error", wait, err)
+	}
+	if r.fake.requests != 0 {
+		t.Fatalf("%d requests while the clock was not trusted", r.fake.requests)
+	}
+	g.wallErr, g.synced = 0, true // NTP
+	r.out.clk.tr.Check()
+	r.out.clk.learn()
+	for range 3 {
+		if _, err := r.out.step(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	got, ok := r.fake.times["gw-env-temperature"]
+	if !ok {
+		t.Fatal("nothing reached Sentilo after the clock was trusted")
+	}
+	if d := got.Sub(taken); d < -time.Second || d > time.Second {
+		t.Errorf("Sentilo got %v, the reading was taken at %v", got, taken)
 	}
 }

@@ -178,16 +178,18 @@ func Run(ctx context.Context, cfg *config.Config, d Deps) (err error) {
 		return &SetupError{err}
 	}
 
+	// Sampling has its own lifetime: it stops first at shutdown, and what it
+	// handed off is durable before the uplink says goodbye. The hand-off
+	// also carries the zone counts for Sentilo, so it starts first.
+	drainHandoff := a.startHandoff()
 	events, stopGuidance, err := a.startGuidance(hw)
 	if err != nil {
 		log.Error("parking guidance", "err", err)
+		drainHandoff()
 		return err
 	}
 	defer stopGuidance()
 
-	// Sampling has its own lifetime: it stops first at shutdown, and what it
-	// handed off is durable before the uplink says goodbye.
-	drainHandoff := a.startHandoff()
 	sampleCtx, stopSampling := context.WithCancel(ctx)
 	defer stopSampling()
 	var sampling sync.WaitGroup
@@ -261,9 +263,9 @@ func Run(ctx context.Context, cfg *config.Config, d Deps) (err error) {
 	a.notifyStopping()
 	stopSampling()
 	sampling.Wait()
+	stopGuidance() // signs show "----", lamps off; the zones' last state is handed off
 	drainHandoff()
 	a.drainBeforeExit() // drain.go
-	stopGuidance()      // signs show "----", lamps off
 	stopUplink()
 	select {
 	case <-upDone:

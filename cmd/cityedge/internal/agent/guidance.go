@@ -58,6 +58,9 @@ type guide struct {
 	kick chan struct{} // a change: look at the deadline again
 	// onZone, when set, sees every zone state handed to the uplink (tests).
 	onZone func(guidance.ZoneState)
+	// durable, when set, keeps changed zone counts for an output that must
+	// get every change (Sentilo), without waiting for the disk.
+	durable func([]guidance.ZoneState)
 }
 
 // newGuide builds the model from cfg; nil when no zone is configured. The
@@ -145,6 +148,9 @@ func (g *guide) deliver(u guidance.Update) {
 		for _, b := range u.Bays {
 			g.entity(g.model.ParkingSpot(b))
 		}
+	}
+	if g.durable != nil && len(u.Zones) > 0 {
+		g.durable(u.Zones)
 	}
 }
 
@@ -272,6 +278,9 @@ func (a *agent) startGuidance(hw Hardware) (sensorEvents, func(), error) {
 		return nil, func() {}, err
 	}
 	a.guide = g
+	if a.sentilo != nil {
+		g.durable = a.zonesForSentilo
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
 	for _, s := range a.cfg.Signs {

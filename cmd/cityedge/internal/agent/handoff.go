@@ -91,14 +91,14 @@ func (h *handoff) put(rec buffer.Record) {
 }
 
 // shedLocked drops the oldest environmental records until the hand-off is
-// within its bound (or only occupancy changes are left) and returns the
-// drops per sensor.
+// within its bound (or only occupancy changes, zone counts and the drop
+// report are left) and returns the drops per sensor.
 func (h *handoff) shedLocked() map[string]uint64 {
 	drops := map[string]uint64{}
 	keep := h.recs[:0]
 	var n uint64
 	for _, r := range h.recs {
-		if h.bytes > h.max && r.Priority != buffer.ClassOccupancy {
+		if h.bytes > h.max && r.Priority == buffer.ClassEnvironmental {
 			h.bytes -= len(r.Data)
 			drops[r.Key]++
 			n++

@@ -326,13 +326,9 @@ func zoneReading(z guidance.ZoneState, at time.Time) drivers.Reading {
 	}}
 }
 
-// putZones buffers every changed zone's counts for Sentilo. The zone
-// wiring (guidance.Model fed by the sampler) calls it with each Update's
-// Zones; without [sentilo] it does nothing.
-func (a *agent) putZones(ctx context.Context, zones []guidance.ZoneState) error {
-	if a.sentilo == nil || len(zones) == 0 {
-		return nil
-	}
+// zoneRecords are changed zones' counts as buffer records for Sentilo
+// (ClassZone: MQTT acknowledges them unsent, the bound drops them last).
+func (a *agent) zoneRecords(zones []guidance.ZoneState) []buffer.Record {
 	recs := make([]buffer.Record, 0, len(zones))
 	for _, z := range zones {
 		at := z.Changed
@@ -341,14 +337,21 @@ func (a *agent) putZones(ctx context.Context, zones []guidance.ZoneState) error 
 		}
 		data, err := senml.AppendReading(nil, zoneReading(z, at))
 		if err != nil {
-			return err
+			a.log.Error("zone counts not kept for sentilo", "zone", z.Zone, "err", err)
+			continue
 		}
 		recs = append(recs, buffer.Record{Key: z.Zone, Priority: buffer.ClassZone, Data: data})
 	}
-	if _, err := a.q.Append(ctx, recs); err != nil && !errors.Is(err, buffer.ErrNotDurable) {
-		return err
+	return recs
+}
+
+// zonesForSentilo hands every changed zone's counts to the buffer through
+// the samplers' hand-off: as durable as readings, and the zone pipeline
+// (signs, retained messages) never waits for the disk.
+func (a *agent) zonesForSentilo(zones []guidance.ZoneState) {
+	for _, rec := range a.zoneRecords(zones) {
+		a.hand.put(rec)
 	}
-	return nil
 }
 
 // Status is the Sentilo output's part of the status message.

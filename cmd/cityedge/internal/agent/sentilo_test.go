@@ -283,11 +283,15 @@ func TestSentiloBatchWaitAndGate(t *testing.T) {
 func TestSentiloZoneCounts(t *testing.T) {
 	r := newSentiloRig(t)
 	defer r.close()
-	a := &agent{q: r.q, sentilo: r.out, clock: r.clock}
-	err := a.putZones(context.Background(), []guidance.ZoneState{{Zone: "z1", Free: 3, Occupied: 1, Total: 4, Changed: r.clock.Now()}})
-	if err != nil {
-		t.Fatal(err)
-	}
+	log := slog.New(slog.DiscardHandler)
+	a := &agent{q: r.q, sentilo: r.out, clock: r.clock, log: log}
+	a.hand = newHandoff(r.q, r.clock, log, 1<<20)
+	fed := make(chan struct{})
+	go func() { defer close(fed); a.hand.feed() }()
+	// As the guidance model's deliver does: the hand-off, not the disk.
+	a.zonesForSentilo([]guidance.ZoneState{{Zone: "z1", Free: 3, Occupied: 1, Total: 4, Changed: r.clock.Now()}})
+	a.hand.close()
+	<-fed
 	r.steps()
 	for _, id := range []string{"gw-z1-free", "gw-z1-occupied", "gw-z1-unknown", "gw-z1-total"} {
 		found := false

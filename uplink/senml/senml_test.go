@@ -198,7 +198,7 @@ func BenchmarkPack100(b *testing.B) {
 	items := make([]Item, 100)
 	size := 0
 	for i := range items {
-		items[i] = Item{Seq: uint64(1764064800000000 + i), Data: mustStore(b, drivers.Reading{Sensor: "air-quality-17", Time: time.UnixMilli(1764064800000 + int64(i)*100),
+		items[i] = Item{Seq: 1764064800000000 + uint64(i), Data: mustStore(b, drivers.Reading{Sensor: "air-quality-17", Time: time.UnixMilli(1764064800000 + int64(i)*100),
 			Values: []drivers.Value{{Quantity: "temperature", Unit: "Cel", Num: 21.53}, {Quantity: "humidity", Unit: "%RH", Num: 40.125}, {Quantity: "pressure", Unit: "Pa", Num: 101325.25}}})}
 		size += len(items[i].Data)
 	}

@@ -14,7 +14,7 @@ BenchmarkReconnectFleet-2   	       1	  29608512 ns/op	       354.0 busiest_seco
 // their targets and verdicts, and in the tuning table.
 func TestTargetsAndTuning(t *testing.T) {
 	var b strings.Builder
-	write(&b, []*run{parse(strings.NewReader(fleetSample))}, "make bench", time.Date(2026, 12, 6, 10, 0, 0, 0, time.UTC))
+	write(&b, []*run{parse(strings.NewReader(fleetSample))}, "make bench", time.Date(2026, 12, 6, 10, 0, 0, 0, time.UTC), "")
 	out := b.String()
 	for _, want := range []string{
 		"## Targets",

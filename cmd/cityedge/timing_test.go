@@ -33,7 +33,8 @@ ca_file = %q
 cert_file = %q
 key_file = %q
 %s
-%s`, filepath.Join(dir, "state"), commit, b.URL, b.PKI.CA.CertFile, b.PKI.Client.CertFile, b.PKI.Client.KeyFile, extra, sensors)
+%s
+%s`, filepath.Join(dir, "state"), commit, b.URL, b.PKI.CA.CertFile, b.PKI.Client.CertFile, b.PKI.Client.KeyFile, extra, testClockRule, sensors)
 	if err := os.WriteFile(path, []byte(text), 0o644); err != nil {
 		t.Fatal(err)
 	}

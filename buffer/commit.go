@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"math"
 	"runtime/debug"
 	"slices"
 	"time"
@@ -40,6 +41,7 @@ func (q *Queue) Ack(seqs ...uint64) error {
 			q.acks = make(map[uint64]struct{}, len(seqs))
 		}
 		q.acks[s] = struct{}{}
+		q.ackMax = max(q.ackMax, s)
 	}
 	full = len(q.acks) >= ackGroupMax
 	first = first && len(q.acks) > 0
@@ -179,6 +181,7 @@ func (q *Queue) takeLocked(now time.Time) (w *work, wait time.Duration, exit boo
 	// commit sorts it outside mu, which Ack and ReadAfter wait for.
 	w.ackSet, q.ackFlight = q.acks, q.acks
 	q.acks, q.ackSpare = q.ackSpare, nil
+	q.ackFlightMax, q.ackMax = q.ackMax, 0
 	q.corrupt = nil
 	q.flight = q.reqs
 	q.reqs, q.reqBytes, q.occPending = nil, 0, 0
@@ -277,9 +280,7 @@ type commitResult struct {
 
 // commit writes w in one transaction and settles the waiting appends.
 func (q *Queue) commit(w *work) {
-	if len(w.ackSet) > 0 {
-		w.acks = slices.Sorted(maps.Keys(w.ackSet))
-	}
+	w.acks = sortedAcks(w.ackSet)
 	var res commitResult
 	err := q.update(w, &res)
 	if errors.Is(err, errDamaged) {
@@ -295,7 +296,7 @@ func (q *Queue) commit(w *work) {
 	}
 
 	q.mu.Lock()
-	q.ackFlight = nil
+	q.ackFlight, q.ackFlightMax = nil, 0
 	q.flight = nil
 	if w.ackSet != nil && len(w.ackSet) <= 2*ackGroupMax {
 		// Its storage serves a later group, unless a stall made it big.
@@ -318,6 +319,27 @@ func (q *Queue) commit(w *work) {
 	q.afterCommit(w, &res)
 }
 
+// sortedAcks returns the acknowledged numbers in ascending order. While a
+// backlog drains they are one dense range, written out without sorting:
+// sorting 8,192 numbers from a map was 5 % of a drain's CPU.
+func sortedAcks(set map[uint64]struct{}) []uint64 {
+	if len(set) == 0 {
+		return nil
+	}
+	lo, hi := uint64(math.MaxUint64), uint64(0)
+	for s := range set {
+		lo, hi = min(lo, s), max(hi, s)
+	}
+	if hi-lo+1 != uint64(len(set)) {
+		return slices.Sorted(maps.Keys(set))
+	}
+	acks := make([]uint64, len(set))
+	for i := range acks {
+		acks[i] = lo + uint64(i)
+	}
+	return acks
+}
+
 // failedLocked puts the work of a failed commit back: acks to retry,
 // records into the memory ring in order. It returns the appends that were
 // waiting for the next commit: they join the ring too and return now.
@@ -327,6 +349,7 @@ func (q *Queue) failedLocked(w *work, err error) (waiting []*request) {
 	}
 	for _, s := range w.acks {
 		q.acks[s] = struct{}{}
+		q.ackMax = max(q.ackMax, s)
 	}
 	if len(w.corrupt) > 0 && q.corrupt == nil {
 		q.corrupt = map[uint64]struct{}{}

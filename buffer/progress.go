@@ -194,6 +194,7 @@ func (q *Queue) ackOutput(o *outState, seqs []uint64) error {
 			q.acks = map[uint64]struct{}{}
 		}
 		q.acks[s] = struct{}{}
+		q.ackMax = max(q.ackMax, s)
 	}
 	if len(q.acks)+q.outDueLocked() >= ackGroupMax {
 		kick = true

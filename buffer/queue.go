@@ -186,7 +186,9 @@ type Queue struct {
 	occPending   int                 // unacked occupancy records in reqs
 	acks         map[uint64]struct{} // acked, not yet committed
 	ackAt        time.Time
+	ackMax       uint64              // no seq above this is in acks
 	ackFlight    map[uint64]struct{} // acks in the running commit (read-only then)
+	ackFlightMax uint64              // no seq above this is in ackFlight
 	ackSpare     map[uint64]struct{} // an empty set to reuse
 	corrupt      map[uint64]struct{} // undecodable records among acks, to count as corrupt
 	ring         []pending

@@ -231,6 +231,9 @@ func (m merge) oldest() int {
 }
 
 func (q *Queue) ackedLocked(seq uint64) bool {
+	if seq > q.ackMax && seq > q.ackFlightMax {
+		return false // a drain reads ahead of its acks: no lookups
+	}
 	if _, ok := q.ackFlight[seq]; ok {
 		return true
 	}
@@ -259,6 +262,7 @@ func (q *Queue) badRecordLocked(seq uint64, err error) {
 		q.corrupt = map[uint64]struct{}{}
 	}
 	q.acks[seq] = struct{}{}
+	q.ackMax = max(q.ackMax, seq)
 	q.corrupt[seq] = struct{}{}
 	q.kick() // a non-blocking send: fine under mu
 }

@@ -627,8 +627,21 @@ loop:
 	return out
 }
 
-// produce publishes batches while window slots are free.
+// produce publishes batches while window slots are free. Taking a batch
+// from the Source (a buffer read and a SenML pack) and publishing it (paho
+// hands the packet to its writer only when the previous one is written)
+// overlap: this goroutine prepares the next batch while publish sends the
+// one before, so a drain costs the longer of the two per message, not
+// their sum. A batch taken but never published is simply offered again
+// after the next Rewind, as an unacknowledged one is.
 func (c *Client) produce(ctx context.Context, s *session, slots chan struct{}, queue chan<- *pending) {
+	ready := make(chan Batch)
+	pubDone := make(chan struct{})
+	go func() {
+		defer close(pubDone)
+		c.publish(ctx, s, ready, queue)
+	}()
+	defer func() { <-pubDone }()
 	retry := c.cfg.BackoffMin
 	for ctx.Err() == nil {
 		select {
@@ -654,6 +667,24 @@ func (c *Client) produce(ctx context.Context, s *session, slots chan struct{}, q
 			continue
 		}
 		retry = c.cfg.BackoffMin
+		select {
+		case ready <- b:
+		case <-ctx.Done():
+			return // the session is ending; the batch is offered again later
+		}
+	}
+}
+
+// publish sends the batches produce prepared, in order, and queues them
+// for completion.
+func (c *Client) publish(ctx context.Context, s *session, ready <-chan Batch, queue chan<- *pending) {
+	for {
+		var b Batch
+		select {
+		case b = <-ready:
+		case <-ctx.Done():
+			return
+		}
 		if ctx.Err() != nil {
 			return // the session is ending; the batch is offered again later
 		}

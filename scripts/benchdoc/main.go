@@ -80,7 +80,7 @@ func main() {
 		runs = append(runs, r)
 	}
 	var b strings.Builder
-	write(&b, runs, *cmd, time.Now().UTC())
+	write(&b, runs, *cmd, time.Now().UTC(), loadNote())
 	if err := os.WriteFile(*out, []byte(b.String()), 0o644); err != nil {
 		fmt.Fprintf(os.Stderr, "benchdoc: %v\n", err)
 		os.Exit(1)
@@ -156,11 +156,15 @@ func parseLine(line string) *result {
 	return res
 }
 
-func write(w *strings.Builder, runs []*run, cmd string, now time.Time) {
+func write(w *strings.Builder, runs []*run, cmd string, now time.Time, note string) {
 	fmt.Fprintf(w, "# Benchmarks\n\nWritten by `%s` on %s. Do not edit by hand: run the command again.\n\n", cmd, now.Format("2006-01-02 15:04 MST"))
 	fmt.Fprintf(w, "Machine: %s; %d cores; %s; %s.\n", cpuOf(runs), runtime.NumCPU(), kernel(), runtime.Version())
 	fmt.Fprintf(w, "Absolute figures on a shared 2-core machine vary by tens of percent between runs; the ratios\n"+
-		"compare two benchmarks of the same run and hold better. Under qemu-user (ARM sections) only ratios mean anything.\n\n")
+		"compare two benchmarks of the same run and hold better. Under qemu-user (ARM sections) only ratios mean anything.\n")
+	if note != "" {
+		w.WriteString(note + "\n")
+	}
+	w.WriteString("\n")
 	writeRatios(w, runs)
 	writeTargets(w, runs)
 	writeTuning(w, runs)
@@ -266,6 +270,23 @@ func cpuOf(runs []*run) string {
 		}
 	}
 	return "unknown CPU"
+}
+
+// loadNote says how busy the machine was at the end of the run (the load
+// averages of /proc/loadavg), and warns when other work shared it.
+func loadNote() string {
+	data, err := os.ReadFile("/proc/loadavg")
+	f := strings.Fields(string(data))
+	if err != nil || len(f) < 3 {
+		return ""
+	}
+	avg := fmt.Sprintf("load average %s, %s, %s (1, 5, 15 min) on %d cores", f[0], f[1], f[2], runtime.NumCPU())
+	if five, err := strconv.ParseFloat(f[1], 64); err == nil && five > float64(runtime.NumCPU()) {
+		return "**Noisy run:** other work shared the machine (" + avg + " when this was written), so absolute " +
+			"figures are low and scattered and even ratios move between runs; `cpu-ns/op`, a benchmark process's own " +
+			"CPU time per op, moves least."
+	}
+	return "When this was written: " + avg + "."
 }
 
 func kernel() string {

@@ -27,7 +27,7 @@ func TestWrite(t *testing.T) {
 		t.Fatalf("parsed %d results, want 4", len(r.results))
 	}
 	var b strings.Builder
-	write(&b, []*run{r}, "make bench", time.Date(2026, 12, 6, 10, 0, 0, 0, time.UTC))
+	write(&b, []*run{r}, "make bench", time.Date(2026, 12, 6, 10, 0, 0, 0, time.UTC), "")
 	out := b.String()
 	for _, want := range []string{
 		"Written by `make bench` on 2026-12-06 10:00 UTC",

@@ -205,6 +205,8 @@ func appendRecords(dst []byte, baseName string, it Item, first bool, bt int64) (
 		ms = it.Time.UnixMilli()
 	}
 	sensor, b, okS := readBytes(b)
+	var seqBuf [20]byte
+	seq := strconv.AppendUint(seqBuf[:0], it.Seq, 10) // once for all its records
 	count, n := binary.Uvarint(b)
 	if !okS || n <= 0 || count > uint64(len(b)) {
 		return dst, first, bt, false
@@ -249,7 +251,7 @@ func appendRecords(dst []byte, baseName string, it Item, first bool, bt int64) (
 				return dst, first, bt, false
 			}
 			dst = append(dst, `,"v":`...)
-			dst = strconv.AppendFloat(dst, v, 'g', -1, 64)
+			dst = appendFloat64(dst, v)
 		case kindNum32:
 			v := math.Float32frombits(binary.LittleEndian.Uint32(b))
 			b = b[4:]
@@ -259,7 +261,7 @@ func appendRecords(dst []byte, baseName string, it Item, first bool, bt int64) (
 			// The shortest form that reads back as the same float32: no
 			// float64 noise digits (12.3, not 12.300000190734863).
 			dst = append(dst, `,"v":`...)
-			dst = strconv.AppendFloat(dst, float64(v), 'g', -1, 32)
+			dst = appendFloat32(dst, v)
 		default:
 			dst = append(dst, `,"vb":`...)
 			dst = strconv.AppendBool(dst, kind == kindTrue)
@@ -269,7 +271,7 @@ func appendRecords(dst []byte, baseName string, it Item, first bool, bt int64) (
 			dst = appendMillis(dst, ms-bt)
 		}
 		dst = append(dst, `,"seq":`...)
-		dst = strconv.AppendUint(dst, it.Seq, 10)
+		dst = append(dst, seq...)
 		if it.Mark != "" {
 			dst = append(dst, `,"tq":"`...)
 			dst = appendEscaped(dst, []byte(it.Mark))
@@ -351,8 +353,26 @@ func checkName(s string) error {
 }
 
 // appendEscaped writes s escaped for the inside of a JSON string (RFC 8259
-// section 7); invalid UTF-8 becomes U+FFFD.
+// section 7); invalid UTF-8 becomes U+FFFD. Names and units are plain
+// ASCII (checkName): they are copied in one go.
 func appendEscaped(dst, s []byte) []byte {
+	for i, c := range s {
+		if escapes[c] {
+			return appendEscapedFrom(append(dst, s[:i]...), s[i:])
+		}
+	}
+	return append(dst, s...)
+}
+
+// escapes marks the bytes appendEscaped cannot copy as they are.
+var escapes = func() (t [256]bool) {
+	for c := range t {
+		t[c] = c < 0x20 || c == '"' || c == '\\' || c >= utf8.RuneSelf
+	}
+	return t
+}()
+
+func appendEscapedFrom(dst, s []byte) []byte {
 	const hex = "0123456789abcdef"
 	for i := 0; i < len(s); {
 		c := s[i]
@@ -377,6 +397,76 @@ func appendEscaped(dst, s []byte) []byte {
 		i += size
 	}
 	return dst
+}
+
+// pow10 holds the exact powers of ten the short float forms use.
+var pow10 = [...]float64{1, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6}
+
+// appendFloat64 writes v exactly as strconv.AppendFloat(dst, v, 'g', -1, 64)
+// does, faster for the values sensors report: a number between 1e-4 and
+// 1e6 (where 'g' writes no exponent) that has a short decimal form with at
+// most six decimals is written from that form. A decimal m/10^k with m
+// below 2^53 divides exactly representable numbers, so m/10^k computed in
+// float64 is the correctly rounded value of the decimal, the one a parser
+// reads back; the first k at which it equals v, with m the integer nearest
+// to v·10^k, gives the fewest digits that read back as v, and the closest of
+// them (a tie goes to the even digit, as strconv does: a tie v·10^k = x.5
+// is below 2^40, so the product is exact and the tie seen as one):
+// strconv's shortest form.
+// Anything else goes to strconv.
+func appendFloat64(dst []byte, v float64) []byte {
+	if a := math.Abs(v); a >= 1e-4 && a < 1e6 {
+		for k, p := range pow10 {
+			if m := math.RoundToEven(v * p); m/p == v {
+				return appendDecimal(dst, int64(m), k)
+			}
+		}
+	}
+	return strconv.AppendFloat(dst, v, 'g', -1, 64)
+}
+
+// appendFloat32 is appendFloat64 for a float32 sent at that precision
+// (strconv.AppendFloat(dst, float64(v), 'g', -1, 32)); the decimal's
+// integer stays below 2^24 and the division is done in float32.
+func appendFloat32(dst []byte, v float32) []byte {
+	if a := math.Abs(float64(v)); a >= 1e-4 && a < 1e6 {
+		for k, p := range pow10 {
+			m := math.RoundToEven(float64(v) * p)
+			if math.Abs(m) >= 1<<24 {
+				break
+			}
+			if float32(m)/float32(p) == v {
+				return appendDecimal(dst, int64(m), k)
+			}
+		}
+	}
+	return strconv.AppendFloat(dst, float64(v), 'g', -1, 32)
+}
+
+// appendDecimal writes m/10^k with at most k decimals (no trailing zeros).
+func appendDecimal(dst []byte, m int64, k int) []byte {
+	if m < 0 {
+		dst = append(dst, '-')
+		m = -m
+	}
+	for k > 0 && m%10 == 0 {
+		m, k = m/10, k-1
+	}
+	var buf [20]byte
+	d := strconv.AppendUint(buf[:0], uint64(m), 10)
+	switch {
+	case k == 0:
+		return append(dst, d...)
+	case len(d) <= k:
+		dst = append(dst, '0', '.')
+		for range k - len(d) {
+			dst = append(dst, '0')
+		}
+		return append(dst, d...)
+	}
+	dst = append(dst, d[:len(d)-k]...)
+	dst = append(dst, '.')
+	return append(dst, d[len(d)-k:]...)
 }
 
 // StoredTime returns the time of a stored reading (AppendReading's output)

@@ -3,6 +3,7 @@ package senml
 import (
 	"encoding/json"
 	"math"
+	"math/rand/v2"
 	"strconv"
 	"strings"
 	"testing"
@@ -197,7 +198,7 @@ func BenchmarkPack100(b *testing.B) {
 	items := make([]Item, 100)
 	size := 0
 	for i := range items {
-		items[i] = Item{Seq: uint64(1764064800000000 + i), Data: mustStore(b, drivers.Reading{Sensor: "air-quality-17", Time: time.UnixMilli(1764064800000 + int64(i)*100),
+		items[i] = Item{Seq: 1764064800000000 + uint64(i), Data: mustStore(b, drivers.Reading{Sensor: "air-quality-17", Time: time.UnixMilli(1764064800000 + int64(i)*100),
 			Values: []drivers.Value{{Quantity: "temperature", Unit: "Cel", Num: 21.53}, {Quantity: "humidity", Unit: "%RH", Num: 40.125}, {Quantity: "pressure", Unit: "Pa", Num: 101325.25}}})}
 		size += len(items[i].Data)
 	}
@@ -293,6 +294,38 @@ func TestPackTimeAndMark(t *testing.T) {
 		}
 		if !got.Equal(w.t) || tq != w.tq {
 			t.Errorf("record %d: time %v tq %q, want %v %q (%s)", i, got, tq, w.t, w.tq, out)
+		}
+	}
+}
+
+// TestAppendFloat holds the short float forms to strconv's shortest 'g'
+// form, on the kinds of values sensors report (few decimals, every
+// magnitude around the limits of the short path) and on random bits.
+func TestAppendFloat(t *testing.T) {
+	rnd := rand.New(rand.NewPCG(1, 2))
+	var vals []float64
+	for _, v := range []float64{0, 1, -1, 0.1, 0.2, 0.3, 0.1 + 0.2, 1e-4, 9.9e-5, 0.00012345, 999999, 999999.9, 999999.9999999, 1e6, 1e6 - 0.5,
+		21.53, 40.125, 101325.25, -12.75, 1e-5, 123456.789012, 0.5, 2.675, 1.005, math.MaxFloat64, math.SmallestNonzeroFloat64, math.Nextafter(1e-4, 0), math.Nextafter(1e6, 0)} {
+		vals = append(vals, v, -v)
+	}
+	for range 200000 {
+		k := rnd.IntN(9)
+		m := rnd.Int64N(2_000_000_000) - 1_000_000_000
+		vals = append(vals, float64(m)/math.Pow(10, float64(k)), math.Float64frombits(rnd.Uint64()), rnd.Float64()*math.Pow(10, float64(rnd.IntN(14)-7)))
+	}
+	for _, v := range vals {
+		if math.IsNaN(v) || math.IsInf(v, 0) {
+			continue
+		}
+		if got, want := string(appendFloat64(nil, v)), strconv.FormatFloat(v, 'g', -1, 64); got != want {
+			t.Fatalf("appendFloat64(%b) = %s, want %s", v, got, want)
+		}
+		v32 := float32(v)
+		if math.IsInf(float64(v32), 0) {
+			continue
+		}
+		if got, want := string(appendFloat32(nil, v32)), strconv.FormatFloat(float64(v32), 'g', -1, 32); got != want {
+			t.Fatalf("appendFloat32(%b) = %s, want %s", v32, got, want)
 		}
 	}
 }

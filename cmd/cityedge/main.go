@@ -13,6 +13,10 @@
 // Exit status: 0 ok, 1 runtime failure, 2 bad usage or bad configuration.
 package main
 
+// docs/cityedge.1 is made from the flag set and the configuration keys
+// (manpage_gen_test.go):
+//go:generate go test -run ^TestManPage$ . -args -update-man
+
 import (
 	"context"
 	"errors"

@@ -1,6 +1,7 @@
 package main
 
-//go:generate go test -run ^TestManPage$ . -args -update-man
+// The man page's generator: run by TestManPage (and by go generate through
+// main.go's directive), never linked into the agent.
 
 import (
 	"bufio"

@@ -30,6 +30,7 @@ import (
 
 	"github.com/cityedge/cityedge/certs/devpki"
 	"github.com/cityedge/cityedge/scripts/testbroker"
+	"github.com/cityedge/cityedge/scripts/testproc"
 	"github.com/cityedge/cityedge/scripts/testrabbit"
 )
 
@@ -322,7 +323,7 @@ func buildDevbroker(t *testing.T) string {
 func startDevbroker(t *testing.T, pki *devpki.Set) *devbroker {
 	t.Helper()
 	bin := buildDevbroker(t)
-	port, err := freePortForTest()
+	port, err := testproc.FreePort()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -513,15 +514,6 @@ func subscribe(t testing.TB, url string, tc *tls.Config, topic string) <-chan te
 		t.Fatalf("subscriber could not subscribe to %q at %s within 20s", topic, url)
 	}
 	return ch
-}
-
-func freePortForTest() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, err
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port, nil
 }
 
 func tail(s string, n int) string {

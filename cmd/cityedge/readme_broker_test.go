@@ -19,6 +19,7 @@ import (
 
 	"github.com/cityedge/cityedge/cmd/cityedge/internal/diagnose"
 	"github.com/cityedge/cityedge/scripts/testbroker"
+	"github.com/cityedge/cityedge/scripts/testproc"
 )
 
 // readmeBlock returns the fenced block that follows <!-- recipe:name --> in
@@ -70,7 +71,7 @@ func TestReadmeConnectYourOwnBroker(t *testing.T) {
 
 	// 2. mosquitto with README's listener block: the broker's files where
 	// the block expects them, on a free port of the loopback.
-	port, err := freeTCPPort()
+	port, err := testproc.FreePort()
 	if err != nil {
 		t.Fatal(err)
 	}

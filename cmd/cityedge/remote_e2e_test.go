@@ -10,7 +10,6 @@ import (
 	"encoding/pem"
 	"fmt"
 	"math/big"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -26,6 +25,7 @@ import (
 	"github.com/cityedge/cityedge/cmd/cityedge/internal/remote"
 	"github.com/cityedge/cityedge/cmd/cityedge/internal/remote/remotetest"
 	"github.com/cityedge/cityedge/scripts/testbroker"
+	"github.com/cityedge/cityedge/scripts/testproc"
 )
 
 const remotePrefix = "cityedge/test/gw-test"
@@ -548,7 +548,7 @@ func TestRemoteConfigRollback(t *testing.T) {
 	pid := agent.cmd.Process.Pid
 	r.waitOnline(t)
 
-	port, err := freeTCPPort()
+	port, err := testproc.FreePort()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -616,13 +616,4 @@ func connectWith(t *testing.T, r *remoteRig, c *devpki.Issued) error {
 		cli.Disconnect(100)
 	}
 	return tok.Error()
-}
-
-func freeTCPPort() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, err
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port, nil
 }

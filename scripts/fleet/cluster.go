@@ -19,6 +19,8 @@ import (
 	"time"
 
 	"github.com/cityedge/cityedge/certs/devpki"
+
+	"github.com/cityedge/cityedge/scripts/testproc"
 )
 
 // rabbitDir is where Debian's rabbitmq-server package keeps the scripts
@@ -81,7 +83,7 @@ func newCluster(dir string, n int, pki *devpki.Set, users []string, logf func(st
 	if err != nil {
 		return nil, err
 	}
-	ports, err := freePorts(2*n + 1)
+	ports, err := testproc.FreePorts(2*n + 1)
 	if err != nil {
 		return nil, err
 	}
@@ -410,26 +412,6 @@ func (c *cluster) Accepted() ([]time.Time, error) {
 		f.Close()
 	}
 	return ts, nil
-}
-
-// freePorts returns n distinct TCP ports that were free a moment ago.
-func freePorts(n int) ([]int, error) {
-	var ls []net.Listener
-	defer func() {
-		for _, l := range ls {
-			l.Close()
-		}
-	}()
-	var ports []int
-	for i := 0; i < n; i++ {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			return nil, err
-		}
-		ls = append(ls, l)
-		ports = append(ports, l.Addr().(*net.TCPAddr).Port)
-	}
-	return ports, nil
 }
 
 // randomToken is a fresh Erlang cookie.

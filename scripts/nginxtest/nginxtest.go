@@ -28,6 +28,8 @@ import (
 	"time"
 
 	"github.com/cityedge/cityedge/certs/devpki"
+
+	"github.com/cityedge/cityedge/scripts/testproc"
 )
 
 // RequireEnv names the environment variable that turns a missing nginx from
@@ -56,7 +58,7 @@ type Proxy struct {
 	t    testing.TB
 	bin  string
 	conf string
-	log  *tail
+	log  *testproc.Tail
 
 	mu     sync.Mutex
 	cmd    *exec.Cmd
@@ -89,7 +91,7 @@ func Start(t testing.TB, opts Options) *Proxy {
 			t.Fatalf("nginxtest: %v", err)
 		}
 	}
-	p := &Proxy{PKI: pki, Dir: t.TempDir(), t: t, bin: bin, log: &tail{max: 1 << 20}}
+	p := &Proxy{PKI: pki, Dir: t.TempDir(), t: t, bin: bin, log: &testproc.Tail{Max: 1 << 20}}
 	p.conf = filepath.Join(p.Dir, "nginx.conf")
 	t.Cleanup(func() {
 		p.Kill()
@@ -98,7 +100,7 @@ func Start(t testing.TB, opts Options) *Proxy {
 		}
 	})
 	for i := 0; ; i++ {
-		if p.Port, err = freePort(); err != nil {
+		if p.Port, err = testproc.FreePort(); err != nil {
 			t.Fatalf("nginxtest: %v", err)
 		}
 		p.URL = fmt.Sprintf("https://127.0.0.1:%d", p.Port)
@@ -226,34 +228,3 @@ func (p *Proxy) Restart() {
 
 // Log returns nginx's log so far.
 func (p *Proxy) Log() string { return p.log.String() }
-
-func freePort() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, fmt.Errorf("find a free port: %w", err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port, nil
-}
-
-type tail struct {
-	mu  sync.Mutex
-	buf []byte
-	max int
-}
-
-func (w *tail) Write(b []byte) (int, error) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	w.buf = append(w.buf, b...)
-	if over := len(w.buf) - w.max; over > 0 {
-		w.buf = append(w.buf[:0], w.buf[over:]...)
-	}
-	return len(b), nil
-}
-
-func (w *tail) String() string {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	return string(w.buf)
-}

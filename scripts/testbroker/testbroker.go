@@ -34,6 +34,8 @@ import (
 	mqtt "github.com/eclipse/paho.mqtt.golang"
 
 	"github.com/cityedge/cityedge/certs/devpki"
+
+	"github.com/cityedge/cityedge/scripts/testproc"
 )
 
 // RequireEnv names the environment variable that turns a missing mosquitto
@@ -75,7 +77,7 @@ type Broker struct {
 	bin       string
 	conf      string
 	plaintext bool
-	log       *tailBuffer
+	log       *testproc.Tail
 
 	mu     sync.Mutex
 	cmd    *exec.Cmd
@@ -119,7 +121,7 @@ func Start(t testing.TB, opts Options) *Broker {
 		t:         t,
 		bin:       bin,
 		plaintext: opts.Plaintext,
-		log:       &tailBuffer{max: 1 << 20},
+		log:       &testproc.Tail{Max: 1 << 20},
 	}
 	b.conf = filepath.Join(b.Dir, "mosquitto.conf")
 	t.Cleanup(func() {
@@ -138,7 +140,7 @@ func Start(t testing.TB, opts Options) *Broker {
 	for i := 0; ; i++ {
 		port := opts.Port
 		if port == 0 {
-			if port, err = freePort(); err != nil {
+			if port, err = testproc.FreePort(); err != nil {
 				t.Fatalf("testbroker: %v", err)
 			}
 		}
@@ -419,36 +421,4 @@ func (b *Broker) subscriberCert() (tls.Certificate, error) {
 		b.subCert, b.subErr = tls.LoadX509KeyPair(iss.CertFile, iss.KeyFile)
 	})
 	return b.subCert, b.subErr
-}
-
-func freePort() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, fmt.Errorf("find a free port: %w", err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port, nil
-}
-
-// tailBuffer keeps the last max bytes written to it.
-type tailBuffer struct {
-	mu  sync.Mutex
-	buf []byte
-	max int
-}
-
-func (w *tailBuffer) Write(p []byte) (int, error) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	w.buf = append(w.buf, p...)
-	if over := len(w.buf) - w.max; over > 0 {
-		w.buf = append(w.buf[:0], w.buf[over:]...)
-	}
-	return len(p), nil
-}
-
-func (w *tailBuffer) String() string {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	return string(w.buf)
 }

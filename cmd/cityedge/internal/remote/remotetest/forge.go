@@ -91,8 +91,15 @@ func Forgeries(trusted, intruder ed25519.PrivateKey, agent string, now time.Time
 	valid := Compact(ed, good, trusted)
 	parts := strings.Split(valid, ".")
 	other := strings.Split(Sign(trusted, payload()), ".")
+	// Another base64url character inside the signature: still compact and
+	// decodable, only the signature is wrong (a bit flip could make '-' into
+	// ',', which is not base64url, and the rejection reason with it).
 	flipped := []byte(valid)
-	flipped[len(flipped)-5] ^= 0x01
+	if i := len(flipped) - 5; flipped[i] == 'A' {
+		flipped[i] = 'B'
+	} else {
+		flipped[i] = 'A'
+	}
 	hs := func(secret []byte) string {
 		in := enc(mustJSON(map[string]string{"alg": "HS256"})) + "." + enc(good)
 		m := hmac.New(sha256.New, secret)

@@ -12,6 +12,10 @@
 // The file holds records of the three classes from eight keys, some acked,
 // one unsent report, and drop counters from 40 large "filler" records that
 // pushed the 1 MiB bound.
+//
+// Like every genvN it is a frozen, self-contained copy rather than code shared
+// with its siblings: each must still build against the buffer API of the
+// commit that introduced its format, so a fixture can be written again.
 package main
 
 import (

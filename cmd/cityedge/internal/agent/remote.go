@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/cityedge/cityedge/certs"
+	"github.com/cityedge/cityedge/cmd/cityedge/internal/atomicfile"
 	"github.com/cityedge/cityedge/cmd/cityedge/internal/config"
 	"github.com/cityedge/cityedge/cmd/cityedge/internal/remote"
 	"github.com/cityedge/cityedge/uplink"
@@ -400,5 +401,5 @@ func swapSymlink(link, target string) error {
 	if err := os.Rename(tmp, link); err != nil {
 		return err
 	}
-	return syncDir(filepath.Dir(link))
+	return atomicfile.SyncDir(filepath.Dir(link))
 }

@@ -1,8 +1,7 @@
 package agent
 
 import (
-	"github.com/cityedge/cityedge/cmd/cityedge/internal/atomicfile"
-
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -12,8 +11,7 @@ import (
 	"syscall"
 	"time"
 
-	"context"
-
+	"github.com/cityedge/cityedge/cmd/cityedge/internal/atomicfile"
 	"github.com/cityedge/cityedge/cmd/cityedge/internal/config"
 	"github.com/cityedge/cityedge/cmd/cityedge/internal/remote"
 	"github.com/coreos/go-systemd/v22/daemon"
@@ -103,15 +101,6 @@ func writeFileSync(path string, data []byte, perm os.FileMode) error {
 		err = cerr
 	}
 	return err
-}
-
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	return d.Sync()
 }
 
 // writeRemoteConfig keeps the pushed configuration in force as
@@ -221,7 +210,7 @@ func (a *agent) confirm(t *trialFile) {
 		a.log.Error("remote trial record not removed", "err", err)
 		return
 	}
-	_ = syncDir(a.cfg.Agent.StateDir)
+	_ = atomicfile.SyncDir(a.cfg.Agent.StateDir)
 	a.ops.mu.Lock()
 	a.ops.trial = nil
 	a.ops.mu.Unlock()
@@ -261,7 +250,7 @@ func rollBackFiles(cfg *config.Config, t *trialFile, reason string, now time.Tim
 	if err := os.Remove(cfg.StatePath(trialName)); err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return "", err
 	}
-	return restored, syncDir(cfg.Agent.StateDir)
+	return restored, atomicfile.SyncDir(cfg.Agent.StateDir)
 }
 
 // announce answers a rollback not yet reported: the next result on

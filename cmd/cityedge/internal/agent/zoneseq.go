@@ -1,8 +1,6 @@
 package agent
 
 import (
-	"github.com/cityedge/cityedge/cmd/cityedge/internal/atomicfile"
-
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -10,6 +8,8 @@ import (
 	"path/filepath"
 	"sync"
 	"time"
+
+	"github.com/cityedge/cityedge/cmd/cityedge/internal/atomicfile"
 )
 
 // ZoneSeqFile holds, in agent.state_dir, the zones' seq reservations:

@@ -9,7 +9,6 @@ import (
 	"math"
 	"net"
 	"net/http"
-	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
@@ -17,38 +16,19 @@ import (
 	"time"
 
 	dto "github.com/prometheus/client_model/go"
-	"github.com/prometheus/common/expfmt"
-	"github.com/prometheus/common/model"
 
 	"github.com/cityedge/cityedge/cmd/cityedge/internal/agent"
 	"github.com/cityedge/cityedge/cmd/cityedge/internal/config"
+	"github.com/cityedge/cityedge/cmd/cityedge/internal/metrics/metricstest"
 	"github.com/cityedge/cityedge/cmd/cityedge/internal/remote/remotetest"
 )
-
-// requireNodeExporterEnv turns a missing prometheus-node-exporter from a
-// skip into a failure (CI installs the Debian package and sets it).
-const requireNodeExporterEnv = "CITYEDGE_REQUIRE_NODE_EXPORTER"
-
-func nodeExporter(t *testing.T) string {
-	t.Helper()
-	for _, name := range []string{"/usr/bin/prometheus-node-exporter", "prometheus-node-exporter", "node_exporter"} {
-		if p, err := exec.LookPath(name); err == nil {
-			return p
-		}
-	}
-	if os.Getenv(requireNodeExporterEnv) != "" {
-		t.Fatalf("prometheus-node-exporter not found (%s is set): apt-get install prometheus-node-exporter", requireNodeExporterEnv)
-	}
-	t.Skip("prometheus-node-exporter not found: apt-get install prometheus-node-exporter")
-	return ""
-}
 
 // TestMetricsServedByNodeExporter: the real agent writes its metrics text
 // file, a real prometheus-node-exporter serves it from its textfile
 // directory, and the values served match the agent's own status (taken
 // over the control socket right after the scrape).
 func TestMetricsServedByNodeExporter(t *testing.T) {
-	bin := nodeExporter(t)
+	bin := metricstest.NodeExporter(t)
 	r := newRemoteRig(t, "5m")
 	ag := startAgent(t, r.s.config, "--simulate")
 	r.waitOnline(t)
@@ -89,7 +69,7 @@ func TestMetricsServedByNodeExporter(t *testing.T) {
 	var fams map[string]*dto.MetricFamily
 	waitFor(t, "the remote counters served", 20*time.Second, func() bool {
 		fams = scrapeFamilies(t, "http://"+addr+"/metrics")
-		n, _ := sample(fams, "cityedge_remote_commands_rejected_total", "reason", "bad_alg")
+		n, _ := metricstest.Sample(t, fams, "cityedge_remote_commands_rejected_total", "reason", "bad_alg")
 		return n == 1
 	})
 	cfg, err := config.Load(r.s.config)
@@ -100,7 +80,7 @@ func TestMetricsServedByNodeExporter(t *testing.T) {
 	if live == nil {
 		t.Fatal("the agent's control socket did not answer")
 	}
-	if v, ok := sample(fams, "node_textfile_scrape_error"); !ok || v != 0 {
+	if v, ok := metricstest.Sample(t, fams, "node_textfile_scrape_error"); !ok || v != 0 {
 		t.Fatalf("node_textfile_scrape_error %v (present %v)", v, ok)
 	}
 	exact := []struct {
@@ -116,7 +96,7 @@ func TestMetricsServedByNodeExporter(t *testing.T) {
 		{"cityedge_remote_commands_rejected_total", []string{"reason", "replayed"}, 0},
 	}
 	for _, c := range exact {
-		if got, ok := sample(fams, c.name, c.labels...); !ok || got != c.want {
+		if got, ok := metricstest.Sample(t, fams, c.name, c.labels...); !ok || got != c.want {
 			t.Errorf("%s%v = %v (present %v), status says %v", c.name, c.labels, got, ok, c.want)
 		}
 	}
@@ -124,10 +104,10 @@ func TestMetricsServedByNodeExporter(t *testing.T) {
 		t.Errorf("status remote %+v, want 1 accepted, 2 rejected", live.Remote)
 	}
 	// Certificate days: the status rounds down.
-	if got, ok := sample(fams, "cityedge_certificate_days_left", "cert", "client"); !ok || int(math.Floor(got)) != live.Certs.ClientDaysLeft {
+	if got, ok := metricstest.Sample(t, fams, "cityedge_certificate_days_left", "cert", "client"); !ok || int(math.Floor(got)) != live.Certs.ClientDaysLeft {
 		t.Errorf("client certificate days %v, status %d", got, live.Certs.ClientDaysLeft)
 	}
-	if got, ok := sample(fams, "cityedge_certificate_days_left", "cert", "ca"); !ok || int(math.Floor(got)) != live.Certs.CADaysLeft {
+	if got, ok := metricstest.Sample(t, fams, "cityedge_certificate_days_left", "cert", "ca"); !ok || int(math.Floor(got)) != live.Certs.CADaysLeft {
 		t.Errorf("CA certificate days %v, status %d", got, live.Certs.CADaysLeft)
 	}
 	// Counters that grow: the status, taken after the scrape, is at or
@@ -137,25 +117,25 @@ func TestMetricsServedByNodeExporter(t *testing.T) {
 		t.Fatalf("status has %d sensors, want 3", len(live.Sensors))
 	}
 	for name, s := range live.Sensors {
-		got, ok := sample(fams, "cityedge_sensor_readings_total", "sensor", name)
+		got, ok := metricstest.Sample(t, fams, "cityedge_sensor_readings_total", "sensor", name)
 		if !ok || got > float64(s.Readings) || float64(s.Readings)-got > 60 || got == 0 {
 			t.Errorf("sensor %s: %v readings served, status %d", name, got, s.Readings)
 		}
-		if e, _ := sample(fams, "cityedge_sensor_errors_total", "sensor", name); e != float64(s.Errors) {
+		if e, _ := metricstest.Sample(t, fams, "cityedge_sensor_errors_total", "sensor", name); e != float64(s.Errors) {
 			t.Errorf("sensor %s: %v errors served, status %d", name, e, s.Errors)
 		}
-		if d, _ := sample(fams, "cityedge_buffer_dropped_readings_total", "sensor", name); d != float64(live.DroppedBy[name]) {
+		if d, _ := metricstest.Sample(t, fams, "cityedge_buffer_dropped_readings_total", "sensor", name); d != float64(live.DroppedBy[name]) {
 			t.Errorf("sensor %s: %v dropped served, status %d", name, d, live.DroppedBy[name])
 		}
 	}
-	if age, ok := sample(fams, "cityedge_uplink_last_ack_age_seconds"); !ok || age < 0 || age > 10 {
+	if age, ok := metricstest.Sample(t, fams, "cityedge_uplink_last_ack_age_seconds"); !ok || age < 0 || age > 10 {
 		t.Errorf("last ack age %v (present %v) while readings flow", age, ok)
 	}
-	if b, ok := sample(fams, "cityedge_buffer_backlog_readings"); !ok || b > 200 {
+	if b, ok := metricstest.Sample(t, fams, "cityedge_buffer_backlog_readings"); !ok || b > 200 {
 		t.Errorf("backlog %v (present %v) while readings flow", b, ok)
 	}
 	for _, f := range []string{"cityedge_buffer_backlog_bytes", "cityedge_buffer_oldest_backlog_age_seconds"} {
-		if _, ok := sample(fams, f); !ok {
+		if _, ok := metricstest.Sample(t, fams, f); !ok {
 			t.Errorf("%s not served", f)
 		}
 	}
@@ -172,39 +152,5 @@ func scrapeFamilies(t *testing.T, url string) map[string]*dto.MetricFamily {
 	if err != nil || resp.StatusCode != http.StatusOK {
 		return nil
 	}
-	p := expfmt.NewTextParser(model.LegacyValidation)
-	fams, err := p.TextToMetricFamilies(bytes.NewReader(body))
-	if err != nil {
-		t.Fatalf("parse: %v\n%s", err, body)
-	}
-	return fams
-}
-
-// sample returns the value of family name whose labels include want.
-func sample(fams map[string]*dto.MetricFamily, name string, want ...string) (float64, bool) {
-	f, ok := fams[name]
-	if !ok {
-		return 0, false
-	}
-next:
-	for _, m := range f.Metric {
-		got := map[string]string{}
-		for _, l := range m.Label {
-			got[l.GetName()] = l.GetValue()
-		}
-		for i := 0; i+1 < len(want); i += 2 {
-			if got[want[i]] != want[i+1] {
-				continue next
-			}
-		}
-		switch f.GetType() {
-		case dto.MetricType_COUNTER:
-			return m.GetCounter().GetValue(), true
-		case dto.MetricType_GAUGE:
-			return m.GetGauge().GetValue(), true
-		case dto.MetricType_UNTYPED:
-			return m.GetUntyped().GetValue(), true
-		}
-	}
-	return 0, false
+	return metricstest.Parse(t, body)
 }

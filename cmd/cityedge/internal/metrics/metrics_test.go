@@ -15,8 +15,8 @@ import (
 
 	"github.com/jonboulle/clockwork"
 	dto "github.com/prometheus/client_model/go"
-	"github.com/prometheus/common/expfmt"
-	"github.com/prometheus/common/model"
+
+	"github.com/cityedge/cityedge/cmd/cityedge/internal/metrics/metricstest"
 )
 
 var update = flag.Bool("update", false, "rewrite testdata/*.prom")
@@ -35,52 +35,12 @@ func fullSnapshot() Snapshot {
 	}
 }
 
-// parse reads the text with prometheus/common's own parser.
-func parse(t *testing.T, text []byte) map[string]*dto.MetricFamily {
-	t.Helper()
-	p := expfmt.NewTextParser(model.LegacyValidation)
-	fams, err := p.TextToMetricFamilies(bytes.NewReader(text))
-	if err != nil {
-		t.Fatalf("parse: %v\n%s", err, text)
-	}
-	return fams
-}
-
-// value returns the sample of family name whose labels include want.
-func value(t *testing.T, fams map[string]*dto.MetricFamily, name string, want ...string) (float64, bool) {
-	t.Helper()
-	f, ok := fams[name]
-	if !ok {
-		return 0, false
-	}
-next:
-	for _, m := range f.Metric {
-		got := map[string]string{}
-		for _, l := range m.Label {
-			got[l.GetName()] = l.GetValue()
-		}
-		for i := 0; i+1 < len(want); i += 2 {
-			if got[want[i]] != want[i+1] {
-				continue next
-			}
-		}
-		switch f.GetType() {
-		case dto.MetricType_COUNTER:
-			return m.GetCounter().GetValue(), true
-		case dto.MetricType_GAUGE:
-			return m.GetGauge().GetValue(), true
-		}
-		t.Fatalf("%s: type %v", name, f.GetType())
-	}
-	return 0, false
-}
-
 func TestEncodeParses(t *testing.T) {
 	var buf bytes.Buffer
 	if err := Encode(&buf, fullSnapshot()); err != nil {
 		t.Fatal(err)
 	}
-	fams := parse(t, buf.Bytes())
+	fams := metricstest.Parse(t, buf.Bytes())
 	cases := []struct {
 		name   string
 		labels []string
@@ -104,7 +64,7 @@ func TestEncodeParses(t *testing.T) {
 		{"cityedge_remote_commands_rejected_total", []string{"reason", "replayed"}, 0, dto.MetricType_COUNTER},
 	}
 	for _, c := range cases {
-		got, ok := value(t, fams, c.name, c.labels...)
+		got, ok := metricstest.Sample(t, fams, c.name, c.labels...)
 		if !ok || got != c.want {
 			t.Errorf("%s%v = %v (present %v), want %v", c.name, c.labels, got, ok, c.want)
 		}
@@ -145,14 +105,14 @@ func TestEncodeMinimal(t *testing.T) {
 	if err := Encode(&buf, Snapshot{}); err != nil {
 		t.Fatal(err)
 	}
-	fams := parse(t, buf.Bytes())
+	fams := metricstest.Parse(t, buf.Bytes())
 	for _, absent := range []string{"cityedge_info", "cityedge_uplink_last_ack_age_seconds", "cityedge_remote_commands_accepted_total",
 		"cityedge_sensor_readings_total", "cityedge_certificate_days_left"} {
 		if _, ok := fams[absent]; ok {
 			t.Errorf("%s written for an empty snapshot", absent)
 		}
 	}
-	if v, ok := value(t, fams, "cityedge_uplink_connected"); !ok || v != 0 {
+	if v, ok := metricstest.Sample(t, fams, "cityedge_uplink_connected"); !ok || v != 0 {
 		t.Errorf("connected = %v, %v", v, ok)
 	}
 }
@@ -167,7 +127,7 @@ func TestFormatFloat(t *testing.T) {
 	if err := Encode(&buf, Snapshot{Certs: []Cert{{Name: "a\nb", DaysLeft: math.Inf(-1)}}}); err != nil {
 		t.Fatal(err)
 	}
-	if v, ok := value(t, parse(t, buf.Bytes()), "cityedge_certificate_days_left", "cert", "a\nb"); !ok || !math.IsInf(v, -1) {
+	if v, ok := metricstest.Sample(t, metricstest.Parse(t, buf.Bytes()), "cityedge_certificate_days_left", "cert", "a\nb"); !ok || !math.IsInf(v, -1) {
 		t.Fatalf("escaped label: %v %v\n%s", v, ok, buf.Bytes())
 	}
 }
@@ -189,7 +149,7 @@ func TestWriteFile(t *testing.T) {
 		t.Fatalf("mode %v, want 0644", fi.Mode().Perm())
 	}
 	b, _ := os.ReadFile(path)
-	parse(t, b)
+	metricstest.Parse(t, b)
 	if entries, _ := os.ReadDir(dir); len(entries) != 1 {
 		t.Fatalf("directory holds %v", entries)
 	}
@@ -215,7 +175,7 @@ func TestWriterRun(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		v, _ := value(t, parse(t, b), "cityedge_buffer_backlog_readings")
+		v, _ := metricstest.Sample(t, metricstest.Parse(t, b), "cityedge_buffer_backlog_readings")
 		return v
 	}
 	clock.BlockUntil(1) // the ticker exists: the first write is done

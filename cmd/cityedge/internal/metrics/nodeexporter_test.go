@@ -7,36 +7,19 @@ import (
 	"io"
 	"net"
 	"net/http"
-	"os"
 	"os/exec"
 	"path/filepath"
 	"testing"
 	"time"
+
+	"github.com/cityedge/cityedge/cmd/cityedge/internal/metrics/metricstest"
 )
-
-// RequireNodeExporterEnv turns a missing prometheus-node-exporter from a
-// skip into a failure (CI sets it after apt-get install
-// prometheus-node-exporter).
-const RequireNodeExporterEnv = "CITYEDGE_REQUIRE_NODE_EXPORTER"
-
-func findNodeExporter(t *testing.T) string {
-	for _, name := range []string{"/usr/bin/prometheus-node-exporter", "prometheus-node-exporter", "node_exporter"} {
-		if p, err := exec.LookPath(name); err == nil {
-			return p
-		}
-	}
-	if os.Getenv(RequireNodeExporterEnv) != "" {
-		t.Fatalf("prometheus-node-exporter not found (%s is set): apt-get install prometheus-node-exporter", RequireNodeExporterEnv)
-	}
-	t.Skip("prometheus-node-exporter not found: apt-get install prometheus-node-exporter")
-	return ""
-}
 
 // TestNodeExporterServes starts a real node_exporter with only the textfile
 // collector on a loopback port, pointed at the directory WriteFile writes
 // to, and checks that /metrics serves the snapshot's values.
 func TestNodeExporterServes(t *testing.T) {
-	bin := findNodeExporter(t)
+	bin := metricstest.NodeExporter(t)
 	dir := t.TempDir()
 	s := fullSnapshot()
 	if err := WriteFile(filepath.Join(dir, "cityedge.prom"), s); err != nil {
@@ -69,8 +52,8 @@ func TestNodeExporterServes(t *testing.T) {
 
 	exitErr := func() error { return waitErr }
 	body := scrape(t, "http://"+addr+"/metrics", exited, exitErr)
-	fams := parse(t, body)
-	if errs, ok := value(t, fams, "node_textfile_scrape_error"); !ok || errs != 0 {
+	fams := metricstest.Parse(t, body)
+	if errs, ok := metricstest.Sample(t, fams, "node_textfile_scrape_error"); !ok || errs != 0 {
 		t.Fatalf("node_textfile_scrape_error = %v (present %v)\n%s", errs, ok, body)
 	}
 	checks := []struct {
@@ -92,7 +75,7 @@ func TestNodeExporterServes(t *testing.T) {
 		{"cityedge_info", []string{"agent", "gw-0042"}, 1},
 	}
 	for _, c := range checks {
-		if got, ok := value(t, fams, c.name, c.labels...); !ok || got != c.want {
+		if got, ok := metricstest.Sample(t, fams, c.name, c.labels...); !ok || got != c.want {
 			t.Errorf("served %s%v = %v (present %v), want %v", c.name, c.labels, got, ok, c.want)
 		}
 	}
@@ -103,7 +86,7 @@ func TestNodeExporterServes(t *testing.T) {
 	if err := WriteFile(filepath.Join(dir, "cityedge.prom"), s); err != nil {
 		t.Fatal(err)
 	}
-	if got, _ := value(t, parse(t, scrape(t, "http://"+addr+"/metrics", exited, exitErr)), "cityedge_buffer_backlog_readings"); got != 7 {
+	if got, _ := metricstest.Sample(t, metricstest.Parse(t, scrape(t, "http://"+addr+"/metrics", exited, exitErr)), "cityedge_buffer_backlog_readings"); got != 7 {
 		t.Errorf("after rewrite backlog = %v, want 7", got)
 	}
 }

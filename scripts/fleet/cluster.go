@@ -5,7 +5,6 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"net"
@@ -21,6 +20,7 @@ import (
 	"github.com/cityedge/cityedge/certs/devpki"
 
 	"github.com/cityedge/cityedge/scripts/testproc"
+	"github.com/cityedge/cityedge/scripts/testrabbit"
 )
 
 // rabbitDir is where Debian's rabbitmq-server package keeps the scripts
@@ -109,7 +109,7 @@ func newCluster(dir string, n int, pki *devpki.Set, users []string, logf func(st
 			return nil, err
 		}
 	}
-	if err := writeDefinitions(defs, users); err != nil {
+	if err := testrabbit.WriteDefinitions(defs, users); err != nil {
 		return nil, err
 	}
 	c.base = []string{
@@ -169,39 +169,6 @@ func newCluster(dir string, n int, pki *devpki.Set, users []string, logf func(st
 		c.nodes = append(c.nodes, nd)
 	}
 	return c, nil
-}
-
-// writeDefinitions creates the vhost, one user per certificate CN with no
-// password (certificate login only) and their permissions.
-func writeDefinitions(path string, users []string) error {
-	type user struct {
-		Name         string `json:"name"`
-		PasswordHash string `json:"password_hash"`
-		HashingAlg   string `json:"hashing_algorithm"`
-		Tags         string `json:"tags"`
-	}
-	type perm struct {
-		User      string `json:"user"`
-		Vhost     string `json:"vhost"`
-		Configure string `json:"configure"`
-		Write     string `json:"write"`
-		Read      string `json:"read"`
-	}
-	var d struct {
-		Vhosts      []map[string]string `json:"vhosts"`
-		Users       []user              `json:"users"`
-		Permissions []perm              `json:"permissions"`
-	}
-	d.Vhosts = []map[string]string{{"name": "/"}}
-	for _, u := range users {
-		d.Users = append(d.Users, user{Name: u, HashingAlg: "rabbit_password_hashing_sha256"})
-		d.Permissions = append(d.Permissions, perm{User: u, Vhost: "/", Configure: ".*", Write: ".*", Read: ".*"})
-	}
-	b, err := json.MarshalIndent(d, "", " ")
-	if err != nil {
-		return err
-	}
-	return os.WriteFile(path, b, 0o600)
 }
 
 // Start runs the cluster's own epmd, then the first node, then the others,

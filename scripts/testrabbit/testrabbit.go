@@ -142,7 +142,7 @@ func Start(ctx context.Context, o Options) (*Node, error) {
 	if n.probeTLS, err = clientTLS(o.PKI.CA.CertFile, probe.CertFile, probe.KeyFile); err != nil {
 		return nil, err
 	}
-	if err := writeDefinitions(defs, append([]string{"testrabbit-probe"}, o.Users...)); err != nil {
+	if err := WriteDefinitions(defs, append([]string{"testrabbit-probe"}, o.Users...)); err != nil {
 		return nil, err
 	}
 	var c strings.Builder
@@ -351,9 +351,10 @@ func (n *Node) Close() {
 	}
 }
 
-// writeDefinitions creates the vhost, one user per certificate CN with no
-// password (certificate login only) and their permissions.
-func writeDefinitions(path string, users []string) error {
+// WriteDefinitions writes a RabbitMQ definitions file (load_definitions)
+// with the default vhost and one password-less user per name, each allowed
+// everything on it: users log in by their client certificate's CN only.
+func WriteDefinitions(path string, users []string) error {
 	type user struct {
 		Name         string `json:"name"`
 		PasswordHash string `json:"password_hash"`

@@ -283,3 +283,70 @@ func TestDiagnoseCannotReadKey(t *testing.T) {
 }
 
 func jsonUnmarshal(b []byte, v any) error { return json.Unmarshal(b, v) }
+
+// TestDiagnoseAsRootJudgesStateDirForTheService: root may write anything,
+// so `sudo cityedge --diagnose` judges state_dir and the files in it for
+// the service user, the directory's owner. A buffer file left to root, or a
+// state_dir its owner may not write, is a FAIL naming the path and the fix
+// that gives it to the service user; with that fix applied the check
+// passes, and the report never advises a chown to root.
+func TestDiagnoseAsRootJudgesStateDirForTheService(t *testing.T) {
+	needRoot(t)
+	b := testbroker.Start(t, testbroker.Options{})
+	for _, tc := range []struct {
+		name   string
+		breaks func(in *installed) (path string)
+		want   string
+		fix    func(in *installed, path string) error
+	}{
+		{"buffer owned by root", func(in *installed) string {
+			p := filepath.Join(in.stateDir, config.BufferFile)
+			if err := os.WriteFile(p, nil, 0o600); err != nil {
+				t.Fatal(err)
+			}
+			return p
+		}, fmt.Sprintf("chown %d:%d", serviceUID, serviceUID), func(in *installed, p string) error {
+			return os.Chown(p, serviceUID, serviceUID)
+		}},
+		{"state_dir without write for its owner", func(in *installed) string {
+			if err := os.Chmod(in.stateDir, 0o500); err != nil {
+				t.Fatal(err)
+			}
+			return in.stateDir
+		}, "chmod 700", func(in *installed, p string) error {
+			return os.Chmod(p, 0o700)
+		}},
+		{"certs directory left to root", func(in *installed) string {
+			p := filepath.Join(in.stateDir, "certs")
+			if err := os.Mkdir(p, 0o700); err != nil {
+				t.Fatal(err)
+			}
+			return p
+		}, fmt.Sprintf("chown %d:%d", serviceUID, serviceUID), func(in *installed, p string) error {
+			return os.Chown(p, serviceUID, serviceUID)
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			in := install(t, b)
+			path := tc.breaks(in)
+			r, code, out := runDiagnose(t, in.config, "--simulate")
+			c := verdictOf(r, "state", in.stateDir)
+			if c.Verdict != diagnose.Fail || !strings.Contains(c.Detail, path) || !strings.Contains(c.Detail, tc.want) {
+				t.Fatalf("state check = %+v, want FAIL naming %s and %q", c, path, tc.want)
+			}
+			if code != 1 || r.OK {
+				t.Errorf("exit %d, ok %v: a state_dir the service cannot use must fail --diagnose", code, r.OK)
+			}
+			if strings.Contains(out, "chown root") || strings.Contains(out, "chown 0:") {
+				t.Errorf("the report advises giving a file to root:\n%s", out)
+			}
+			if err := tc.fix(in, path); err != nil {
+				t.Fatal(err)
+			}
+			r, _, _ = runDiagnose(t, in.config, "--simulate")
+			if c := verdictOf(r, "state", in.stateDir); c.Verdict != diagnose.Pass {
+				t.Errorf("after the advised fix the state check = %+v", c)
+			}
+		})
+	}
+}

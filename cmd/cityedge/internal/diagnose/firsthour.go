@@ -83,6 +83,12 @@ func diagnoseStateDir(cfg *config.Config, r *report) {
 		r.add("state", dir, Pass, "does not exist yet: the agent creates it (mode 0700) at its first start")
 		return
 	}
+	if problems := serviceAccess(dir); len(problems) > 0 {
+		for _, p := range problems {
+			r.add("state", dir, Fail, "%s", p)
+		}
+		return
+	}
 	r.add("state", dir, Pass, "writable directory")
 }
 

@@ -61,11 +61,18 @@ type clockRule struct {
 	build     time.Time // no wall time before it is believed
 	onTrusted func()    // called when the clock becomes trusted (nil: nothing)
 
+	// earlier, when set, reads the readings an earlier run of the agent
+	// buffered (seq below earlierBelow), for the held count (heldcount.go).
+	earlier      func(after uint64, max, maxBytes int) ([]buffer.Entry, error)
+	earlierBelow uint64
+
 	mu          sync.Mutex
 	known       map[uint32]time.Duration
 	discarded   uint64
 	early, late seqSet // held-count bookkeeping (heldcount.go)
 	lastReport  uint64
+	scanning    bool   // the earlier run's readings are being counted
+	ackedScan   seqSet // acked while scanning, below earlierBelow
 }
 
 func newClockRule(m clocksync.Machine, build time.Time, hold time.Duration, keep stateKeeper, clock clockwork.Clock, log *slog.Logger) *clockRule {
@@ -84,6 +91,9 @@ func newClockRule(m clocksync.Machine, build time.Time, hold time.Duration, keep
 
 // run looks at the clock every clockCheckEvery until ctx is done.
 func (c *clockRule) run(ctx context.Context) {
+	if c.earlier != nil {
+		go c.countEarlierRun(ctx)
+	}
 	t := c.clock.NewTicker(clockCheckEvery)
 	defer t.Stop()
 	for {
@@ -228,6 +238,7 @@ func (a *agent) openClock(d Deps) error {
 		m = sys
 	}
 	a.clk = newClockRule(m, d.BuildDate, a.cfg.Clock.Hold.D(), a.q, a.clock, a.log)
+	a.clk.earlierRun(a.q) // before sampling starts
 	// A clock that was years off made the TLS material look expired or not
 	// yet valid, and the uplink backs off while it is: once the clock is
 	// trusted, try at once rather than at the end of the backoff.

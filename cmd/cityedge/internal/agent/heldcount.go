@@ -1,6 +1,7 @@
 package agent
 
 import (
+	"context"
 	"slices"
 	"sort"
 
@@ -16,7 +17,9 @@ import (
 // forgets it once the broker acknowledged it (acked), and forgets what the
 // buffer's bound dropped (it drops the oldest first: every seq below the
 // buffer's oldest is gone). Readings of this boot buffered by an earlier run
-// of the agent (a restart within the boot) are not counted.
+// of the agent (a restart within the boot) are counted by one read of the
+// buffer in the background at start (countEarlierRun); until it is done the
+// count leaves them out.
 
 // seqRange is the sequence numbers lo..hi, both included.
 type seqRange struct{ lo, hi uint64 }
@@ -117,6 +120,15 @@ func (c *clockRule) report(rec buffer.Record, seq uint64) {
 func (c *clockRule) acked(seqs []uint64) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	if c.scanning {
+		// The scan may have read these before the ack: take them out of
+		// what it found when it is done.
+		for _, s := range seqs {
+			if s < c.earlierBelow {
+				c.ackedScan.add(s, s)
+			}
+		}
+	}
 	if c.early.count()+c.late.count() == 0 {
 		return
 	}
@@ -145,4 +157,105 @@ func (c *clockRule) held(st buffer.Stats) uint64 {
 		n += c.late.count()
 	}
 	return min(n, st.Count)
+}
+
+// earlierRun notes that what q holds now is an earlier run's, for run to
+// count (countEarlierRun). Called before this run buffers anything.
+func (c *clockRule) earlierRun(q interface {
+	ReadAfter(after uint64, max, maxBytes int) ([]buffer.Entry, error)
+	Stats() buffer.Stats
+}) {
+	st := q.Stats()
+	if st.Count == 0 {
+		return
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.earlier, c.earlierBelow, c.scanning = q.ReadAfter, st.NextSeq, true
+}
+
+// earlierScanBatch is how many records one read of countEarlierRun takes.
+const earlierScanBatch = 512
+
+// countEarlierRun notes the readings of this boot with an untrusted stamp
+// that an earlier run of the agent buffered (seq below earlierBelow), as
+// committed notes this run's. It reads the buffer once, in batches, beside
+// sampling and the uplink; acks that arrive meanwhile are taken out at the
+// end. A read error leaves those readings uncounted (logged once).
+func (c *clockRule) countEarlierRun(ctx context.Context) {
+	var early, late seqSet
+	defer func() {
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		early.subtract(&c.ackedScan)
+		late.subtract(&c.ackedScan)
+		c.early.union(&early)
+		c.late.union(&late)
+		c.scanning, c.ackedScan = false, seqSet{}
+	}()
+	var after uint64
+	for after+1 < c.earlierBelow && ctx.Err() == nil {
+		es, err := c.earlier(after, earlierScanBatch, 0)
+		if err != nil {
+			c.log.Warn("held count: cannot read the readings an earlier run buffered; clock.held leaves them out", "err", err)
+			return
+		}
+		if len(es) == 0 {
+			return
+		}
+		for i := range es {
+			e := &es[i]
+			if e.Seq >= c.earlierBelow {
+				return
+			}
+			after = e.Seq
+			if e.Boot == nil || e.Boot.ID != c.boot {
+				continue
+			}
+			if t, ok := senml.StoredTime(e.Data); ok && t.Before(c.build) {
+				early.add(e.Seq, e.Seq)
+			} else {
+				late.add(e.Seq, e.Seq)
+			}
+		}
+	}
+}
+
+// union adds every number of o to s.
+func (s *seqSet) union(o *seqSet) {
+	for _, r := range o.r {
+		s.add(r.lo, r.hi)
+	}
+}
+
+// subtract takes every number of o out of s.
+func (s *seqSet) subtract(o *seqSet) {
+	if len(o.r) == 0 || len(s.r) == 0 {
+		return
+	}
+	var out []seqRange
+	var n uint64
+	j := 0
+	for _, r := range s.r {
+		lo := r.lo
+		for lo <= r.hi {
+			for j < len(o.r) && o.r[j].hi < lo {
+				j++
+			}
+			if j == len(o.r) || o.r[j].lo > r.hi {
+				out = append(out, seqRange{lo, r.hi})
+				n += r.hi - lo + 1
+				break
+			}
+			if o.r[j].lo > lo {
+				out = append(out, seqRange{lo, o.r[j].lo - 1})
+				n += o.r[j].lo - lo
+			}
+			if o.r[j].hi >= r.hi {
+				break
+			}
+			lo = o.r[j].hi + 1
+		}
+	}
+	s.r, s.n = out, n
 }

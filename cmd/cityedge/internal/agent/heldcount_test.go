@@ -1,6 +1,7 @@
 package agent
 
 import (
+	"context"
 	"path/filepath"
 	"slices"
 	"testing"
@@ -128,6 +129,73 @@ func TestHeldCountUplinkDown(t *testing.T) {
 			}
 			if st := r.a.clk.tr.State(); st.Synced {
 				t.Fatalf("the clock is still trusted after the step: %+v", st)
+			}
+		})
+	}
+}
+
+// TestHeldCountAfterRestart: the agent restarts within one boot, the
+// clock still untrusted. clock.held counts the readings the earlier run
+// buffered (once its background read is done) beside this run's, and
+// leaves out those acknowledged while that read ran.
+func TestHeldCountAfterRestart(t *testing.T) {
+	epoch1970 := time.Unix(30, 0)
+	path := filepath.Join(t.TempDir(), "buffer.db")
+	clk := clockwork.NewFakeClockAt(ruleTruth)
+	g := &gateway{clk: clk, bootAt: ruleTruth.Add(-30 * time.Second), bootID: 7, wallErr: epoch1970.Sub(ruleTruth)}
+	r := newClockRig(t, g, path, 5*time.Minute, map[uint64]time.Time{}, map[uint64]sent{})
+	for range 100 {
+		r.second()
+	}
+	if got := r.a.clockStatus(r.q.Stats()).Held; got != 100 {
+		t.Fatalf("first run: %d held, want 100", got)
+	}
+	r.close()
+
+	r = newClockRig(t, g, path, 5*time.Minute, map[uint64]time.Time{}, map[uint64]sent{})
+	defer r.close()
+	r.a.clk.earlierRun(r.q)
+	for range 10 {
+		r.second()
+	}
+	if got := r.a.clockStatus(r.q.Stats()).Held; got != 10 {
+		t.Errorf("restarted, before the earlier run is counted: %d held, want this run's 10", got)
+	}
+	// Two of the earlier run's readings are acknowledged while the count
+	// runs (as the forwarder would once the clock is trusted).
+	first := r.q.Stats().OldestSeq
+	r.a.clk.acked([]uint64{first, first + 1})
+	r.a.clk.countEarlierRun(context.Background())
+	if got := r.a.clockStatus(r.q.Stats()).Held; got != 108 {
+		t.Errorf("restarted within the boot: %d held, want 108 (98 of the earlier run, 10 of this one)", got)
+	}
+}
+
+func TestSeqSetSubtract(t *testing.T) {
+	for _, c := range []struct {
+		name  string
+		s, o  []seqRange
+		want  []seqRange
+		wantN uint64
+	}{
+		{"nothing to take", []seqRange{{1, 5}}, nil, []seqRange{{1, 5}}, 5},
+		{"middle splits", []seqRange{{1, 10}}, []seqRange{{4, 6}}, []seqRange{{1, 3}, {7, 10}}, 7},
+		{"edges trim", []seqRange{{1, 10}}, []seqRange{{1, 2}, {9, 12}}, []seqRange{{3, 8}}, 6},
+		{"one taking many", []seqRange{{1, 2}, {5, 6}, {9, 10}}, []seqRange{{2, 9}}, []seqRange{{1, 1}, {10, 10}}, 2},
+		{"everything", []seqRange{{3, 4}, {8, 8}}, []seqRange{{1, 100}}, nil, 0},
+		{"disjoint", []seqRange{{10, 20}}, []seqRange{{1, 5}, {30, 40}}, []seqRange{{10, 20}}, 11},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			var s, o seqSet
+			for _, r := range c.s {
+				s.add(r.lo, r.hi)
+			}
+			for _, r := range c.o {
+				o.add(r.lo, r.hi)
+			}
+			s.subtract(&o)
+			if !slices.Equal(s.r, c.want) || s.count() != c.wantN {
+				t.Errorf("got %v (count %d), want %v (count %d)", s.r, s.count(), c.want, c.wantN)
 			}
 		})
 	}

@@ -310,9 +310,6 @@ func (s *sentiloOutput) decode(e buffer.Entry) (*sentiloPending, error) {
 	return p, nil
 }
 
-// zoneQuantities are the series a zone publishes to Sentilo.
-var zoneQuantities = []string{"free", "occupied", "unknown", "total"}
-
 // zoneReading is a zone's counts as a reading of its own class
 // (buffer.ClassZone): the Sentilo output publishes it as
 // <agent.id>-<zone>-free/-occupied/-unknown/-total, as durably as any

@@ -105,3 +105,73 @@ func TestSentiloConfigRejects(t *testing.T) {
 		})
 	}
 }
+
+// TestOutputsRequired: [uplink] is optional when [sentilo] is set (no
+// section, or one with TLS files only that [sentilo] inherits); a config
+// with neither output is refused naming both keys.
+func TestOutputsRequired(t *testing.T) {
+	const uplinkTable = "[uplink]\nbrokers = [\"mqtts://broker.example.org:8883\"]\nbatch_max = 100\nbatch_wait = \"1s\"\n"
+	const tlsOnly = "[uplink]\nca_file = \"@DIR@/ca.pem\"\ncert_file = \"@DIR@/client.pem\"\nkey_file = \"@DIR@/client.key\"\n"
+	for _, tc := range []struct {
+		name     string
+		sentilo  bool
+		edit     func(text, dir string) string
+		mqtt     bool
+		key, say string // want a ConfigError
+	}{
+		{name: "both", sentilo: true, mqtt: true},
+		{name: "mqtt alone", mqtt: true},
+		{name: "sentilo alone, uplink with TLS files only", sentilo: true,
+			edit: func(text, dir string) string {
+				return strings.Replace(text, "brokers = [\"mqtts://broker.example.org:8883\"]\n", "", 1)
+			}},
+		{name: "sentilo alone, no uplink section, own TLS files", sentilo: true,
+			edit: func(text, dir string) string {
+				text = strings.Replace(text, uplinkTable+strings.ReplaceAll(tlsOnly[len("[uplink]\n"):], "@DIR@", dir), "", 1)
+				return text + strings.ReplaceAll("ca_file = \"@DIR@/ca.pem\"\ncert_file = \"@DIR@/client.pem\"\nkey_file = \"@DIR@/client.key\"\n", "@DIR@", dir)
+			}},
+		{name: "sentilo alone, no TLS files anywhere", sentilo: true,
+			edit: func(text, dir string) string {
+				return strings.Replace(text, uplinkTable+strings.ReplaceAll(tlsOnly[len("[uplink]\n"):], "@DIR@", dir), "", 1)
+			},
+			key: "sentilo.cert_file", say: "client certificate"},
+		{name: "neither", edit: func(text, dir string) string {
+			return strings.Replace(text, "brokers = [\"mqtts://broker.example.org:8883\"]\n", "", 1)
+		},
+			key: "uplink.brokers", say: "uplink.brokers (MQTT"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := t.TempDir()
+			text := validConfig(t, dir)
+			if tc.sentilo {
+				text = sentiloConfig(t, dir, "")
+			}
+			if tc.edit != nil {
+				before := text
+				if text = tc.edit(text, dir); text == before {
+					t.Fatal("the edit changed nothing: the fixture moved")
+				}
+			}
+			cfg, err := parse(t, dir, text)
+			if tc.key != "" {
+				var ce *ConfigError
+				if !errors.As(err, &ce) || ce.Key != tc.key || !strings.Contains(err.Error(), tc.say) {
+					t.Fatalf("err = %v; want key %q saying %q", err, tc.key, tc.say)
+				}
+				if tc.key == "uplink.brokers" && !strings.Contains(err.Error(), "sentilo.url") {
+					t.Fatalf("err = %v; want it to name sentilo.url too", err)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if cfg.MQTT() != tc.mqtt || cfg.Sentilo.Enabled() != tc.sentilo {
+				t.Fatalf("MQTT() = %v, Sentilo = %v; want %v, %v", cfg.MQTT(), cfg.Sentilo.Enabled(), tc.mqtt, tc.sentilo)
+			}
+			if tc.sentilo && (cfg.Sentilo.CertFile != filepath.Join(dir, "client.pem") || cfg.Sentilo.KeyFile != filepath.Join(dir, "client.key")) {
+				t.Fatalf("sentilo TLS files: %+v", cfg.Sentilo)
+			}
+		})
+	}
+}

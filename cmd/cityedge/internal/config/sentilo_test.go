@@ -1,6 +1,7 @@
 package config
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -173,5 +174,73 @@ func TestOutputsRequired(t *testing.T) {
 				t.Fatalf("sentilo TLS files: %+v", cfg.Sentilo)
 			}
 		})
+	}
+}
+
+// TestSentiloCatalogLocations: the catalog body carries each bay's
+// configured location and each zone's (an area by the mean of its
+// corners) as Sentilo's "lat lng"; a sensor or zone without one has none;
+// zones' counts are parking components; a zone named like a sensor is
+// refused with [sentilo] (their ids would collide).
+func TestSentiloCatalogLocations(t *testing.T) {
+	dir := t.TempDir()
+	text := sentiloConfig(t, dir, "")
+	text = strings.Replace(text, `debounce = "200ms"`, "debounce = \"200ms\"\nlocation = [2.16991, 41.38712]", 1)
+	text += `
+[[sensors]]
+name = "bay-18"
+driver = "gpio-presence"
+pin = "GPIO18"
+
+[[zones]]
+name = "north"
+bays = ["bay-17"]
+location = [2.17, 41.39]
+
+[[zones]]
+name = "south"
+bays = ["bay-18"]
+location = [[2.0, 41.0], [2.2, 41.0], [2.2, 41.2], [2.0, 41.2], [2.0, 41.0]]
+`
+	cfg, err := parse(t, dir, text)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, err := sentilo.CatalogBody(cfg.SentiloCatalog())
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got struct {
+		Sensors []struct{ Sensor, Location, ComponentType, Component, Unit string }
+	}
+	if err := json.Unmarshal(body, &got); err != nil {
+		t.Fatal(err)
+	}
+	byID := map[string]string{}
+	for _, s := range got.Sensors {
+		byID[s.Sensor] = strings.Join([]string{s.Location, s.ComponentType, s.Component, s.Unit}, "|")
+	}
+	for id, want := range map[string]string{
+		"gw-0042-bay-17-occupied":   "41.38712 2.16991|parking|gw-0042-bay-17|",
+		"gw-0042-bay-18-occupied":   "|parking|gw-0042-bay-18|",
+		"gw-0042-north-free":        "41.39 2.17|parking|gw-0042-north|count",
+		"gw-0042-north-total":       "41.39 2.17|parking|gw-0042-north|count",
+		"gw-0042-south-occupied":    "41.1 2.1|parking|gw-0042-south|count",
+		"gw-0042-air-1-temperature": "|generic|gw-0042-air-1|Cel",
+		"gw-0042-cityedge-dropped":  "|generic|gw-0042-cityedge|count",
+	} {
+		if byID[id] != want {
+			t.Errorf("%s: %q, want %q", id, byID[id], want)
+		}
+	}
+	if ids := cfg.Sentilo.IDMap(); ids[sentilo.Quantity{Sensor: "south", Quantity: "unknown"}] != "gw-0042-south-unknown" {
+		t.Errorf("zone counts are not published series: %v", ids)
+	}
+
+	clash := strings.Replace(text, `name = "north"`, `name = "air-1"`, 1)
+	_, err = parse(t, dir, clash)
+	var ce *ConfigError
+	if !errors.As(err, &ce) || ce.Key != "zones[0].name" || !strings.Contains(err.Error(), "collide") {
+		t.Fatalf("zone named like a sensor: err = %v; want zones[0].name saying the ids collide", err)
 	}
 }

@@ -216,6 +216,7 @@ func (a *agent) startSentilo(view *buffer.Output) error {
 	s := a.cfg.Sentilo
 	a.sentilo = newSentiloOutput(view, c, s.IDMap(), s.BatchMax, s.BatchWait.D(), a.clock, a.log)
 	a.sentilo.clk = a.clk
+	a.sentilo.keep = a.q // accepted.go
 	a.sentiloClose = c.Close
 	a.sentiloStore = store
 	return nil

@@ -118,3 +118,17 @@ func (t *txn) putState(st map[string][]byte) error {
 	}
 	return nil
 }
+
+// StateWithPrefix returns every value SetState keeps under a key starting
+// with prefix, by key (the rest of the key after prefix).
+func (q *Queue) StateWithPrefix(prefix string) map[string][]byte {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	out := map[string][]byte{}
+	for k, v := range q.state {
+		if len(v) > 0 && len(k) >= len(prefix) && k[:len(prefix)] == prefix {
+			out[k[len(prefix):]] = bytes.Clone(v)
+		}
+	}
+	return out
+}

@@ -24,7 +24,6 @@ import (
 	"github.com/cityedge/cityedge/cmd/cityedge/internal/clocksync"
 	"github.com/cityedge/cityedge/cmd/cityedge/internal/config"
 	"github.com/cityedge/cityedge/drivers/catalog"
-	"github.com/cityedge/cityedge/uplink"
 	"github.com/coreos/go-systemd/v22/daemon"
 	"github.com/jonboulle/clockwork"
 )
@@ -32,6 +31,9 @@ import (
 // shutdownGrace bounds the goodbye to the broker, so that the agent exits
 // well within systemd's 5 seconds.
 const shutdownGrace = 2 * time.Second
+
+// tlsWatchEvery is how often the TLS files are checked for a renewed set.
+const tlsWatchEvery = 10 * time.Second
 
 // Deps is what Run takes from its caller besides the configuration.
 type Deps struct {
@@ -80,7 +82,7 @@ type agent struct {
 	store   *certs.Store
 	fwd     *forwarder
 	hand    *handoff // samplers → buffer, never waiting for the disk
-	up      *uplink.Client
+	up      mqttLink // mqtt.go: the uplink session, or noMQTT without uplink.brokers
 	runners []*sensorRunner
 	guide   *guide        // parking guidance; nil without [[zones]]
 	signs   []*signRunner // the zones' signs
@@ -90,6 +92,7 @@ type agent struct {
 	// The Sentilo output (outputs.go, sentilo.go); nil without [sentilo].
 	sentilo      *sentiloOutput
 	sentiloClose func()
+	sentiloStore *certs.Store // its TLS material (a.store without MQTT)
 }
 
 // Run runs the agent until ctx is done and then shuts down in order: stop
@@ -108,7 +111,7 @@ func Run(ctx context.Context, cfg *config.Config, d Deps) (err error) {
 	// Open, not Load: TLS files that cannot be used stop the uplink, never
 	// sampling. It logs the reason and the fix; Watch and SIGHUP pick up a
 	// valid set, and the uplink connects with it at once.
-	store, err := certs.Open(cfg.CertOptions(log))
+	store, err := openTLS(cfg, log) // mqtt.go
 	if err != nil {
 		log.Error("TLS settings rejected", "err", err)
 		return &SetupError{err}
@@ -158,22 +161,7 @@ func Run(ctx context.Context, cfg *config.Config, d Deps) (err error) {
 			defer a.sentiloClose()
 		}
 	}
-	a.fwd = newForwarder(mqttView, cfg.Agent.ID, cfg.Uplink.BatchMax, cfg.Uplink.BatchWait.D(), clock, log)
-	a.fwd.clk = a.clk
-	a.fwd.limit = newRateLimit(cfg.Uplink.Rate(), clock)
-	a.fwd.fifo = cfg.Uplink.DrainOrder == "oldest-first"
-	a.up, err = uplink.New(uplink.Config{
-		Brokers:         cfg.Uplink.Brokers,
-		ClientID:        cfg.Agent.ID,
-		TopicPrefix:     cfg.Uplink.TopicPrefix,
-		TLSConfig:       store.TLSConfig,
-		Window:          cfg.Uplink.Window,
-		ReconnectSpread: cfg.Uplink.ReconnectSpread.D(),
-		Status:          a.status,
-		Logger:          log,
-		Subscriptions:   a.subscriptions(),
-	}, a.fwd)
-	if err != nil {
+	if err := a.startMQTT(mqttView); err != nil { // mqtt.go
 		log.Error("uplink", "err", err)
 		return &SetupError{err}
 	}
@@ -227,12 +215,7 @@ func Run(ctx context.Context, cfg *config.Config, d Deps) (err error) {
 
 	certCtx, stopCerts := context.WithCancel(ctx)
 	defer stopCerts()
-	go func() {
-		_ = store.Watch(certCtx, 10*time.Second, func() {
-			log.Info("client certificate changed on disk; reconnecting with it")
-			a.up.Reconnect()
-		})
-	}()
+	a.watchTLS(certCtx)
 
 	go func() {
 		for {
@@ -246,7 +229,7 @@ func Run(ctx context.Context, cfg *config.Config, d Deps) (err error) {
 	}()
 
 	log.Info("cityedge started", "version", d.Version, "agent", cfg.Agent.ID, "sensors", len(cfg.Sensors),
-		"simulate", d.Simulate, "buffer", cfg.BufferPath(), "brokers", cfg.Uplink.Brokers)
+		"simulate", d.Simulate, "buffer", cfg.BufferPath(), "brokers", cfg.Uplink.Brokers, "outputs", bufferOutputs(cfg))
 
 	select {
 	case <-ctx.Done():
@@ -283,16 +266,7 @@ func (a *agent) reload(level *slog.LevelVar) {
 	notify(a.log, daemon.SdNotifyReloading+"\nMONOTONIC_USEC="+daemon.SdNotifyMonotonicUsec())
 	defer notify(a.log, daemon.SdNotifyReady)
 	a.log.Info("SIGHUP: reloading certificates and configuration")
-	changed, err := a.store.Reload()
-	switch {
-	case err != nil && a.store.Status().Unusable:
-		a.log.Error("TLS material still unusable; the uplink stays down, readings are buffered", "err", err)
-	case err != nil:
-		a.log.Error("certificate reload rejected; keeping the current set", "err", err)
-	case changed:
-		a.log.Info("client certificate changed; reconnecting with it")
-		a.up.Reconnect()
-	}
+	a.reloadTLS() // mqtt.go
 	next, err := config.LoadInForce(a.cfg.BasePath(), nil)
 	if err != nil {
 		a.log.Error("configuration reload rejected; keeping the running configuration", "err", err)

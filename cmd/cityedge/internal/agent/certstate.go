@@ -25,7 +25,7 @@ func tlsProblem(st certs.Status) string {
 func (a *agent) statusLine() string {
 	st := a.up.State()
 	q := a.q.Stats()
-	line := fmt.Sprintf("STATUS=%s; backlog %d readings; dropped %d", uplinkNote(st, a.clock.Now()), q.Count, q.DroppedTotal)
+	line := fmt.Sprintf("STATUS=%s; backlog %d readings; dropped %d", a.mqttNote(st), q.Count, q.DroppedTotal)
 	if p := tlsProblem(a.store.Status()); p != "" {
 		line += "; " + p
 	}

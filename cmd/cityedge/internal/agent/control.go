@@ -52,14 +52,17 @@ type BufferState struct {
 
 // UplinkState is the uplink part of LiveState.
 type UplinkState struct {
-	Connected  bool      `json:"connected"`
-	Broker     string    `json:"broker"`
-	Since      time.Time `json:"connected_since,omitzero"`
-	LastUpload time.Time `json:"last_upload,omitzero"`
-	LastError  string    `json:"last_error,omitempty"`
-	Published  uint64    `json:"published"`
-	Acked      uint64    `json:"acked"`
-	InFlight   int       `json:"in_flight"`
+	// NotConfigured: no uplink.brokers, Sentilo is the only output (the
+	// rest of UplinkState is then empty).
+	NotConfigured bool      `json:"not_configured,omitempty"`
+	Connected     bool      `json:"connected"`
+	Broker        string    `json:"broker"`
+	Since         time.Time `json:"connected_since,omitzero"`
+	LastUpload    time.Time `json:"last_upload,omitzero"`
+	LastError     string    `json:"last_error,omitempty"`
+	Published     uint64    `json:"published"`
+	Acked         uint64    `json:"acked"`
+	InFlight      int       `json:"in_flight"`
 	// While not connected: when the next attempt is due and how many were
 	// made since the session was lost (uplink.State).
 	NextAttempt time.Time `json:"next_attempt,omitzero"`
@@ -78,7 +81,7 @@ func (a *agent) live() LiveState {
 		Buffer:     BufferState{FileBytes: q.FileBytes, OldestTime: q.OldestTime, Salvage: q.Salvage, Commits: q.Commits},
 		Uplink: UplinkState{Connected: u.Connected, Broker: u.Broker, Since: u.ConnectedSince, LastUpload: u.LastUpload,
 			LastError: u.LastError, Published: u.Published, Acked: u.Acked, InFlight: u.InFlight,
-			NextAttempt: u.NextAttempt, Attempts: u.Attempts}}
+			NextAttempt: u.NextAttempt, Attempts: u.Attempts, NotConfigured: !a.cfg.MQTT()}}
 }
 
 // serveControl listens on the first usable socket path until ctx is done.

@@ -11,14 +11,16 @@ const drainGrace = 2 * time.Second
 
 // drainBeforeExit waits, while the uplink is connected and for at most
 // drainGrace, until the broker has acknowledged the backlog. Sampling has
-// stopped; live batches are hurried out.
+// stopped; live batches are hurried out. Sentilo is not waited for (nor is
+// anything on a Sentilo-only gateway): what it has not acknowledged stays
+// in the buffer, its progress with it, and goes at the next start.
 func (a *agent) drainBeforeExit() {
 	if a.up == nil || !a.up.State().Connected || a.q.Stats().Count == 0 {
 		return
 	}
 	deadline := a.clock.Now().Add(drainGrace)
 	for a.q.Stats().Count > 0 && a.up.State().Connected && a.clock.Now().Before(deadline) {
-		a.fwd.hurry()
+		a.hurryMQTT()
 		<-a.clock.After(50 * time.Millisecond)
 	}
 }
@@ -27,8 +29,8 @@ func (a *agent) drainBeforeExit() {
 // start.
 func (a *agent) reportLeft() {
 	if n := a.q.Stats().Count; n > 0 {
-		a.log.Info("readings not yet acknowledged by the broker stay in the buffer; they are delivered at the next start", "readings", n)
+		a.log.Info("readings not yet acknowledged by every output stay in the buffer; they are delivered at the next start", "readings", n)
 		return
 	}
-	a.log.Info("every reading was acknowledged by the broker; the buffer is empty")
+	a.log.Info("every reading was acknowledged; the buffer is empty")
 }

@@ -26,7 +26,7 @@ func (a *agent) metricsSnapshot() metrics.Snapshot {
 	q := a.q.Stats()
 	u := a.up.State()
 	s := metrics.Snapshot{Agent: a.cfg.Agent.ID, Version: a.version, BacklogReadings: q.Count,
-		UplinkConnected: u.Connected}
+		UplinkConnected: u.Connected, UplinkOff: !a.cfg.MQTT()}
 	if q.Bytes > 0 {
 		s.BacklogBytes = uint64(q.Bytes)
 	}

@@ -15,9 +15,9 @@ import (
 	"github.com/cityedge/cityedge/uplink/sentilo"
 )
 
-// Outputs. Every configured output (MQTT always; Sentilo with [sentilo])
-// reads the one buffer through its own view (buffer.Output) and
-// acknowledges for itself: a reading leaves the buffer once every output
+// Outputs. Every configured output (MQTT with uplink.brokers, Sentilo with
+// [sentilo]; at least one) reads the one buffer through its own view
+// (buffer.Output) and acknowledges for itself: a reading leaves the buffer once every output
 // has it, and each output's progress is durable in the buffer file. One
 // output being down never stalls the other: each has its own cursor and
 // its own loop. MQTT's loop is the uplink with the forwarder as its Source;
@@ -80,10 +80,14 @@ type HeldStatus struct {
 
 // bufferOutputs are the names the buffer keeps progress for.
 func bufferOutputs(cfg *config.Config) []string {
-	if cfg.Sentilo.Enabled() {
-		return []string{outputMQTT, outputSentilo}
+	var out []string
+	if cfg.MQTT() {
+		out = append(out, outputMQTT)
 	}
-	return []string{outputMQTT}
+	if cfg.Sentilo.Enabled() {
+		out = append(out, outputSentilo)
+	}
+	return out
 }
 
 // mqttQueue is MQTT's view of the buffer. Zone counts (buffer.ClassZone)
@@ -120,46 +124,64 @@ func (m mqttQueue) ReadAfter(after uint64, max, maxBytes int) ([]buffer.Entry, e
 	}
 }
 
-// queueViews returns MQTT's view of the buffer and, with [sentilo],
-// Sentilo's.
+// queueViews returns MQTT's view of the buffer (nil without
+// uplink.brokers) and, with [sentilo], Sentilo's.
 func queueViews(q *buffer.Queue, cfg *config.Config) (mqtt Queue, sent *buffer.Output, err error) {
-	mo, err := q.Output(outputMQTT)
-	if err != nil {
-		return nil, nil, err
+	if cfg.MQTT() {
+		mo, err := q.Output(outputMQTT)
+		if err != nil {
+			return nil, nil, err
+		}
+		mqtt = mqttQueue{mo}
 	}
 	if cfg.Sentilo.Enabled() {
 		if sent, err = q.Output(outputSentilo); err != nil {
 			return nil, nil, err
 		}
 	}
-	return mqttQueue{mo}, sent, nil
+	return mqtt, sent, nil
 }
 
-// SentiloTLS builds the TLS configuration for the city's proxy from
-// [sentilo]'s files (defaulting to [uplink]'s): the client certificate is
-// read on every handshake, so a renewed pair is used without a restart.
-func SentiloTLS(cfg *config.Config, log *slog.Logger) (*tls.Config, *certs.Store, error) {
+// sentiloCertOptions are the certs options of [sentilo]'s files
+// (defaulting to [uplink]'s), checked against the proxy's name.
+func sentiloCertOptions(cfg *config.Config, log *slog.Logger) (certs.Options, error) {
 	s := cfg.Sentilo
 	u, err := url.Parse(s.URL)
 	if err != nil {
-		return nil, nil, fmt.Errorf("sentilo.url: %w", err)
+		return certs.Options{}, fmt.Errorf("sentilo.url: %w", err)
 	}
 	name := s.ServerName
 	if name == "" {
 		name = u.Hostname()
 	}
-	store, err := certs.Open(certs.Options{CAFile: s.CAFile, CertFile: s.CertFile, KeyFile: s.KeyFile, ServerName: name,
-		SystemRoots: cfg.Uplink.SystemRoots, Logger: log})
+	return certs.Options{CAFile: s.CAFile, CertFile: s.CertFile, KeyFile: s.KeyFile, ServerName: name,
+		SystemRoots: cfg.Uplink.SystemRoots, WarnBefore: time.Duration(cfg.Uplink.ExpiryWarningDays) * 24 * time.Hour, Logger: log}, nil
+}
+
+// SentiloTLS builds the TLS configuration for the city's proxy from
+// [sentilo]'s files (defaulting to [uplink]'s): the client certificate is
+// read on every handshake, so a renewed pair is used without a restart
+// once the store reloads it (SIGHUP, the file watch).
+func SentiloTLS(cfg *config.Config, log *slog.Logger) (*tls.Config, *certs.Store, error) {
+	opts, err := sentiloCertOptions(cfg, log)
 	if err != nil {
 		return nil, nil, err
 	}
+	store, err := certs.Open(opts)
+	if err != nil {
+		return nil, nil, err
+	}
+	tc, err := sentiloTLSFrom(store)
+	return tc, store, err
+}
+
+func sentiloTLSFrom(store *certs.Store) (*tls.Config, error) {
 	tc, err := store.TLSConfig()
 	if err != nil {
-		return nil, nil, err
+		return nil, err
 	}
-	tc.ServerName = name
 	tc.NextProtos = nil
-	return tc, store, nil
+	return tc, nil
 }
 
 // NewSentiloClient is the Sentilo client for cfg (also used by --diagnose).
@@ -171,8 +193,19 @@ func NewSentiloClient(cfg *config.Config, tc *tls.Config, log *slog.Logger) (*se
 }
 
 // startSentilo sets up the Sentilo output over its view of the buffer.
+// Without MQTT its TLS material is the agent's main store (a.store).
 func (a *agent) startSentilo(view *buffer.Output) error {
-	tc, _, err := SentiloTLS(a.cfg, a.log)
+	store := a.store
+	if a.cfg.MQTT() {
+		opts, err := sentiloCertOptions(a.cfg, a.log)
+		if err != nil {
+			return err
+		}
+		if store, err = certs.Open(opts); err != nil {
+			return err
+		}
+	}
+	tc, err := sentiloTLSFrom(store)
 	if err != nil {
 		return err
 	}
@@ -183,7 +216,9 @@ func (a *agent) startSentilo(view *buffer.Output) error {
 	s := a.cfg.Sentilo
 	a.sentilo = newSentiloOutput(view, c, s.IDMap(), s.BatchMax, s.BatchWait.D(), a.clock, a.log)
 	a.sentilo.clk = a.clk
+	a.sentilo.keep = a.q // accepted.go
 	a.sentiloClose = c.Close
+	a.sentiloStore = store
 	return nil
 }
 

@@ -61,6 +61,12 @@ type sentiloOutput struct {
 
 	mu     sync.Mutex
 	status OutputStatus
+
+	// keep holds, durably, the ids Sentilo stored of a reading it accepted
+	// only in part (a 404 naming the reading's other sensors), so that a
+	// restart does not send them again (accepted.go); nil: memory only.
+	keep     acceptedKeeper
+	accepted map[uint64][]string // loaded at the first step, seq → ids
 }
 
 // sentiloPending is one buffer entry whose values are not all delivered.
@@ -68,6 +74,7 @@ type sentiloPending struct {
 	rs   []sentilo.Reading // the values Sentilo has an id for, Key = seq
 	done []bool
 	at   time.Time // offer again at
+	kept int       // how many of its values are kept as accepted (accepted.go)
 }
 
 func newSentiloOutput(q outputQueue, c sentiloClient, ids map[sentilo.Quantity]string, batchMax int, batchWait time.Duration,
@@ -110,6 +117,7 @@ func (s *sentiloOutput) Run(ctx context.Context) error {
 // step sends one batch if one is due and returns how long to wait before
 // the next step (0: at once).
 func (s *sentiloOutput) step(ctx context.Context) (time.Duration, error) {
+	s.loadAccepted()
 	now := s.clock.Now()
 	var rs []sentilo.Reading
 	next := now.Add(time.Hour)
@@ -194,12 +202,16 @@ func (s *sentiloOutput) step(ctx context.Context) (time.Duration, error) {
 				p.rs[i].Time = dec.Time // Sentilo has no field for the mark: the corrected time is what it gets
 			}
 		}
-		if len(p.rs) == 0 { // nothing Sentilo has an id for
+		if len(p.rs) == 0 || s.restoreAccepted(e.Seq, p) { // nothing (left) for Sentilo
 			s.ack(e.Seq)
 			continue
 		}
 		s.pending[e.Seq] = p
-		rs = append(rs, p.rs...)
+		for i, r := range p.rs {
+			if !p.done[i] { // restoreAccepted: what Sentilo stored before a restart
+				rs = append(rs, r)
+			}
+		}
 	}
 	if len(bad) > 0 {
 		s.log.Error("sentilo: buffered readings cannot be decoded; they are not sent to Sentilo", "seqs", bad)
@@ -241,6 +253,9 @@ func (s *sentiloOutput) step(ctx context.Context) (time.Duration, error) {
 		if !slices.Contains(p.done, false) {
 			done = append(done, seq)
 			delete(s.pending, seq)
+			s.forgetAccepted(seq, p)
+		} else {
+			s.keepAccepted(seq, p)
 		}
 	}
 	if len(done) > 0 {
@@ -309,9 +324,6 @@ func (s *sentiloOutput) decode(e buffer.Entry) (*sentiloPending, error) {
 	p.done = make([]bool, len(p.rs))
 	return p, nil
 }
-
-// zoneQuantities are the series a zone publishes to Sentilo.
-var zoneQuantities = []string{"free", "occupied", "unknown", "total"}
 
 // zoneReading is a zone's counts as a reading of its own class
 // (buffer.ClassZone): the Sentilo output publishes it as

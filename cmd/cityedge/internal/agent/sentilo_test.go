@@ -76,6 +76,9 @@ type sentiloRig struct {
 	out   *sentiloOutput
 	fake  *fakeSentilo
 	ids   map[sentilo.Quantity]string
+	// noKeep: the output keeps no accepted parts (the behaviour before
+	// accepted.go, to show what the test catches).
+	noKeep bool
 }
 
 func newSentiloRig(t *testing.T) *sentiloRig {
@@ -109,6 +112,9 @@ func (r *sentiloRig) open() {
 		r.t.Fatal(err)
 	}
 	r.out = newSentiloOutput(view, r.fake, r.ids, 100, time.Second, r.clock, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	if !r.noKeep {
+		r.out.keep = q
+	}
 }
 
 func (r *sentiloRig) close() {
@@ -384,5 +390,62 @@ func TestSentiloClockRule(t *testing.T) {
 	}
 	if d := got.Sub(taken); d < -time.Second || d > time.Second {
 		t.Errorf("Sentilo got %v, the reading was taken at %v", got, taken)
+	}
+}
+
+// TestSentiloPartialAcceptSurvivesRestart: Sentilo stores a reading's
+// temperature and rejects its humidity (404: not registered). After a
+// restart (the buffer reopened, a new output), only the humidity is sent
+// once it is registered: the temperature Sentilo has is not sent again.
+// Without the kept part it would be (the control case).
+func TestSentiloPartialAcceptSurvivesRestart(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		noKeep bool
+		want   int // times the temperature is stored
+	}{{"kept", false, 1}, {"not kept (control)", true, 2}} {
+		t.Run(tc.name, func(t *testing.T) {
+			r := newSentiloRig(t)
+			r.noKeep = tc.noKeep
+			r.close()
+			r.open()
+			r.fake.held["gw-env-humidity"] = true
+			seq := r.env(1)
+			other := r.env(2)
+			r.clock.Advance(time.Second) // batch_wait
+			r.steps()
+			temp, hum := "gw-env-temperature@"+time.Duration(seq).String(), "gw-env-humidity@"+time.Duration(seq).String()
+			if r.fake.stored[temp] != 1 || r.fake.stored[hum] != 0 {
+				t.Fatalf("before the restart: stored %v", r.fake.stored)
+			}
+			if !tc.noKeep && len(r.q.StateWithPrefix(acceptedPrefix)) != 2 {
+				t.Fatalf("kept accepted parts: %v", r.q.StateWithPrefix(acceptedPrefix))
+			}
+			r.close()
+			r.open()
+			delete(r.fake.held, "gw-env-humidity")
+			r.clock.Advance(11 * time.Second)
+			r.steps()
+			if r.fake.stored[temp] != tc.want || r.fake.stored[hum] != 1 {
+				t.Fatalf("after the restart: temperature stored %d times (want %d), humidity %d (want 1): %v",
+					r.fake.stored[temp], tc.want, r.fake.stored[hum], r.fake.stored)
+			}
+			if n := r.fake.stored["gw-env-humidity@"+time.Duration(other).String()]; n != 1 {
+				t.Fatalf("the other reading's humidity stored %d times", n)
+			}
+			r.steps() // the acknowledgements reach the buffer
+			if left := pendingFor(t, r.out.q); len(left) != 0 {
+				t.Fatalf("left for Sentilo: %v", left)
+			}
+			if kept := r.q.StateWithPrefix(acceptedPrefix); len(kept) != 0 {
+				t.Fatalf("accepted parts still kept after full delivery: %v", kept)
+			}
+			r.close()
+			r.open() // and they stay gone
+			if kept := r.q.StateWithPrefix(acceptedPrefix); len(kept) != 0 {
+				t.Fatalf("accepted parts back after a restart: %v", kept)
+			}
+			r.close()
+		})
 	}
 }

@@ -57,7 +57,7 @@ func (a *agent) committed(recs []buffer.Record, first uint64) {
 	}
 	for _, r := range recs {
 		if r.Priority == buffer.ClassOccupancy {
-			a.fwd.hurry()
+			a.hurryMQTT()
 			return
 		}
 	}

@@ -366,6 +366,11 @@ func (c *Config) CertOptions(log *slog.Logger) certs.Options {
 		ALPN: u.ALPN, SystemRoots: u.SystemRoots, WarnBefore: time.Duration(u.ExpiryWarningDays) * 24 * time.Hour, ExpectCN: c.Agent.ID, Logger: log}
 }
 
+// MQTT reports whether the MQTT output is configured (uplink.brokers). A
+// gateway with [sentilo] may leave it out: Sentilo is then its only output,
+// and [uplink] may still hold the TLS files [sentilo] inherits.
+func (c *Config) MQTT() bool { return len(c.Uplink.Brokers) > 0 }
+
 // Path is the file the configuration was read from.
 func (c *Config) Path() string { return c.path }
 
@@ -391,8 +396,8 @@ func (c *Config) validate(fail Fail) {
 	if b.CommitInterval < 0 || b.CommitInterval.D() > 5*time.Second {
 		fail("buffer.commit_interval", "%v is out of range: use 0s to 5s (it is the loss window on power cut)", b.CommitInterval.D())
 	}
-	if len(u.Brokers) == 0 {
-		fail("uplink.brokers", "required: at least one broker URL such as \"mqtts://broker.example.org:8883\" (an MQTT broker is the output every gateway has; [sentilo] publishes beside it)")
+	if len(u.Brokers) == 0 && !c.Sentilo.Enabled() {
+		fail("uplink.brokers", "required: at least one output: uplink.brokers (MQTT, e.g. \"mqtts://broker.example.org:8883\") or sentilo.url (Sentilo), or both")
 	}
 	if u.DrainOrder != "live-first" && u.DrainOrder != "oldest-first" {
 		fail("uplink.drain_order", "%q: use \"live-first\" (default) or \"oldest-first\"", u.DrainOrder)
@@ -445,6 +450,9 @@ func (c *Config) CheckFiles(keyToo bool) error {
 	col := &collector{path: c.path, pos: c.pos}
 	u := c.Uplink
 	files := []struct{ key, path string }{{"uplink.ca_file", u.CAFile}, {"uplink.cert_file", u.CertFile}, {"uplink.key_file", u.KeyFile}}
+	if !c.MQTT() {
+		files = nil // Sentilo alone: [sentilo] names its files (validateSentilo)
+	}
 	for _, f := range files {
 		if f.path == "" {
 			col.fail(f.key, "required: the path of a PEM file (mutual TLS is mandatory)")

@@ -7,6 +7,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/cityedge/cityedge/cmd/cityedge/internal/guidance"
 	"github.com/cityedge/cityedge/drivers/catalog"
 	"github.com/cityedge/cityedge/uplink/sentilo"
 )
@@ -82,13 +83,23 @@ func (c *Config) sentiloDefaults(has func(table, key string) bool) {
 	}
 }
 
-// SentiloQuantities lists every series the configured sensors publish
-// (sensor/quantity), sorted, with what the catalog says of each.
+// SentiloQuantities lists every series the agent publishes to Sentilo
+// (sensor/quantity), sorted, with what the catalog says of each: the
+// configured sensors' quantities, each zone's counts (free, occupied,
+// unknown, total) and the agent's drop report.
 func (c *Config) SentiloQuantities() []SentiloSeries {
 	var out []SentiloSeries
 	for _, s := range c.Sensors {
+		loc := point(s.Location)
 		for _, q := range catalog.Quantities(s.Driver, s.Options) {
-			out = append(out, SentiloSeries{Quantity: sentilo.Quantity{Sensor: s.Name, Quantity: q.Name}, Unit: q.Unit, Bool: q.Bool})
+			out = append(out, SentiloSeries{Quantity: sentilo.Quantity{Sensor: s.Name, Quantity: q.Name}, Unit: q.Unit, Bool: q.Bool,
+				Parking: IsParking(s.Driver), Location: loc})
+		}
+	}
+	for _, z := range c.Zones {
+		for _, q := range ZoneQuantities {
+			out = append(out, SentiloSeries{Quantity: sentilo.Quantity{Sensor: z.Name, Quantity: q}, Unit: "count",
+				Parking: true, Location: point(z.Location)})
 		}
 	}
 	// The agent's drop report (its per-sensor parts are not published).
@@ -98,11 +109,36 @@ func (c *Config) SentiloQuantities() []SentiloSeries {
 	return out
 }
 
+// ZoneQuantities are the series a zone publishes to Sentilo, as
+// <agent.id>-<zone>-<quantity>.
+var ZoneQuantities = []string{"free", "occupied", "unknown", "total"}
+
 // SentiloSeries is one published series.
 type SentiloSeries struct {
 	sentilo.Quantity
-	Unit string
-	Bool bool
+	Unit     string
+	Bool     bool
+	Parking  bool        // a bay's or a zone's: componentType parking
+	Location *[2]float64 // [lon, lat] where configured
+}
+
+// point is a configured location as one [lon, lat] point, Sentilo's only
+// kind: a point as it is, an area by the mean of its ring's corners.
+func point(l *guidance.Location) *[2]float64 {
+	switch {
+	case l == nil:
+		return nil
+	case len(l.Ring) < 2:
+		p := l.Point
+		return &p
+	}
+	corners := l.Ring[:len(l.Ring)-1] // the ring is closed: its last point is its first
+	var p [2]float64
+	for _, c := range corners {
+		p[0] += c[0] / float64(len(corners))
+		p[1] += c[1] / float64(len(corners))
+	}
+	return &p
 }
 
 // validateSentilo checks [sentilo] (after the sensors are read: the ids
@@ -143,6 +179,15 @@ func (c *Config) validateSentilo(fail func(key, format string, args ...any) erro
 		}
 		return fail(key, "%v", trimKey(err, key))
 	}
+	sensors := map[string]bool{}
+	for _, se := range c.Sensors {
+		sensors[se.Name] = true
+	}
+	for i, z := range c.Zones {
+		if sensors[z.Name] || z.Name == ReservedSensor {
+			return fail(fmt.Sprintf("zones[%d].name", i), "zone %q has the name of a sensor: with [sentilo] their ids (<agent.id>-<name>-<quantity>) would collide; rename one", z.Name)
+		}
+	}
 	var qs []sentilo.Quantity
 	for _, se := range c.SentiloQuantities() {
 		qs = append(qs, se.Quantity)
@@ -169,13 +214,7 @@ func trimKey(err error, key string) string {
 // unit and component; bays (sensors with an occupancy flag) and zones are
 // components of type parking.
 func (c *Config) SentiloCatalog() []sentilo.CatalogSensor {
-	parking := map[string]bool{}
 	series := c.SentiloQuantities()
-	for _, s := range series {
-		if s.Bool {
-			parking[s.Sensor] = true
-		}
-	}
 	out := make([]sentilo.CatalogSensor, 0, len(series))
 	for _, s := range series {
 		id, ok := c.Sentilo.ids[s.Quantity]
@@ -184,7 +223,7 @@ func (c *Config) SentiloCatalog() []sentilo.CatalogSensor {
 		}
 		out = append(out, sentilo.CatalogSensor{ID: id, Description: s.Quantity.String() + " of gateway " + c.Agent.ID,
 			Type: s.Quantity.Quantity, Boolean: s.Bool, Unit: s.Unit, Component: sentilo.ComponentID(c.Agent.ID, s.Sensor),
-			Parking: parking[s.Sensor]})
+			Parking: s.Parking, Location: s.Location})
 	}
 	return out
 }

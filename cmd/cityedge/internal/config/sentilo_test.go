@@ -1,6 +1,7 @@
 package config
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -103,5 +104,143 @@ func TestSentiloConfigRejects(t *testing.T) {
 				t.Fatal("the error shows the token")
 			}
 		})
+	}
+}
+
+// TestOutputsRequired: [uplink] is optional when [sentilo] is set (no
+// section, or one with TLS files only that [sentilo] inherits); a config
+// with neither output is refused naming both keys.
+func TestOutputsRequired(t *testing.T) {
+	const uplinkTable = "[uplink]\nbrokers = [\"mqtts://broker.example.org:8883\"]\nbatch_max = 100\nbatch_wait = \"1s\"\n"
+	const tlsOnly = "[uplink]\nca_file = \"@DIR@/ca.pem\"\ncert_file = \"@DIR@/client.pem\"\nkey_file = \"@DIR@/client.key\"\n"
+	for _, tc := range []struct {
+		name     string
+		sentilo  bool
+		edit     func(text, dir string) string
+		mqtt     bool
+		key, say string // want a ConfigError
+	}{
+		{name: "both", sentilo: true, mqtt: true},
+		{name: "mqtt alone", mqtt: true},
+		{name: "sentilo alone, uplink with TLS files only", sentilo: true,
+			edit: func(text, dir string) string {
+				return strings.Replace(text, "brokers = [\"mqtts://broker.example.org:8883\"]\n", "", 1)
+			}},
+		{name: "sentilo alone, no uplink section, own TLS files", sentilo: true,
+			edit: func(text, dir string) string {
+				text = strings.Replace(text, uplinkTable+strings.ReplaceAll(tlsOnly[len("[uplink]\n"):], "@DIR@", dir), "", 1)
+				return text + strings.ReplaceAll("ca_file = \"@DIR@/ca.pem\"\ncert_file = \"@DIR@/client.pem\"\nkey_file = \"@DIR@/client.key\"\n", "@DIR@", dir)
+			}},
+		{name: "sentilo alone, no TLS files anywhere", sentilo: true,
+			edit: func(text, dir string) string {
+				return strings.Replace(text, uplinkTable+strings.ReplaceAll(tlsOnly[len("[uplink]\n"):], "@DIR@", dir), "", 1)
+			},
+			key: "sentilo.cert_file", say: "client certificate"},
+		{name: "neither", edit: func(text, dir string) string {
+			return strings.Replace(text, "brokers = [\"mqtts://broker.example.org:8883\"]\n", "", 1)
+		},
+			key: "uplink.brokers", say: "uplink.brokers (MQTT"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := t.TempDir()
+			text := validConfig(t, dir)
+			if tc.sentilo {
+				text = sentiloConfig(t, dir, "")
+			}
+			if tc.edit != nil {
+				before := text
+				if text = tc.edit(text, dir); text == before {
+					t.Fatal("the edit changed nothing: the fixture moved")
+				}
+			}
+			cfg, err := parse(t, dir, text)
+			if tc.key != "" {
+				var ce *ConfigError
+				if !errors.As(err, &ce) || ce.Key != tc.key || !strings.Contains(err.Error(), tc.say) {
+					t.Fatalf("err = %v; want key %q saying %q", err, tc.key, tc.say)
+				}
+				if tc.key == "uplink.brokers" && !strings.Contains(err.Error(), "sentilo.url") {
+					t.Fatalf("err = %v; want it to name sentilo.url too", err)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if cfg.MQTT() != tc.mqtt || cfg.Sentilo.Enabled() != tc.sentilo {
+				t.Fatalf("MQTT() = %v, Sentilo = %v; want %v, %v", cfg.MQTT(), cfg.Sentilo.Enabled(), tc.mqtt, tc.sentilo)
+			}
+			if tc.sentilo && (cfg.Sentilo.CertFile != filepath.Join(dir, "client.pem") || cfg.Sentilo.KeyFile != filepath.Join(dir, "client.key")) {
+				t.Fatalf("sentilo TLS files: %+v", cfg.Sentilo)
+			}
+		})
+	}
+}
+
+// TestSentiloCatalogLocations: the catalog body carries each bay's
+// configured location and each zone's (an area by the mean of its
+// corners) as Sentilo's "lat lng"; a sensor or zone without one has none;
+// zones' counts are parking components; a zone named like a sensor is
+// refused with [sentilo] (their ids would collide).
+func TestSentiloCatalogLocations(t *testing.T) {
+	dir := t.TempDir()
+	text := sentiloConfig(t, dir, "")
+	text = strings.Replace(text, `debounce = "200ms"`, "debounce = \"200ms\"\nlocation = [2.16991, 41.38712]", 1)
+	text += `
+[[sensors]]
+name = "bay-18"
+driver = "gpio-presence"
+pin = "GPIO18"
+
+[[zones]]
+name = "north"
+bays = ["bay-17"]
+location = [2.17, 41.39]
+
+[[zones]]
+name = "south"
+bays = ["bay-18"]
+location = [[2.0, 41.0], [2.2, 41.0], [2.2, 41.2], [2.0, 41.2], [2.0, 41.0]]
+`
+	cfg, err := parse(t, dir, text)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, err := sentilo.CatalogBody(cfg.SentiloCatalog())
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got struct {
+		Sensors []struct{ Sensor, Location, ComponentType, Component, Unit string }
+	}
+	if err := json.Unmarshal(body, &got); err != nil {
+		t.Fatal(err)
+	}
+	byID := map[string]string{}
+	for _, s := range got.Sensors {
+		byID[s.Sensor] = strings.Join([]string{s.Location, s.ComponentType, s.Component, s.Unit}, "|")
+	}
+	for id, want := range map[string]string{
+		"gw-0042-bay-17-occupied":   "41.38712 2.16991|parking|gw-0042-bay-17|",
+		"gw-0042-bay-18-occupied":   "|parking|gw-0042-bay-18|",
+		"gw-0042-north-free":        "41.39 2.17|parking|gw-0042-north|count",
+		"gw-0042-north-total":       "41.39 2.17|parking|gw-0042-north|count",
+		"gw-0042-south-occupied":    "41.1 2.1|parking|gw-0042-south|count",
+		"gw-0042-air-1-temperature": "|generic|gw-0042-air-1|Cel",
+		"gw-0042-cityedge-dropped":  "|generic|gw-0042-cityedge|count",
+	} {
+		if byID[id] != want {
+			t.Errorf("%s: %q, want %q", id, byID[id], want)
+		}
+	}
+	if ids := cfg.Sentilo.IDMap(); ids[sentilo.Quantity{Sensor: "south", Quantity: "unknown"}] != "gw-0042-south-unknown" {
+		t.Errorf("zone counts are not published series: %v", ids)
+	}
+
+	clash := strings.Replace(text, `name = "north"`, `name = "air-1"`, 1)
+	_, err = parse(t, dir, clash)
+	var ce *ConfigError
+	if !errors.As(err, &ce) || ce.Key != "zones[0].name" || !strings.Contains(err.Error(), "collide") {
+		t.Fatalf("zone named like a sensor: err = %v; want zones[0].name saying the ids collide", err)
 	}
 }

@@ -36,7 +36,18 @@ func serviceUID(cfg *config.Config) *int {
 // change that would lock the service out. With a usable set it checks every
 // broker; a run that cannot read the key (neither root nor the service user)
 // WARNs, and every other check still runs.
+//
+// A Sentilo-only gateway (no uplink.brokers) has no MQTT output: that is
+// said, not failed, and [sentilo]'s TLS material is checked with Sentilo
+// (sentilo.go).
 func diagnoseCerts(ctx context.Context, cfg *config.Config, r *report) {
+	if !cfg.MQTT() {
+		r.add("uplink", "brokers", Pass, "no MQTT output configured (no uplink.brokers): Sentilo is the only output")
+		if cfg.Remote.Enabled {
+			r.add("remote", "commands", Warn, "remote.enabled is set, but remote commands travel over MQTT: not available without uplink.brokers")
+		}
+		return
+	}
 	opts := cfg.CertOptions(slog.New(slog.DiscardHandler))
 	opts.ServiceUID = serviceUID(cfg)
 	store, err := certs.Open(opts)

@@ -115,7 +115,7 @@ type Options struct {
 func Run(ctx context.Context, cfg *config.Config, o Options, stdout io.Writer) (ok bool) {
 	r := &report{}
 	quiet := slog.New(slog.DiscardHandler)
-	r.add("config", cfg.Path(), Pass, "valid: agent %s, %s, %s%s", cfg.Agent.ID, plural(len(cfg.Sensors), "sensor"), plural(len(cfg.Uplink.Brokers), "broker"), configNote(cfg))
+	r.add("config", cfg.Path(), Pass, "valid: agent %s, %s, %s%s", cfg.Agent.ID, plural(len(cfg.Sensors), "sensor"), outputsNote(cfg), configNote(cfg))
 
 	live, sock := o.Live, "in-process"
 	if live == nil {
@@ -213,6 +213,7 @@ func diagnoseLive(cfg *config.Config, live *agent.LiveState, r *report) {
 		suffix("; disk: ", live.Status.Buffer), salvageNote(live.Buffer.Salvage))
 	u := live.Uplink
 	switch {
+	case u.NotConfigured: // said by diagnoseCerts
 	case u.Connected:
 		r.add("uplink", "session", Pass, "connected to %s since %s; last upload %s; %d in flight",
 			u.Broker, u.Since.Format(time.RFC3339), ago(u.LastUpload), u.InFlight)

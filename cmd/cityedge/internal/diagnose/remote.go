@@ -2,6 +2,7 @@ package diagnose
 
 import (
 	"fmt"
+	"strings"
 
 	"github.com/cityedge/cityedge/cmd/cityedge/internal/config"
 )
@@ -18,4 +19,16 @@ func configNote(cfg *config.Config) string {
 		s += fmt.Sprintf("; client certificate installed remotely (%s)", cfg.Uplink.CertFile)
 	}
 	return s
+}
+
+// outputsNote names the configured outputs for the config line.
+func outputsNote(cfg *config.Config) string {
+	var out []string
+	if cfg.MQTT() {
+		out = append(out, plural(len(cfg.Uplink.Brokers), "broker"))
+	}
+	if cfg.Sentilo.Enabled() {
+		out = append(out, "Sentilo")
+	}
+	return strings.Join(out, ", ")
 }

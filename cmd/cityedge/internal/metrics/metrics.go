@@ -50,6 +50,9 @@ type Snapshot struct {
 	OldestBacklogAge time.Duration
 
 	UplinkConnected bool
+	// UplinkOff: no MQTT output is configured (a Sentilo-only gateway);
+	// cityedge_uplink_connected is then absent rather than 0.
+	UplinkOff bool
 	// LastAckAge is the time since the broker last acknowledged a message;
 	// only written when Acked (there was an acknowledgement since start).
 	LastAckAge time.Duration
@@ -142,7 +145,9 @@ func Families(s Snapshot) []Family {
 	blr.add(float64(s.BacklogReadings))
 	blb.add(float64(s.BacklogBytes))
 	age.add(s.OldestBacklogAge.Seconds())
-	conn.add(b2f(s.UplinkConnected))
+	if !s.UplinkOff {
+		conn.add(b2f(s.UplinkConnected))
+	}
 	if s.Acked {
 		ack.add(s.LastAckAge.Seconds())
 	}

@@ -39,3 +39,26 @@ func TestOutputsEncode(t *testing.T) {
 		t.Errorf("with MQTT alone no output families: %v\n%s", err, b.String())
 	}
 }
+
+// TestUplinkOff: a Sentilo-only gateway has no MQTT output; the
+// uplink-connected series is absent rather than a 0 that would alarm.
+func TestUplinkOff(t *testing.T) {
+	for _, tc := range []struct {
+		s    Snapshot
+		want bool
+	}{
+		{Snapshot{Agent: "gw"}, true},
+		{Snapshot{Agent: "gw", UplinkConnected: true}, true},
+		{Snapshot{Agent: "gw", UplinkOff: true}, false},
+	} {
+		got := false
+		for _, f := range Families(tc.s) {
+			if f.Name == "cityedge_uplink_connected" {
+				got = true
+			}
+		}
+		if got != tc.want {
+			t.Errorf("%+v: cityedge_uplink_connected present = %v, want %v", tc.s, got, tc.want)
+		}
+	}
+}

@@ -152,14 +152,25 @@ func New(cfg Config) (*Client, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	tlsCfg := cfg.TLS.Clone()
-	if tlsCfg.MinVersion < tls.VersionTLS12 {
-		tlsCfg.MinVersion = tls.VersionTLS12
-	}
-	tlsCfg.NextProtos = []string{"http/1.1"}
 	dialer := &net.Dialer{Timeout: cfg.Timeout, KeepAlive: 30 * time.Second}
+	var tlsCfg *tls.Config
+	var dialTLS func(ctx context.Context, network, addr string) (net.Conn, error)
+	if cfg.GetTLS == nil {
+		tlsCfg = httpTLS(cfg.TLS, "")
+	} else {
+		dialTLS = func(ctx context.Context, network, addr string) (net.Conn, error) {
+			tc, err := cfg.GetTLS()
+			if err != nil {
+				return nil, err
+			}
+			host, _, _ := net.SplitHostPort(addr)
+			d := &tls.Dialer{NetDialer: dialer, Config: httpTLS(tc, host)}
+			return d.DialContext(ctx, network, addr)
+		}
+	}
 	tr := &http.Transport{
 		DialContext:         dialer.DialContext,
+		DialTLSContext:      dialTLS,
 		TLSClientConfig:     tlsCfg,
 		TLSHandshakeTimeout: cfg.Timeout,
 		// HTTP/1.1 keep-alive to the proxy; HTTP/2 off (an empty, non-nil map).
@@ -183,6 +194,21 @@ func New(cfg Config) (*Client, error) {
 		details:   map[string]bool{},
 	}
 	return c, nil
+}
+
+// httpTLS is tc for HTTP/1.1 to the proxy: TLS 1.2 at least, ALPN
+// http/1.1, and (when tc names none) host as the server name, as
+// http.Transport does itself when it dials.
+func httpTLS(tc *tls.Config, host string) *tls.Config {
+	tc = tc.Clone()
+	if tc.MinVersion < tls.VersionTLS12 {
+		tc.MinVersion = tls.VersionTLS12
+	}
+	tc.NextProtos = []string{"http/1.1"}
+	if tc.ServerName == "" {
+		tc.ServerName = host
+	}
+	return tc
 }
 
 // Config returns the client's configuration with defaults applied.

@@ -2,13 +2,21 @@ package sentilo
 
 import (
 	"context"
+	"crypto/tls"
+	"errors"
 	"fmt"
+	"log/slog"
+	"math/rand/v2"
 	"net/http"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
+	"github.com/jonboulle/clockwork"
+
 	"github.com/cityedge/cityedge/drivers"
+	"github.com/cityedge/cityedge/uplink/sentilo/sentilotest"
 )
 
 var ctx = context.Background()
@@ -410,5 +418,68 @@ func TestCatalogBody(t *testing.T) {
 	}
 	if _, err := CatalogBody([]CatalogSensor{{ID: "bad id", Type: "x", Component: "c"}}); err == nil {
 		t.Error("bad id accepted")
+	}
+}
+
+// TestGetTLSPerConnection: with Config.GetTLS the TLS material is asked for
+// at each new connection. Unusable at first (a bad certificate at start),
+// a request fails like a network error (backed off, nothing acked, nothing
+// stored); once the material is fixed the next connection uses it; and a
+// reload that changes it reaches the proxy after the idle connections are
+// closed (Close), with no restart of the client.
+func TestGetTLSPerConnection(t *testing.T) {
+	p := newPKI(t)
+	srv := sentilotest.Start(t, sentilotest.Options{Provider: testProvider, Token: testToken, Sensors: []string{"a"}, TLS: p.server})
+	clock := clockwork.NewFakeClockAt(t0)
+	logs := &logBuffer{}
+	var mu sync.Mutex
+	var current *tls.Config
+	asked := 0
+	set := func(tc *tls.Config) { mu.Lock(); current = tc; mu.Unlock() }
+	c, err := New(Config{URL: srv.URL, Provider: testProvider, Token: testToken, Clock: clock,
+		Logger: slog.New(slog.NewTextHandler(logs, nil)), Rand: rand.New(rand.NewPCG(1, 2)),
+		GetTLS: func() (*tls.Config, error) {
+			mu.Lock()
+			defer mu.Unlock()
+			asked++
+			if current == nil {
+				return nil, errors.New("certs: no usable set: client.key is mode 0644")
+			}
+			return current, nil
+		}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+
+	out := c.Publish(ctx, []Reading{num("a", 1, t0, 1)})
+	if out[0].Status != Retry || out[0].RetryAt.IsZero() {
+		t.Fatalf("unusable TLS material: %+v, want a retry later", out[0])
+	}
+	if n := len(srv.Observations()); n != 0 {
+		t.Fatalf("stored %d observations without TLS", n)
+	}
+	if !strings.Contains(logs.String(), "client.key is mode 0644") {
+		t.Errorf("the log does not say why:\n%s", logs)
+	}
+
+	set(p.client)
+	clock.Advance(out[0].RetryAt.Sub(clock.Now()))
+	if out := c.Publish(ctx, []Reading{num("a", 2, t0, 2)}); out[0].Status != Acked {
+		t.Fatalf("material fixed: %+v", out[0])
+	}
+	before := asked
+
+	// A client that trusts another CA: after Close the next connection
+	// asks again, and the proxy's certificate is refused.
+	other := newPKI(t)
+	set(other.client)
+	c.Close()
+	out = c.Publish(ctx, []Reading{num("a", 3, t0, 3)})
+	if asked == before || out[0].Status == Acked {
+		t.Fatalf("after a reload to another CA: asked %d times (was %d), outcome %+v", asked, before, out[0])
+	}
+	if n := len(srv.Observations()); n != 1 {
+		t.Errorf("stored %d observations, want the one sent with usable material", n)
 	}
 }

@@ -37,6 +37,12 @@ type Config struct {
 	Provider string // sentilo.provider
 	Token    string // from sentilo.token_file; never logged
 	TLS      *tls.Config
+	// GetTLS, when set, is asked for the TLS configuration at every new
+	// connection instead of TLS: certificates reloaded on disk (a CA
+	// included) take effect at the next connection, and material that is
+	// unusable at start only fails the requests (backed off like a network
+	// error) until it is fixed.
+	GetTLS func() (*tls.Config, error)
 
 	BatchMax  int           // sentilo.batch_max: observations per request (default 100)
 	BatchWait time.Duration // sentilo.batch_wait: how long the forwarder gathers a batch (default 1 s)
@@ -91,7 +97,7 @@ func (c Config) Validate() error {
 	if c.Token == "" {
 		return errors.New("sentilo.token_file: no token")
 	}
-	if c.TLS == nil {
+	if c.TLS == nil && c.GetTLS == nil {
 		return errors.New("sentilo: no TLS configuration")
 	}
 	if c.BatchMax < 1 || c.BatchMax > 1000 {

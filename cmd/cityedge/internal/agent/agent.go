@@ -154,8 +154,10 @@ func Run(ctx context.Context, cfg *config.Config, d Deps) (err error) {
 	}
 	if sentiloView != nil {
 		if err := a.startSentilo(sentiloView); err != nil {
-			// Like TLS trouble for MQTT: readings are kept for Sentilo
-			// (its progress stays), nothing is lost; fix and restart.
+			// Only what no file can fix (a certificate option): readings
+			// are kept for Sentilo (its progress stays), nothing is lost;
+			// fix and restart. Unusable TLS files do not end up here: the
+			// output runs and connects once a reload finds a usable set.
 			log.Error("sentilo output cannot start; readings are kept for it in the buffer", "err", err)
 		} else {
 			defer a.sentiloClose()

@@ -186,10 +186,18 @@ func sentiloTLSFrom(store *certs.Store) (*tls.Config, error) {
 
 // NewSentiloClient is the Sentilo client for cfg (also used by --diagnose).
 func NewSentiloClient(cfg *config.Config, tc *tls.Config, log *slog.Logger) (*sentilo.Client, error) {
+	c := sentiloConfig(cfg, log)
+	c.TLS = tc
+	return sentilo.New(c)
+}
+
+// sentiloConfig is the Sentilo client's configuration from cfg, without
+// its TLS.
+func sentiloConfig(cfg *config.Config, log *slog.Logger) sentilo.Config {
 	s := cfg.Sentilo
-	return sentilo.New(sentilo.Config{URL: s.URL, Provider: s.Provider, Token: s.Token(), TLS: tc,
+	return sentilo.Config{URL: s.URL, Provider: s.Provider, Token: s.Token(),
 		BatchMax: s.BatchMax, BatchWait: s.BatchWait.D(), Timeout: s.Timeout.D(),
-		OccupiedValue: s.OccupiedValue, FreeValue: s.FreeValue, Logger: log})
+		OccupiedValue: s.OccupiedValue, FreeValue: s.FreeValue, Logger: log}
 }
 
 // startSentilo sets up the Sentilo output over its view of the buffer.
@@ -205,11 +213,12 @@ func (a *agent) startSentilo(view *buffer.Output) error {
 			return err
 		}
 	}
-	tc, err := sentiloTLSFrom(store)
-	if err != nil {
-		return err
-	}
-	c, err := NewSentiloClient(a.cfg, tc, a.log)
+	// Asked at every connection: TLS material unusable now (a bad
+	// certificate) fails requests, backed off, until a reload fixes it;
+	// the output runs all the same and its readings wait in the buffer.
+	sc := sentiloConfig(a.cfg, a.log)
+	sc.GetTLS = func() (*tls.Config, error) { return sentiloTLSFrom(store) }
+	c, err := sentilo.New(sc)
 	if err != nil {
 		return err
 	}

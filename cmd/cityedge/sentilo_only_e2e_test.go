@@ -5,6 +5,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -17,7 +18,9 @@ import (
 
 // TestEndToEndSentiloOnly runs the real binary with [sentilo] and no MQTT
 // broker (an [uplink] holding only the TLS files [sentilo] inherits),
-// through real nginx with mutual TLS: readings and the bay's occupancy
+// through real nginx with mutual TLS. It starts with the key readable by
+// all: the agent samples and says why nothing goes; after chmod 600 and
+// SIGHUP, with no restart, readings and the bay's occupancy
 // reach Sentilo, --diagnose asks the running agent and FAILs nothing (MQTT
 // not configured is said, not failed), SIGTERM exits 0, and the token is
 // in no log line.
@@ -75,7 +78,25 @@ interval = "100ms"
 		t.Fatal(err)
 	}
 	t.Setenv("RUNTIME_DIRECTORY", dir) // the control socket, for --diagnose
+	// An operator's mistake first: the key readable by all. The agent runs
+	// and samples, Sentilo gets nothing; the fixed key is taken at SIGHUP.
+	if err := os.Chmod(pki.Client.KeyFile, 0o644); err != nil {
+		t.Fatal(err)
+	}
 	agent := startAgent(t, config, "--simulate")
+	waitFor(t, "the agent to say why it cannot deliver", 15*time.Second, func() bool {
+		return strings.Contains(agent.stderr.String(), "0644")
+	})
+	time.Sleep(time.Second)
+	if n := len(srv.Observations()); n != 0 {
+		t.Fatalf("Sentilo stored %d observations sent with a world-readable key\n%s", n, agent.stderr.String())
+	}
+	if err := os.Chmod(pki.Client.KeyFile, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := agent.cmd.Process.Signal(syscall.SIGHUP); err != nil {
+		t.Fatal(err)
+	}
 	deadline := time.Now().Add(30 * time.Second)
 	for {
 		n := map[string]int{}

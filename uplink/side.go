@@ -37,7 +37,8 @@ type sideMsg struct {
 	topic    string
 	payload  []byte
 	retained bool
-	gen      uint64 // for retained topics: which version of the topic's payload
+	gen      uint64     // for retained topics: which version of the topic's payload
+	done     chan error // SendAcked's: the PUBACK (nil) or why not; nil for others
 }
 
 // sides holds the side messages of a Client.
@@ -77,15 +78,27 @@ func (c *Client) SetRetained(suffix string, payload []byte) {
 
 // Send queues a one-off QoS 1 message to <TopicPrefix>/<suffix>, not
 // retained, published as soon as a session is up.
-func (c *Client) Send(suffix string, payload []byte) {
+func (c *Client) Send(suffix string, payload []byte) { c.send(suffix, payload, nil) }
+
+// SendAcked is Send, and the returned channel receives nil once the broker
+// acknowledged the message (PUBACK), or the error that ended its publish.
+// It receives nothing while the message waits for a session (the caller
+// bounds its wait) or after it was dropped from a full queue.
+func (c *Client) SendAcked(suffix string, payload []byte) <-chan error {
+	done := make(chan error, 1)
+	c.send(suffix, payload, done)
+	return done
+}
+
+func (c *Client) send(suffix string, payload []byte, done chan error) {
 	s := c.side
 	s.mu.Lock()
 	if len(s.queue) >= maxSideQueue {
+		c.log.Warn("uplink: side message dropped: too many waiting for a session", "topic", s.queue[0].topic)
 		s.queue = s.queue[1:]
 		s.dropped++
-		c.log.Warn("uplink: side message dropped: too many waiting for a session", "topic", s.queue[0].topic)
 	}
-	s.queue = append(s.queue, sideMsg{topic: c.cfg.TopicPrefix + "/" + suffix, payload: append([]byte(nil), payload...)})
+	s.queue = append(s.queue, sideMsg{topic: c.cfg.TopicPrefix + "/" + suffix, payload: append([]byte(nil), payload...), done: done})
 	s.mu.Unlock()
 	s.poke()
 }
@@ -124,15 +137,20 @@ func (s *sides) due() []sideMsg {
 func (c *Client) publishSides(s *session) {
 	for _, m := range c.side.due() {
 		tok := s.cli.Publish(m.topic, 1, m.retained, m.payload)
-		go func(topic string) {
+		go func(topic string, done chan error) {
+			var err error
 			if !c.await(tok, c.cfg.AckTimeout) {
-				c.log.Debug("uplink: no PUBACK for a side message in time", "topic", topic)
-				return
+				err = fmt.Errorf("no PUBACK within %v", c.cfg.AckTimeout)
+			} else {
+				err = tok.Error()
 			}
-			if err := tok.Error(); err != nil {
+			if err != nil {
 				c.log.Debug("uplink: side message not sent", "topic", topic, "err", err)
 			}
-		}(m.topic)
+			if done != nil {
+				done <- err
+			}
+		}(m.topic, m.done)
 	}
 }
 

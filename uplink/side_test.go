@@ -108,3 +108,41 @@ func publish(t *testing.T, b *testbroker.Broker, topic, payload string) {
 		t.Fatalf("publish: %v", tok.Error())
 	}
 }
+
+// TestSendAcked: SendAcked's channel stays empty while no session is up
+// (the message waits), receives nil once the broker acknowledged the
+// message, and by then a subscriber has it.
+func TestSendAcked(t *testing.T) {
+	b := testbroker.Start(t, testbroker.Options{})
+	results := b.Subscribe(t, testPrefix+"/cmd/result")
+	client, err := New(testConfig(t, b), newMemSource(0))
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := client.SendAcked("cmd/result", []byte("answer"))
+	select {
+	case err := <-done:
+		t.Fatalf("acknowledged before any session: %v", err)
+	case <-time.After(100 * time.Millisecond):
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	c := &running{Client: client, cancel: cancel, done: make(chan error, 1)}
+	go func() { c.done <- client.Run(ctx) }()
+	t.Cleanup(func() { c.stop(t) })
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("SendAcked: %v", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("no acknowledgement within 10 s of a session")
+	}
+	select {
+	case m := <-results:
+		if string(m.Payload) != "answer" {
+			t.Fatalf("subscriber got %q", m.Payload)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("acknowledged, but the subscriber never got it")
+	}
+}

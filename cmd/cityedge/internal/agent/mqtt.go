@@ -26,6 +26,7 @@ type mqttLink interface {
 	Reconnect()
 	PublishStatus()
 	Send(suffix string, payload []byte)
+	SendAcked(suffix string, payload []byte) <-chan error
 	SetRetained(suffix string, payload []byte)
 }
 
@@ -45,7 +46,10 @@ func (noMQTT) State() uplink.State           { return uplink.State{} }
 func (noMQTT) Reconnect()                    {}
 func (noMQTT) PublishStatus()                {}
 func (noMQTT) Send(string, []byte)           {}
-func (noMQTT) SetRetained(string, []byte)    {}
+func (noMQTT) SendAcked(string, []byte) <-chan error {
+	return nil // never: there is no broker to acknowledge it
+}
+func (noMQTT) SetRetained(string, []byte) {}
 
 // mqttOff is the words for an MQTT output that is not configured.
 const mqttOff = "MQTT output not configured (no uplink.brokers): Sentilo is the only output"

@@ -36,6 +36,11 @@ const (
 // command is dropped with a warning (the operator may send it again).
 const remoteInbox = 64
 
+// answerGrace bounds how long the immediate answer to a `config` command
+// may take to be acknowledged by the broker before the agent restarts into
+// the new configuration.
+const answerGrace = 5 * time.Second
+
 // ops is the agent's remote channel, metrics and restart state.
 type ops struct {
 	d       *remote.Dispatcher // nil unless remote.enabled
@@ -124,20 +129,23 @@ func (a *agent) runOps(ctx context.Context) {
 			return
 		case raw := <-a.ops.inbox:
 			ans, publish := a.ops.d.Handle(ctx, raw)
-			if publish {
-				a.up.Send(resultSuffix, ans)
-			}
 			a.ops.mu.Lock()
 			cmd := a.ops.pendingCfg
 			a.ops.pendingCfg = nil
 			a.ops.mu.Unlock()
+			var acked <-chan error
+			if publish {
+				acked = a.up.SendAcked(resultSuffix, ans)
+			}
 			if cmd != nil {
-				// Give the uplink a moment to put the answer on the wire
-				// before the session ends; the restarted agent answers
-				// again once the new configuration is confirmed.
+				// The restart ends the session: wait for the broker to
+				// acknowledge the answer first, within answerGrace (a
+				// broker that is away gets the answer of the restarted
+				// agent, once the new configuration is confirmed).
 				select {
 				case <-ctx.Done():
-				case <-a.clock.After(500 * time.Millisecond):
+				case <-acked:
+				case <-a.clock.After(answerGrace):
 				}
 				a.requestRestart("remote configuration " + cmd.JTI + " written to " + a.cfg.StatePath(config.RemoteFile))
 				return

@@ -61,11 +61,12 @@ func holdKernelClock(t *testing.T) *kernelClock {
 	if _, err := unix.Adjtimex(&k.saved); err != nil {
 		t.Fatalf("adjtimex: %v", err)
 	}
-	if err := f.Truncate(0); err == nil {
+	err = f.Truncate(0)
+	if err == nil {
 		_, err = f.WriteAt(fmt.Appendf(nil, "status %d maxerror %d esterror %d\n", k.saved.Status, k.saved.Maxerror, k.saved.Esterror), 0)
-		if err == nil {
-			err = f.Sync()
-		}
+	}
+	if err == nil {
+		err = f.Sync()
 	}
 	if err != nil {
 		t.Fatalf("%s: %v", kernelClockLock, err)

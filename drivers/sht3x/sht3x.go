@@ -13,7 +13,6 @@ package sht3x
 
 import (
 	"context"
-	"encoding/binary"
 	"fmt"
 	"time"
 
@@ -140,11 +139,4 @@ func decode(raw []byte) (Measurement, error) {
 		return Measurement{}, err
 	}
 	return Measurement{Temperature: t, Humidity: sensirion.Humidity(w[1])}, nil
-}
-
-// serialWords splits a serial number into the two words the chip sends.
-func serialWords(s uint32) []uint16 {
-	var b [4]byte
-	binary.BigEndian.PutUint32(b[:], s)
-	return []uint16{binary.BigEndian.Uint16(b[:2]), binary.BigEndian.Uint16(b[2:])}
 }

@@ -304,7 +304,9 @@ func TestServerErrorsBackOffWithJitter(t *testing.T) {
 func waitWithClock(r *rig, d time.Duration) error {
 	done := make(chan error, 1)
 	go func() { done <- r.c.Wait(ctx) }()
-	r.clock.BlockUntil(1)
+	if err := r.clock.BlockUntilContext(ctx, 1); err != nil {
+		return err
+	}
 	r.clock.Advance(d - time.Nanosecond)
 	select {
 	case <-done:
@@ -359,7 +361,9 @@ func TestTimeoutIsUnknown(t *testing.T) {
 	done := make(chan []Outcome, 1)
 	go func() { done <- c.Publish(ctx, []Reading{num("a", 1, t0, 1)}) }()
 	<-got // the request is with the server
-	clock.BlockUntil(1)
+	if err := clock.BlockUntilContext(ctx, 1); err != nil {
+		t.Fatal(err)
+	}
 	clock.Advance(DefaultTimeout)
 	out := <-done
 	if out[0].Status != Retry || !out[0].Unknown || out[0].Reason != "timeout" {

@@ -28,7 +28,7 @@ const (
 	getSerialNumber          = 0x3682 // 1 ms
 	reinit                   = 0x3646 // 20 ms
 
-	oneMs          = time.Millisecond
+	aMillisecond   = time.Millisecond
 	stopTime       = 500 * time.Millisecond
 	signalInterval = 5 * time.Second // periodic measurement's update interval
 )
@@ -99,9 +99,9 @@ func (s *Sim) handle(cmd uint16, args []uint16, now time.Time) ([]uint16, time.D
 		return nil, stopTime, nil
 	case getDataReadyStatus:
 		if s.periodic.Ready() {
-			return []uint16{0x8006}, oneMs, nil
+			return []uint16{0x8006}, aMillisecond, nil
 		}
-		return []uint16{0x8000}, oneMs, nil
+		return []uint16{0x8000}, aMillisecond, nil
 	case readMeasurement:
 		if !s.periodic.Running() {
 			return nil, 0, errPeriodicOnly
@@ -110,7 +110,7 @@ func (s *Sim) handle(cmd uint16, args []uint16, now time.Time) ([]uint16, time.D
 		if !ok {
 			return nil, 0, errors.New("no measurement available")
 		}
-		return data, oneMs, nil
+		return data, aMillisecond, nil
 	}
 	if s.periodic.Running() {
 		return nil, 0, errIdleOnly
@@ -120,23 +120,23 @@ func (s *Sim) handle(cmd uint16, args []uint16, now time.Time) ([]uint16, time.D
 		s.periodic.Start(now)
 		return nil, 0, nil
 	case getSerialNumber:
-		return s.serial[:], oneMs, nil
+		return s.serial[:], aMillisecond, nil
 	case setASCEnabled:
 		if args[0] > 1 {
 			return nil, 0, errors.New("ASC takes 0 or 1")
 		}
 		s.asc = args[0] == 1
-		return nil, oneMs, nil
+		return nil, aMillisecond, nil
 	case getASCEnabled:
 		if s.asc {
-			return []uint16{1}, oneMs, nil
+			return []uint16{1}, aMillisecond, nil
 		}
-		return []uint16{0}, oneMs, nil
+		return []uint16{0}, aMillisecond, nil
 	case setSensorAltitude:
 		s.altitudeM = args[0]
-		return nil, oneMs, nil
+		return nil, aMillisecond, nil
 	case getSensorAltitude:
-		return []uint16{s.altitudeM}, oneMs, nil
+		return []uint16{s.altitudeM}, aMillisecond, nil
 	case reinit:
 		s.asc, s.altitudeM = true, 0
 		return nil, 20 * time.Millisecond, nil

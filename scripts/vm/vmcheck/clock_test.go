@@ -7,15 +7,6 @@ import (
 	"time"
 )
 
-// clockRun is a made-up clock phase: the guest's clock 5 years behind, 20 s
-// of sampling at clockInterval for two sensors, the sync, and 4 s more.
-type clockRun struct {
-	step     time.Duration
-	hostSync time.Time
-	console  []string
-	capture  []string
-}
-
 type clockReading struct {
 	seq      uint64
 	sensor   string

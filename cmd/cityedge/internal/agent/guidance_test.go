@@ -151,7 +151,6 @@ func TestGuidanceStreet(t *testing.T) {
 	hw := &fixedSignHardware{bus: bus, lamp: lamp}
 	ctx, cancel := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
-	var runners []*signRunner
 	for _, s := range cfg.Signs {
 		if s.Driver == config.SignHT16K33 {
 			chips[s.Zone] = ht16k33sim.New(nil)
@@ -159,7 +158,6 @@ func TestGuidanceStreet(t *testing.T) {
 		}
 		r := newSignRunner(s, func() (signDev, error) { return openSign(hw, s) }, clock, slog.New(slog.DiscardHandler))
 		r.jitter = func(d time.Duration) time.Duration { return d }
-		runners = append(runners, r)
 		g.addSign(r)
 		wg.Add(1)
 		go func() { defer wg.Done(); r.run(ctx) }()

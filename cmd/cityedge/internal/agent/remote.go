@@ -49,13 +49,12 @@ type ops struct {
 	restart chan struct{} // closed to restart in place (restart.go)
 	once    sync.Once
 
-	mu          sync.Mutex
-	why         string          // why the agent restarts ("" while it does not)
-	pendingCfg  *remote.Command // a config command whose file was written: restart after answering
-	trial       *trialFile      // the configuration in force awaits confirmation
-	rollback    *rollbackFile   // the last rollback, until the next config command
-	dropped     uint64          // commands dropped because the inbox was full
-	metricsPath string
+	mu         sync.Mutex
+	why        string          // why the agent restarts ("" while it does not)
+	pendingCfg *remote.Command // a config command whose file was written: restart after answering
+	trial      *trialFile      // the configuration in force awaits confirmation
+	rollback   *rollbackFile   // the last rollback, until the next config command
+	dropped    uint64          // commands dropped because the inbox was full
 }
 
 // openOps prepares the remote channel (when remote.enabled) and the restart

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"log/slog"
 	"slices"
-	"sync"
 	"sync/atomic"
 	"time"
 
@@ -58,9 +57,6 @@ type sentiloOutput struct {
 	rescanAt time.Time                  // read again from Sentilo's progress then (readings let go from memory)
 	pending  map[uint64]*sentiloPending // read, not yet done
 	acked    atomic.Uint64              // buffered readings (entries) Sentilo has in full
-
-	mu     sync.Mutex
-	status OutputStatus
 
 	// keep holds, durably, the ids Sentilo stored of a reading it accepted
 	// only in part (a 404 naming the reading's other sensors), so that a

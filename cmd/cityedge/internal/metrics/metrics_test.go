@@ -178,7 +178,10 @@ func TestWriterRun(t *testing.T) {
 		v, _ := metricstest.Sample(t, metricstest.Parse(t, b), "cityedge_buffer_backlog_readings")
 		return v
 	}
-	clock.BlockUntil(1) // the ticker exists: the first write is done
+	// The ticker exists: the first write is done.
+	if err := clock.BlockUntilContext(context.Background(), 1); err != nil {
+		t.Fatal(err)
+	}
 	if v := backlog(); v != 1 {
 		t.Fatalf("first write: backlog %v", v)
 	}

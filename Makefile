@@ -47,6 +47,7 @@ test: test-go test-timing test-fuzz vm-test fleet-test
 test-go:
 	$(GO) mod tidy -diff
 	$(GO) vet ./...
+	$(GO) run honnef.co/go/tools/cmd/staticcheck@v0.8.2 ./...
 	@unformatted=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$unformatted" ]; then echo "gofmt needed: $$unformatted"; exit 1; fi
 	@[ -n "$(RACE)" ] || echo "test: no C compiler, so no race detector (apt-get install gcc to enable it)"
 	@mkdir -p bin && $(GO) build -o bin/testjson ./scripts/testjson

@@ -119,7 +119,16 @@ func (o *Output) ReadAfter(after uint64, max int, maxBytes int) ([]Entry, error)
 	if o.st == nil {
 		return o.q.ReadAfter(after, max, maxBytes)
 	}
-	return o.q.readAfter(after, max, maxBytes, o.st)
+	return o.q.readAfter(after, max, maxBytes, o.st, nil)
+}
+
+// ReadInto is ReadAfter with the result in s: the entries and their Data
+// are valid until the next ReadInto with s (Queue.ReadInto).
+func (o *Output) ReadInto(s *Scratch, after uint64, max int, maxBytes int) ([]Entry, error) {
+	if o.st == nil {
+		return o.q.ReadInto(s, after, max, maxBytes)
+	}
+	return o.q.readAfter(after, max, maxBytes, o.st, s)
 }
 
 // Ack records that this output has the records. A record leaves the queue
@@ -580,7 +589,7 @@ func (q *Queue) forgetOutputs(tx *bolt.Tx, m *bolt.Bucket, stale [][]byte, names
 
 // readAfter is ReadAfter for one of several outputs: it starts at the
 // output's mark and skips what the output has acknowledged.
-func (q *Queue) readAfter(after uint64, max int, maxBytes int, o *outState) (out []Entry, err error) {
+func (q *Queue) readAfter(after uint64, max int, maxBytes int, o *outState, s *Scratch) (out []Entry, err error) {
 	q.mu.Lock()
 	if p := o.progress; p > 0 && after < p-1 {
 		after = p - 1
@@ -616,5 +625,5 @@ func (q *Queue) readAfter(after uint64, max int, maxBytes int, o *outState) (out
 			}
 			return bytes.Equal(ck, k)
 		}
-	})
+	}, s)
 }

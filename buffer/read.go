@@ -28,12 +28,28 @@ type Entry struct {
 // record that cannot be decoded is skipped, removed and counted in
 // Stats().Corrupt.
 func (q *Queue) ReadAfter(after uint64, max int, maxBytes int) (out []Entry, err error) {
-	return q.readSkip(after, max, maxBytes, nil)
+	return q.readSkip(after, max, maxBytes, nil, nil)
 }
 
-// readSkip is ReadAfter; skip, when not nil, makes inside the read
-// transaction a test (called with mu held) of records to leave out.
-func (q *Queue) readSkip(after uint64, max int, maxBytes int, skip func(*bolt.Tx) func(uint64) bool) (out []Entry, err error) {
+// Scratch is the memory ReadInto reuses from one read to the next: a
+// drain reads a batch per message, and a fresh slice of entries and copy
+// of their data each time were a large part of its garbage. The zero value
+// is ready; one Scratch serves one reader at a time.
+type Scratch struct {
+	entries []Entry
+	data    []byte
+}
+
+// ReadInto is ReadAfter with the result in s: the entries and their Data
+// are valid until the next ReadInto with s, which overwrites them.
+func (q *Queue) ReadInto(s *Scratch, after uint64, max int, maxBytes int) ([]Entry, error) {
+	return q.readSkip(after, max, maxBytes, nil, s)
+}
+
+// readSkip is ReadAfter (with s: ReadInto); skip, when not nil, makes
+// inside the read transaction a test (called with mu held) of records to
+// leave out.
+func (q *Queue) readSkip(after uint64, max int, maxBytes int, skip func(*bolt.Tx) func(uint64) bool, s *Scratch) (out []Entry, err error) {
 	if max <= 0 || after >= seqLimit {
 		return nil, nil
 	}
@@ -76,7 +92,7 @@ func (q *Queue) readSkip(after uint64, max int, maxBytes int, skip func(*bolt.Tx
 				again = true
 				return nil
 			}
-			out = q.collectLocked(heads, q.memAfterLocked(after), max, maxBytes, skipSeq)
+			out = q.collectLocked(heads, q.memAfterLocked(after), max, maxBytes, skipSeq, s)
 			return nil
 		})
 		if !again {
@@ -112,14 +128,24 @@ func (q *Queue) memAfterLocked(after uint64) (out []*pending) {
 }
 
 // collectLocked copies records from the merged cursors and the records in
-// memory (ascending) into entries.
-func (q *Queue) collectLocked(heads merge, mem []*pending, max, maxBytes int, skip func(uint64) bool) (out []Entry) {
+// memory (ascending) into entries, in s's memory when s is not nil.
+func (q *Queue) collectLocked(heads merge, mem []*pending, max, maxBytes int, skip func(uint64) bool, s *Scratch) (out []Entry) {
 	total := 0
 	// The copies share one buffer (arena), sized from the first record,
 	// and a run of records of the same producer shares one Key string:
 	// a drain reads a hundred records per batch, thousands of batches
 	// a second, and one allocation per record was most of its garbage.
 	var a arena
+	if s != nil {
+		clear(s.entries) // let go of what the last read pointed to
+		out, a = s.entries[:0], arena(s.data[:0])
+		defer func() {
+			s.entries = out
+			if cap(a) > cap(s.data) {
+				s.data = a[:0] // the largest block serves the next read
+			}
+		}()
+	}
 	var key string
 	var last uint64
 	for len(out) < max {
@@ -157,7 +183,7 @@ func (q *Queue) collectLocked(heads merge, mem []*pending, max, maxBytes int, sk
 			break
 		}
 		total += len(rec.data)
-		if out == nil {
+		if cap(out) == 0 {
 			out = make([]Entry, 0, min(max, 256))
 		}
 		// Room for the rest of the batch if it is like this record.

@@ -13,7 +13,9 @@ import (
 
 	mqtt "github.com/eclipse/paho.mqtt.golang"
 
+	"github.com/cityedge/cityedge/drivers"
 	"github.com/cityedge/cityedge/scripts/testbroker"
+	"github.com/cityedge/cityedge/uplink/senml"
 )
 
 const (
@@ -67,12 +69,45 @@ func reportReadings(b *testing.B) {
 // published from memory with paho directly, QoS 1 over mutual TLS to
 // mosquitto, DefaultWindow publishes in flight. One op is one message of 100
 // readings.
-func BenchmarkRawPahoMTLS(b *testing.B) { benchRawPaho(b, DefaultWindow) }
+func BenchmarkRawPahoMTLS(b *testing.B) { benchRawPaho(b, DefaultWindow, benchPayloads()) }
 
 // BenchmarkRawPahoMTLSStopAndWait is the same with one publish in flight.
-func BenchmarkRawPahoMTLSStopAndWait(b *testing.B) { benchRawPaho(b, 1) }
+func BenchmarkRawPahoMTLSStopAndWait(b *testing.B) { benchRawPaho(b, 1, benchPayloads()) }
 
-func benchRawPaho(b *testing.B, window int) {
+// BenchmarkRawPahoMTLSDrainPayload is BenchmarkRawPahoMTLS publishing the
+// messages cmd/cityedge's BenchmarkDrainMTLS sends: 100 BME280 readings
+// each (three SenML records a reading, about 26 KB a message where
+// BenchmarkRawPahoMTLS's take 14 KB), packed the agent's way beforehand.
+// The drain's ratio to it is the drain's cost per byte against raw paho's.
+func BenchmarkRawPahoMTLSDrainPayload(b *testing.B) {
+	benchRawPaho(b, DefaultWindow, drainPayloads(b))
+}
+
+// drainPayloads packs what cmd/cityedge's BenchmarkDrainMTLS buffers
+// (its benchReading) into messages as its forwarder does.
+func drainPayloads(b *testing.B) [][]byte {
+	ps := make([][]byte, 64)
+	items := make([]senml.Item, benchReadings)
+	for i := range ps {
+		for j := range items {
+			n := i*benchReadings + j
+			data, err := senml.AppendReading(nil, drivers.Reading{Sensor: "air-quality-17", Time: time.UnixMilli(1764064800000 + int64(n)*100),
+				Values: []drivers.Value{
+					{Quantity: "temperature", Unit: "Cel", Num: 21.53 + float64(n%100)/100},
+					{Quantity: "humidity", Unit: "%RH", Num: 40.125},
+					{Quantity: "pressure", Unit: "Pa", Num: 101325.25},
+				}})
+			if err != nil {
+				b.Fatal(err)
+			}
+			items[j] = senml.Item{Seq: 1796540000000000 + uint64(n), Data: data}
+		}
+		ps[i], _ = senml.Pack(nil, "gw-bench", items)
+	}
+	return ps
+}
+
+func benchRawPaho(b *testing.B, window int, payloads [][]byte) {
 	br := testbroker.Start(b, testbroker.Options{})
 	opts := mqtt.NewClientOptions().
 		AddBroker(br.URL).
@@ -87,7 +122,6 @@ func benchRawPaho(b *testing.B, window int) {
 		b.Fatalf("connect: %v", tok.Error())
 	}
 	defer cli.Disconnect(100)
-	payloads := benchPayloads()
 	await := func(tok mqtt.Token) {
 		select {
 		case <-tok.Done():

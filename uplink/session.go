@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"net/url"
 	"strconv"
@@ -697,7 +698,9 @@ func (c *Client) publish(ctx context.Context, s *session, ready <-chan Batch, qu
 		c.mu.Lock()
 		c.st.Published++
 		c.mu.Unlock()
-		c.log.Debug("uplink: published", "seq", seqRange(b.Seqs), "bytes", len(b.Payload))
+		if c.log.Enabled(ctx, slog.LevelDebug) { // seqRange formats: not for every message of a drain
+			c.log.Debug("uplink: published", "seq", seqRange(b.Seqs), "bytes", len(b.Payload))
+		}
 		queue <- &pending{b: b, tok: tok, sent: sent}
 	}
 }

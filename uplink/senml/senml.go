@@ -174,57 +174,129 @@ func DecodeReading(b []byte) (drivers.Reading, error) {
 // growth: it runs for every message while a backlog drains.
 func Pack(dst []byte, baseName string, items []Item) (out []byte, bad []uint64) {
 	dst = append(dst, '[')
-	first := true
-	var bt int64
+	p := packer{first: true}
 	for _, it := range items {
-		mark, wasFirst, markBT := len(dst), first, bt
+		mark, wasFirst, markBT := len(dst), p.first, p.bt
 		var ok bool
-		dst, first, bt, ok = appendRecords(dst, baseName, it, first, bt)
+		dst, ok = p.appendRecords(dst, baseName, it)
 		if !ok {
-			dst, first, bt = dst[:mark], wasFirst, markBT
+			dst, p.first, p.bt = dst[:mark], wasFirst, markBT
+			p.nNames = 0 // they may point into what was dropped
 			bad = append(bad, it.Seq)
 		}
 	}
 	return append(dst, ']'), bad
 }
 
+// packer is Pack's state between items. It lives on Pack's stack: nothing
+// it holds outlives the call.
+type packer struct {
+	first bool
+	bt    int64
+	// names remembers where in dst the escaped name and unit of recent
+	// records were written (`"n":"<sensor>/<quantity>","u":"<unit>"`): a
+	// drain's readings repeat a few sensors and quantities, and copying
+	// the bytes already written is cheaper than escaping them again.
+	names  [8]nameRef
+	nNames int
+	next   int // the entry of names replaced next once all are in use
+	// seq holds the decimal text of the last item's sequence number (seqN,
+	// in seqLen bytes): the next one is usually one more, and counting up
+	// its digits is cheaper than formatting it anew.
+	seq    [24]byte
+	seqLen int
+	seqN   uint64
+}
+
+// nameRef is a written name and unit: the stored bytes it came from and
+// where its JSON is in dst.
+type nameRef struct {
+	sensor, quantity, unit []byte
+	at, end                int
+}
+
+// appendName writes `"n":"<sensor>/<quantity>"` and, with a unit,
+// `,"u":"<unit>"`, copying an earlier record's when they are the same.
+func (p *packer) appendName(dst, sensor, quantity, unit []byte) []byte {
+	for _, r := range p.names[:p.nNames] {
+		if string(r.quantity) == string(quantity) && string(r.sensor) == string(sensor) && string(r.unit) == string(unit) {
+			return append(dst, dst[r.at:r.end]...)
+		}
+	}
+	at := len(dst)
+	dst = append(dst, `"n":`...)
+	dst = appendJSONName(dst, sensor, quantity)
+	if len(unit) > 0 {
+		dst = append(dst, `,"u":`...)
+		dst = append(dst, '"')
+		dst = appendEscaped(dst, unit)
+		dst = append(dst, '"')
+	}
+	r := nameRef{sensor: sensor, quantity: quantity, unit: unit, at: at, end: len(dst)}
+	if p.nNames < len(p.names) {
+		p.names[p.nNames] = r
+		p.nNames++
+	} else {
+		p.names[p.next] = r
+		p.next = (p.next + 1) % len(p.names)
+	}
+	return dst
+}
+
+// appendSeq writes seq in decimal.
+func (p *packer) appendSeq(dst []byte, seq uint64) []byte {
+	if p.seqLen > 0 && seq == p.seqN+1 {
+		p.seqN = seq
+		for i := p.seqLen - 1; i >= 0; i-- {
+			if p.seq[i] != '9' {
+				p.seq[i]++
+				return append(dst, p.seq[:p.seqLen]...)
+			}
+			p.seq[i] = '0'
+		}
+		// All nines: it takes one more digit.
+	}
+	p.seqN = seq
+	p.seqLen = len(strconv.AppendUint(p.seq[:0], seq, 10))
+	return append(dst, p.seq[:p.seqLen]...)
+}
+
 // appendRecords writes the records of one stored reading. ok is false when
 // the stored form is damaged; the caller then drops what was written.
-func appendRecords(dst []byte, baseName string, it Item, first bool, bt int64) ([]byte, bool, int64, bool) {
+func (p *packer) appendRecords(dst []byte, baseName string, it Item) ([]byte, bool) {
 	b := it.Data
 	if len(b) == 0 || b[0] != formatV1 {
-		return dst, first, bt, false
+		return dst, false
 	}
 	b = b[1:]
 	ms, n := binary.Varint(b)
 	if n <= 0 {
-		return dst, first, bt, false
+		return dst, false
 	}
 	b = b[n:]
 	if !it.Time.IsZero() {
 		ms = it.Time.UnixMilli()
 	}
 	sensor, b, okS := readBytes(b)
-	var seqBuf [20]byte
-	seq := strconv.AppendUint(seqBuf[:0], it.Seq, 10) // once for all its records
 	count, n := binary.Uvarint(b)
 	if !okS || n <= 0 || count > uint64(len(b)) {
-		return dst, first, bt, false
+		return dst, false
 	}
+	seqAt, seqEnd := -1, 0 // where its seq was written, once for all its records
 	b = b[n:]
 	for i := uint64(0); i < count; i++ {
 		if len(b) < 1 || b[0] > kindNum32 {
-			return dst, first, bt, false
+			return dst, false
 		}
 		kind := b[0]
 		quantity, rest, okQ := readBytes(b[1:])
 		unit, rest, okU := readBytes(rest)
 		if !okQ || !okU || (kind == kindNum && len(rest) < 8) || (kind == kindNum32 && len(rest) < 4) {
-			return dst, first, bt, false
+			return dst, false
 		}
 		b = rest
-		if first {
-			bt = ms
+		if p.first {
+			p.bt = ms
 			dst = append(dst, `{"bn":`...)
 			dst = append(dst, '"')
 			dst = appendEscaped(dst, []byte(baseName))
@@ -235,20 +307,13 @@ func appendRecords(dst []byte, baseName string, it Item, first bool, bt int64) (
 		} else {
 			dst = append(dst, ",{"...)
 		}
-		dst = append(dst, `"n":`...)
-		dst = appendJSONName(dst, sensor, quantity)
-		if len(unit) > 0 {
-			dst = append(dst, `,"u":`...)
-			dst = append(dst, '"')
-			dst = appendEscaped(dst, unit)
-			dst = append(dst, '"')
-		}
+		dst = p.appendName(dst, sensor, quantity, unit)
 		switch kind {
 		case kindNum:
 			v := math.Float64frombits(binary.LittleEndian.Uint64(b))
 			b = b[8:]
 			if math.IsNaN(v) || math.IsInf(v, 0) {
-				return dst, first, bt, false
+				return dst, false
 			}
 			dst = append(dst, `,"v":`...)
 			dst = appendFloat64(dst, v)
@@ -256,7 +321,7 @@ func appendRecords(dst []byte, baseName string, it Item, first bool, bt int64) (
 			v := math.Float32frombits(binary.LittleEndian.Uint32(b))
 			b = b[4:]
 			if math.IsNaN(float64(v)) || math.IsInf(float64(v), 0) {
-				return dst, first, bt, false
+				return dst, false
 			}
 			// The shortest form that reads back as the same float32: no
 			// float64 noise digits (12.3, not 12.300000190734863).
@@ -266,24 +331,30 @@ func appendRecords(dst []byte, baseName string, it Item, first bool, bt int64) (
 			dst = append(dst, `,"vb":`...)
 			dst = strconv.AppendBool(dst, kind == kindTrue)
 		}
-		if !first && ms != bt {
+		if !p.first && ms != p.bt {
 			dst = append(dst, `,"t":`...)
-			dst = appendMillis(dst, ms-bt)
+			dst = appendMillis(dst, ms-p.bt)
 		}
 		dst = append(dst, `,"seq":`...)
-		dst = append(dst, seq...)
+		if seqAt < 0 {
+			seqAt = len(dst)
+			dst = p.appendSeq(dst, it.Seq)
+			seqEnd = len(dst)
+		} else {
+			dst = append(dst, dst[seqAt:seqEnd]...)
+		}
 		if it.Mark != "" {
 			dst = append(dst, `,"tq":"`...)
 			dst = appendEscaped(dst, []byte(it.Mark))
 			dst = append(dst, '"')
 		}
 		dst = append(dst, '}')
-		first = false
+		p.first = false
 	}
 	if len(b) != 0 || count == 0 {
-		return dst, first, bt, false
+		return dst, false
 	}
-	return dst, first, bt, true
+	return dst, true
 }
 
 func readBytes(b []byte) ([]byte, []byte, bool) {

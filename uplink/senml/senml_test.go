@@ -2,6 +2,7 @@ package senml
 
 import (
 	"encoding/json"
+	"fmt"
 	"math"
 	"math/rand/v2"
 	"strconv"
@@ -326,6 +327,54 @@ func TestAppendFloat(t *testing.T) {
 		}
 		if got, want := string(appendFloat32(nil, v32)), strconv.FormatFloat(float64(v32), 'g', -1, 32); got != want {
 			t.Fatalf("appendFloat32(%b) = %s, want %s", v32, got, want)
+		}
+	}
+}
+
+// TestPackRepeats: Pack copies a name and unit it wrote before and counts
+// a sequence number up from the last one; whatever the order, the sensors
+// interleave and the damaged items in between, every record carries its
+// own name, unit and seq.
+func TestPackRepeats(t *testing.T) {
+	type want struct {
+		n, u string
+		seq  uint64
+	}
+	var items []Item
+	var wants []want
+	seqs := []uint64{8, 9, 10, 11, 99, 100, 101, 7, 999, 1000, 1001, 1002, 9999, 10000}
+	for i, seq := range seqs {
+		sensor := fmt.Sprintf("s%d", i%11) // more sensors than the names remembered
+		if i%5 == 0 {
+			// Damaged after its first record was written: what it wrote is
+			// dropped, the remembered name of the next item's sensor too.
+			next := fmt.Sprintf("s%d", (i+1)%11)
+			data := mustStore(t, drivers.Reading{Sensor: next, Time: time.Unix(1, 0), Values: []drivers.Value{{Quantity: "temperature", Unit: "Cel", Num: 1}, {Quantity: "r", Num: 2}}})
+			items = append(items, Item{Seq: seq, Data: data[:len(data)-1]})
+			continue
+		}
+		items = append(items, Item{Seq: seq, Data: mustStore(t, drivers.Reading{Sensor: sensor, Time: time.Unix(1764064800+int64(i), 0), Values: []drivers.Value{
+			{Quantity: "temperature", Unit: "Cel", Num: 20}, {Quantity: "humidity", Unit: "%RH", Num: 40}, {Quantity: "count", Num: 3}}})})
+		wants = append(wants, want{sensor + "/temperature", "Cel", seq}, want{sensor + "/humidity", "%RH", seq}, want{sensor + "/count", "", seq})
+	}
+	out, bad := Pack(nil, "gw", items)
+	if len(bad) != 3 {
+		t.Fatalf("bad = %v, want the 3 damaged items", bad)
+	}
+	var recs []struct {
+		N   string `json:"n"`
+		U   string `json:"u"`
+		Seq uint64 `json:"seq"`
+	}
+	if err := json.Unmarshal(out, &recs); err != nil {
+		t.Fatalf("not JSON: %v\n%s", err, out)
+	}
+	if len(recs) != len(wants) {
+		t.Fatalf("%d records, want %d:\n%s", len(recs), len(wants), out)
+	}
+	for i, r := range recs {
+		if w := wants[i]; r.N != w.n || r.U != w.u || r.Seq != w.seq {
+			t.Errorf("record %d = %+v, want %+v", i, r, w)
 		}
 	}
 }

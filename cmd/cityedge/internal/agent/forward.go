@@ -68,10 +68,29 @@ type forwarder struct {
 	heldLive, heldBack atomic.Uint64
 	liveHeld, backHeld time.Time
 	items              []senml.Item // packing scratch
-	payloads           sync.Pool    // *[]byte: payload buffers back from Acked
+	// Read memory, one per part: live and back-fill entries are never
+	// in use at the same time, but keeping them apart costs nothing.
+	liveRead, backRead buffer.Scratch
+	payloads           sync.Pool // *[]byte: payload buffers back from Acked
+	seqs               sync.Pool // *[]uint64: Batch.Seqs back from Acked
 }
 
 var _ uplink.Source = (*forwarder)(nil)
+
+// scratchReader is what a Queue offers that can read into memory reused
+// from one read to the next (buffer.Queue's ReadInto).
+type scratchReader interface {
+	ReadInto(s *buffer.Scratch, after uint64, max, maxBytes int) ([]buffer.Entry, error)
+}
+
+// read is the queue's ReadAfter, in s when the queue can reuse memory:
+// the entries are used up (packed) before the part's next read.
+func (f *forwarder) read(s *buffer.Scratch, after uint64) ([]buffer.Entry, error) {
+	if r, ok := f.q.(scratchReader); ok {
+		return r.ReadInto(s, after, f.batchMax, uplink.MaxPayload)
+	}
+	return f.q.ReadAfter(after, f.batchMax, uplink.MaxPayload)
+}
 
 func newForwarder(q Queue, agentID string, batchMax int, batchWait time.Duration, clock clockwork.Clock, log *slog.Logger) *forwarder {
 	return &forwarder{q: q, agentID: agentID, batchMax: batchMax, batchWait: batchWait, clock: clock, log: log,
@@ -144,7 +163,7 @@ func (f *forwarder) Next(ctx context.Context) (uplink.Batch, error) {
 		wait := time.Duration(-1)
 		now := f.clock.Now()
 		if (f.hurried || !now.Before(f.liveQuiet)) && !now.Before(f.liveHeld) {
-			live, err := f.q.ReadAfter(liveCursor, f.batchMax, uplink.MaxPayload)
+			live, err := f.read(&f.liveRead, liveCursor)
 			if err != nil {
 				return uplink.Batch{}, err
 			}
@@ -176,7 +195,7 @@ func (f *forwarder) Next(ctx context.Context) (uplink.Batch, error) {
 		}
 		backWaits := backCursor < liveStart && now.Before(f.backHeld)
 		if backCursor < liveStart && !backWaits {
-			back, err := f.q.ReadAfter(backCursor, f.batchMax, uplink.MaxPayload)
+			back, err := f.read(&f.backRead, backCursor)
 			if err != nil {
 				return uplink.Batch{}, err
 			}
@@ -323,7 +342,10 @@ func (f *forwarder) emit(ctx context.Context, entries []buffer.Entry, cursor *ui
 	payload, bad := senml.Pack(buf[:0], f.agentID, items)
 	clear(items) // the scratch must not keep the entries alive
 	f.items = items[:0]
-	seqs := make([]uint64, 0, len(entries))
+	var seqs []uint64
+	if p, _ := f.seqs.Get().(*[]uint64); p != nil {
+		seqs = (*p)[:0]
+	}
 	for i, b, nv := 0, 0, 0; i < len(entries); i++ {
 		if b < len(bad) && bad[b] == entries[i].Seq {
 			b++
@@ -370,6 +392,10 @@ func (f *forwarder) Acked(b uplink.Batch) error {
 	if cap(b.Payload) > 0 {
 		p := b.Payload[:0]
 		f.payloads.Put(&p)
+	}
+	if cap(b.Seqs) > 0 {
+		s := b.Seqs[:0]
+		f.seqs.Put(&s)
 	}
 	return err
 }

@@ -174,6 +174,11 @@ func (c *countingQueue) ReadAfter(after uint64, max, maxBytes int) ([]buffer.Ent
 	return c.Queue.ReadAfter(after, max, maxBytes)
 }
 
+func (c *countingQueue) ReadInto(s *buffer.Scratch, after uint64, max, maxBytes int) ([]buffer.Entry, error) {
+	c.reads.Add(1)
+	return c.Queue.ReadInto(s, after, max, maxBytes)
+}
+
 // TestForwarderIdleReads: the forwarder reads the buffer when something
 // can have changed, not in a loop. A hurry request whose occupancy reading
 // already went out used to make Next spin on bbolt until the next reading,

@@ -98,8 +98,18 @@ type mqttQueue struct {
 }
 
 func (m mqttQueue) ReadAfter(after uint64, max, maxBytes int) ([]buffer.Entry, error) {
+	return m.read(after, func(after uint64) ([]buffer.Entry, error) { return m.Output.ReadAfter(after, max, maxBytes) })
+}
+
+// ReadInto is ReadAfter in reused memory (buffer.Output.ReadInto).
+func (m mqttQueue) ReadInto(s *buffer.Scratch, after uint64, max, maxBytes int) ([]buffer.Entry, error) {
+	return m.read(after, func(after uint64) ([]buffer.Entry, error) { return m.Output.ReadInto(s, after, max, maxBytes) })
+}
+
+// read leaves out (and acknowledges) the zone counts of what read returns.
+func (m mqttQueue) read(after uint64, read func(after uint64) ([]buffer.Entry, error)) ([]buffer.Entry, error) {
 	for {
-		es, err := m.Output.ReadAfter(after, max, maxBytes)
+		es, err := read(after)
 		if err != nil || len(es) == 0 {
 			return es, err
 		}

@@ -50,7 +50,7 @@ const (
 )
 
 func main() {
-	setMemoryLimit() // memlimit.go
+	agent.SetMemoryLimit()
 	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
 }
 

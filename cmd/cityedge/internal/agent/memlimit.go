@@ -1,4 +1,4 @@
-package main
+package agent
 
 import (
 	"os"
@@ -17,8 +17,8 @@ import (
 // to change it.
 const defaultMemoryLimit = 12 << 20
 
-// setMemoryLimit applies defaultMemoryLimit unless GOMEMLIMIT is set.
-func setMemoryLimit() {
+// SetMemoryLimit applies defaultMemoryLimit unless GOMEMLIMIT is set.
+func SetMemoryLimit() {
 	if _, ok := os.LookupEnv("GOMEMLIMIT"); ok {
 		return
 	}

@@ -55,7 +55,7 @@ func holdKernelClock(t *testing.T) *kernelClock {
 		if _, err := fmt.Sscanf(string(left), "status %d maxerror %d esterror %d", &tx.Status, &tx.Maxerror, &tx.Esterror); err != nil {
 			t.Fatalf("%s holds %q: %v", kernelClockLock, left, err)
 		}
-		k.set(tx.Status, tx.Maxerror, tx.Esterror)
+		k.set(tx.Status, int64(tx.Maxerror), int64(tx.Esterror))
 		t.Logf("restored the kernel clock state a previous test left changed: %s", strings.TrimSpace(string(left)))
 	}
 	if _, err := unix.Adjtimex(&k.saved); err != nil {
@@ -76,11 +76,17 @@ func holdKernelClock(t *testing.T) *kernelClock {
 
 func (k *kernelClock) set(status int32, maxerror, esterror int64) {
 	k.t.Helper()
-	tx := unix.Timex{Modes: unix.ADJ_STATUS | unix.ADJ_MAXERROR | unix.ADJ_ESTERROR, Status: status, Maxerror: maxerror, Esterror: esterror}
+	tx := unix.Timex{Modes: unix.ADJ_STATUS | unix.ADJ_MAXERROR | unix.ADJ_ESTERROR, Status: status}
+	setLong(&tx.Maxerror, maxerror)
+	setLong(&tx.Esterror, esterror)
 	if _, err := unix.Adjtimex(&tx); err != nil {
 		k.t.Fatalf("adjtimex (set status %#x, maxerror %d µs): %v", status, maxerror, err)
 	}
 }
+
+// setLong sets a C long field of unix.Timex: int64 on 64-bit machines,
+// int32 on 32-bit ARM, where `make bench-arm` builds these tests too.
+func setLong[T int32 | int64](dst *T, v int64) { *dst = T(v) }
 
 // sync makes the kernel say what it says once an NTP client has
 // synchronised the clock: STA_UNSYNC clear, maximum error 10 ms, estimated

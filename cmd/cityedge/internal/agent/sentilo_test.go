@@ -449,3 +449,30 @@ func TestSentiloPartialAcceptSurvivesRestart(t *testing.T) {
 		})
 	}
 }
+
+// TestSentiloAcceptedPartOfAReadingGoneOtherwise: a reading Sentilo stored
+// in part leaves the buffer another way (the bound drops the oldest
+// first; here it is deleted for every output); at the next start its kept
+// accepted part goes too, and the other reading's stays.
+func TestSentiloAcceptedPartOfAReadingGoneOtherwise(t *testing.T) {
+	r := newSentiloRig(t)
+	r.fake.held["gw-env-humidity"] = true
+	seq := r.env(1)
+	other := r.env(2)
+	r.clock.Advance(time.Second) // batch_wait
+	r.steps()
+	if kept := r.q.StateWithPrefix(acceptedPrefix); len(kept) != 2 {
+		t.Fatalf("kept accepted parts: %v", kept)
+	}
+	if err := r.q.Ack(seq); err != nil { // gone for every output
+		t.Fatal(err)
+	}
+	r.close()
+	r.open()
+	r.steps()
+	kept := r.q.StateWithPrefix(acceptedPrefix)
+	if _, ok := kept[acceptedKey(other)[len(acceptedPrefix):]]; len(kept) != 1 || !ok {
+		t.Fatalf("after the restart, kept %v; want only reading %d's", kept, other)
+	}
+	r.close()
+}

@@ -115,8 +115,11 @@ type Client struct {
 
 	sendMu sync.Mutex // one Publish at a time
 
+	wake chan struct{} // Reconnect wakes Wait
+
 	mu        sync.Mutex
 	gate      Gate
+	gateError bool // the gate is a backoff after a failed exchange (network, TLS, 5xx)
 	errDelay  time.Duration
 	authDelay time.Duration
 	logged    string // cause of the last WARN about the gate, "" after recovery
@@ -188,6 +191,7 @@ func New(cfg Config) (*Client, error) {
 		hc: &http.Client{Transport: tr, CheckRedirect: func(*http.Request, []*http.Request) error {
 			return http.ErrUseLastResponse
 		}},
+		wake:      make(chan struct{}, 1),
 		held:      map[string]*HeldSensor{},
 		heldDelay: map[string]time.Duration{},
 		unknown:   map[unknownKey]struct{}{},
@@ -216,6 +220,24 @@ func (c *Client) Config() Config { return c.cfg }
 
 // Close releases idle connections.
 func (c *Client) Close() { c.hc.CloseIdleConnections() }
+
+// Reconnect is for TLS material that changed (a reload): idle connections
+// are closed, so the next request makes a new one with it, and a backoff
+// after failed exchanges ends now rather than at its time (up to 5 min),
+// waking Wait. A 429's reset and a 401/403's backoff stand: new
+// certificates change neither a quota nor the token.
+func (c *Client) Reconnect() {
+	c.hc.CloseIdleConnections()
+	c.mu.Lock()
+	if c.gateError {
+		c.gate, c.gateError = Gate{}, false
+	}
+	c.mu.Unlock()
+	select {
+	case c.wake <- struct{}{}:
+	default:
+	}
+}
 
 // Stats returns the counters.
 func (c *Client) Stats() Stats {
@@ -267,6 +289,7 @@ func (c *Client) Wait(ctx context.Context) error {
 		select {
 		case <-ctx.Done():
 			return ctx.Err()
+		case <-c.wake:
 		case <-c.clock.After(c.clock.Until(g.Until)):
 		}
 	}
@@ -704,7 +727,7 @@ func (c *Client) recovered() {
 
 // closeGate sets the gate and logs once per change of cause. Called with mu.
 func (c *Client) closeGate(until time.Time, cause, hint string, level slog.Level) {
-	c.gate = Gate{Until: until, Cause: cause}
+	c.gate, c.gateError = Gate{Until: until, Cause: cause}, false
 	if cause == c.logged {
 		return
 	}
@@ -729,6 +752,7 @@ func (c *Client) backoffError(now time.Time, cause string) time.Time {
 	wait := half + time.Duration(c.cfg.Rand.Int64N(int64(c.errDelay-half)+1))
 	until := now.Add(wait)
 	c.closeGate(until, cause, "", slog.LevelWarn)
+	c.gateError = true
 	return until
 }
 

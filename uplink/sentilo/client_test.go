@@ -487,3 +487,72 @@ func TestGetTLSPerConnection(t *testing.T) {
 		t.Errorf("stored %d observations, want the one sent with usable material", n)
 	}
 }
+
+// TestReconnectEndsTheErrorBackoff: after TLS material that failed is
+// fixed and reloaded, Reconnect ends the backoff of failed exchanges at
+// once (it had minutes to run) and wakes Wait; a 429's reset stands.
+func TestReconnectEndsTheErrorBackoff(t *testing.T) {
+	p := newPKI(t)
+	srv := sentilotest.Start(t, sentilotest.Options{Provider: testProvider, Token: testToken, Sensors: []string{"a"}, TLS: p.server})
+	clock := clockwork.NewFakeClockAt(t0)
+	var mu sync.Mutex
+	var current *tls.Config
+	c, err := New(Config{URL: srv.URL, Provider: testProvider, Token: testToken, Clock: clock,
+		Logger: slog.New(slog.DiscardHandler), Rand: rand.New(rand.NewPCG(1, 2)),
+		GetTLS: func() (*tls.Config, error) {
+			mu.Lock()
+			defer mu.Unlock()
+			if current == nil {
+				return nil, errors.New("certs: no usable set")
+			}
+			return current, nil
+		}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	// Eight failures: the backoff has grown to minutes.
+	for range 8 {
+		out := c.Publish(ctx, []Reading{num("a", 1, t0, 1)})
+		if out[0].Status != Retry {
+			t.Fatalf("unusable TLS: %+v", out[0])
+		}
+		clock.Advance(out[0].RetryAt.Sub(clock.Now()))
+	}
+	out := c.Publish(ctx, []Reading{num("a", 1, t0, 1)})
+	if d := out[0].RetryAt.Sub(clock.Now()); d < time.Minute {
+		t.Fatalf("after 9 failures the backoff is %v; the test wants minutes", d)
+	}
+	waited := make(chan error, 1)
+	go func() { waited <- c.Wait(ctx) }()
+	if err := clock.BlockUntilContext(ctx, 1); err != nil {
+		t.Fatal(err)
+	}
+	mu.Lock()
+	current = p.client
+	mu.Unlock()
+	c.Reconnect()
+	select {
+	case err := <-waited:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("Reconnect did not wake Wait")
+	}
+	if g := c.Gate(); !g.Until.IsZero() {
+		t.Fatalf("gate after Reconnect: %+v", g)
+	}
+	if out := c.Publish(ctx, []Reading{num("a", 2, t0, 2)}); out[0].Status != Acked {
+		t.Fatalf("after Reconnect, on the clock's same instant: %+v", out[0])
+	}
+
+	srv.Throttle(1, "5", false)
+	if out := c.Publish(ctx, []Reading{num("a", 3, t0, 3)}); out[0].Reason != "429" {
+		t.Fatalf("throttled: %+v", out[0])
+	}
+	c.Reconnect()
+	if g := c.Gate(); g.Until.IsZero() || !strings.HasPrefix(g.Cause, "429") {
+		t.Fatalf("Reconnect opened a 429's gate: %+v", g)
+	}
+}

@@ -90,9 +90,10 @@ type agent struct {
 	started time.Time
 	ops     *ops // remote.go, restart.go, metrics.go
 	// The Sentilo output (outputs.go, sentilo.go); nil without [sentilo].
-	sentilo      *sentiloOutput
-	sentiloClose func()
-	sentiloStore *certs.Store // its TLS material (a.store without MQTT)
+	sentilo          *sentiloOutput
+	sentiloClose     func()
+	sentiloReconnect func()       // after its TLS material changed (reload)
+	sentiloStore     *certs.Store // its TLS material (a.store without MQTT)
 }
 
 // Run runs the agent until ctx is done and then shuts down in order: stop

@@ -177,7 +177,7 @@ func (a *agent) tlsStores() []tlsStore {
 		out = append(out, tlsStore{outputMQTT, a.store, a.up.Reconnect})
 	}
 	if a.sentiloStore != nil {
-		out = append(out, tlsStore{outputSentilo, a.sentiloStore, a.sentiloClose})
+		out = append(out, tlsStore{outputSentilo, a.sentiloStore, a.sentiloReconnect})
 	}
 	return out
 }

@@ -237,6 +237,7 @@ func (a *agent) startSentilo(view *buffer.Output) error {
 	a.sentilo.clk = a.clk
 	a.sentilo.keep = a.q // accepted.go
 	a.sentiloClose = c.Close
+	a.sentiloReconnect = a.sentilo.reconnect
 	a.sentiloStore = store
 	return nil
 }

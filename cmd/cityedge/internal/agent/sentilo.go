@@ -25,6 +25,7 @@ type sentiloClient interface {
 	Gate() sentilo.Gate
 	Held() []sentilo.HeldSensor
 	Stats() sentilo.Stats
+	Reconnect()
 }
 
 // maxSentiloPending bounds the buffered readings the Sentilo output keeps in
@@ -56,6 +57,7 @@ type sentiloOutput struct {
 	cursor   uint64                     // highest sequence number read
 	rescanAt time.Time                  // read again from Sentilo's progress then (readings let go from memory)
 	pending  map[uint64]*sentiloPending // read, not yet done
+	again    chan struct{}              // reconnect: offer what is pending now
 	acked    atomic.Uint64              // buffered readings (entries) Sentilo has in full
 
 	// keep holds, durably, the ids Sentilo stored of a reading it accepted
@@ -76,7 +78,20 @@ type sentiloPending struct {
 func newSentiloOutput(q outputQueue, c sentiloClient, ids map[sentilo.Quantity]string, batchMax int, batchWait time.Duration,
 	clock clockwork.Clock, log *slog.Logger) *sentiloOutput {
 	return &sentiloOutput{q: q, c: c, ids: ids, batchMax: batchMax, batchWait: batchWait, clock: clock, log: log,
-		pending: map[uint64]*sentiloPending{}}
+		pending: map[uint64]*sentiloPending{}, again: make(chan struct{}, 1)}
+}
+
+// reconnect follows a change of the TLS material (a reload): the client
+// drops its connections and the backoff of failed exchanges, and what is
+// pending is offered again now instead of when that backoff would have
+// ended (held sensors keep their own retry times: the client answers for
+// them without a request).
+func (s *sentiloOutput) reconnect() {
+	s.c.Reconnect()
+	select {
+	case s.again <- struct{}{}:
+	default:
+	}
 }
 
 func (s *sentiloOutput) Name() string { return "sentilo" }
@@ -106,6 +121,10 @@ func (s *sentiloOutput) Run(ctx context.Context) error {
 			return nil
 		case <-s.q.Notify():
 		case <-timer.Chan():
+		case <-s.again:
+			for _, p := range s.pending {
+				p.at = time.Time{}
+			}
 		}
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"io"
 	"log/slog"
 	"path/filepath"
+	"sync"
 	"testing"
 	"time"
 
@@ -22,6 +23,8 @@ import (
 // rejected (Held, retry in 10 s), a closed gate returns Retry, and every
 // stored observation is recorded.
 type fakeSentilo struct {
+	mu       sync.Mutex    // for tests that run the output's own goroutine
+	offered  chan struct{} // nil, or told of each Publish
 	clock    clockwork.Clock
 	held     map[string]bool
 	gate     time.Time
@@ -31,6 +34,11 @@ type fakeSentilo struct {
 }
 
 func (f *fakeSentilo) Publish(_ context.Context, rs []sentilo.Reading) []sentilo.Outcome {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.offered != nil {
+		defer func() { f.offered <- struct{}{} }()
+	}
 	out := make([]sentilo.Outcome, len(rs))
 	now := f.clock.Now()
 	if now.Before(f.gate) {
@@ -54,10 +62,15 @@ func (f *fakeSentilo) Publish(_ context.Context, rs []sentilo.Reading) []sentilo
 	return out
 }
 
-func (f *fakeSentilo) Wait(context.Context) error   { return nil }
-func (f *fakeSentilo) Gate() sentilo.Gate           { return sentilo.Gate{} }
-func (f *fakeSentilo) Held() []sentilo.HeldSensor   { return nil }
-func (f *fakeSentilo) Stats() sentilo.Stats         { return sentilo.Stats{} }
+func (f *fakeSentilo) Wait(context.Context) error { return nil }
+func (f *fakeSentilo) Gate() sentilo.Gate         { return sentilo.Gate{} }
+func (f *fakeSentilo) Held() []sentilo.HeldSensor { return nil }
+func (f *fakeSentilo) Stats() sentilo.Stats       { return sentilo.Stats{} }
+func (f *fakeSentilo) Reconnect() { // as the client: the backoff of failed exchanges ends
+	f.mu.Lock()
+	f.gate = time.Time{}
+	f.mu.Unlock()
+}
 func (f *fakeSentilo) storedOnce(t *testing.T) bool { t.Helper(); return f.dups() == 0 }
 func (f *fakeSentilo) dups() int {
 	n := 0
@@ -475,4 +488,43 @@ func TestSentiloAcceptedPartOfAReadingGoneOtherwise(t *testing.T) {
 		t.Fatalf("after the restart, kept %v; want only reading %d's", kept, other)
 	}
 	r.close()
+}
+
+// TestSentiloReconnectOffersPendingAtOnce: readings turned back by a
+// closed gate (a backoff of minutes after TLS failures) are offered again
+// as soon as the TLS material is reloaded (reconnect), without waiting for
+// the backoff's end: the clock does not move here.
+func TestSentiloReconnectOffersPendingAtOnce(t *testing.T) {
+	r := newSentiloRig(t)
+	defer r.close()
+	r.fake.gate = r.clock.Now().Add(5 * time.Minute)
+	r.fake.offered = make(chan struct{}, 16)
+	seq := r.env(1)
+	r.clock.Advance(time.Second) // batch_wait
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { r.out.Run(ctx); close(done) }()
+	defer func() { cancel(); <-done }()
+	offered := func(what string) {
+		t.Helper()
+		select {
+		case <-r.fake.offered:
+		case <-time.After(10 * time.Second):
+			t.Fatalf("no offer %s", what)
+		}
+	}
+	offered("while the gate is closed")
+	r.fake.mu.Lock()
+	stored := len(r.fake.stored)
+	r.fake.mu.Unlock()
+	if stored != 0 {
+		t.Fatalf("stored %d through a closed gate", stored)
+	}
+	r.out.reconnect()
+	offered("after the reload")
+	r.fake.mu.Lock()
+	defer r.fake.mu.Unlock()
+	if n := r.fake.stored["gw-env-temperature@"+time.Duration(seq).String()]; n != 1 {
+		t.Fatalf("after reconnect, with the clock still: stored %v", r.fake.stored)
+	}
 }

@@ -84,11 +84,11 @@ lint:
 	$(GO) vet ./...
 	$(GO) run honnef.co/go/tools/cmd/staticcheck@v0.8.2 ./...
 
-# Benchmarks with readings/s, memory/flash and reconnect metrics (about three minutes);
+# Benchmarks with readings/s, memory/flash and reconnect metrics (about ten minutes);
 # writes docs/BENCHMARKS.md, the one place README's figures come from.
 bench:
-	@set -o pipefail; { $(GO) test -run '^$$' -bench . -benchtime 2s ./buffer/ ./uplink/senml/ && \
-	  $(GO) test -run '^$$' -bench 'MTLS' -benchtime 10000x ./uplink/ ./cmd/cityedge/ && \
+	@set -o pipefail; { $(GO) test -run '^$$' -bench . -benchtime 1s -count 3 ./buffer/ ./uplink/senml/ && \
+	  $(GO) test -run '^$$' -bench 'MTLS' -benchtime 10000x -count 3 ./uplink/ ./cmd/cityedge/ && \
 	  $(GO) test -run '^$$' -bench 'ReconnectFleet' -benchtime 1x ./uplink/ && \
 	  $(GO) test -run '^$$' -bench 'SentiloDrain' -benchtime 3x ./uplink/sentilo/ && \
 	  $(GO) test -run '^$$' -bench 'Agent' -benchtime 1x -timeout 20m ./cmd/cityedge/ && \

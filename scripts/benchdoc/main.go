@@ -16,6 +16,7 @@ import (
 	"os"
 	"os/exec"
 	"runtime"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -29,6 +30,7 @@ type result struct {
 	iterations          int64
 	metrics             map[string]float64
 	order               []string
+	runs                int // lines merged into this one (go test -count): each figure is their median
 }
 
 // run is one input file: the platform lines go test printed and its results.
@@ -128,7 +130,60 @@ func parse(in io.Reader) *run {
 			}
 		}
 	}
+	r.results = medians(r.results)
 	return r
+}
+
+// medians merges the lines of a benchmark that ran several times (go test
+// -count N) into one whose every figure is the median of the runs: an
+// fsync-bound benchmark moves by tens of percent between runs on a shared
+// machine, and one unlucky run should not decide a ratio's verdict.
+func medians(results []*result) []*result {
+	type key struct{ name, pkg, platform string }
+	groups := map[key][]*result{}
+	var out []*result
+	for _, res := range results {
+		k := key{res.name, res.pkg, res.platform}
+		if len(groups[k]) == 0 {
+			out = append(out, res)
+		}
+		groups[k] = append(groups[k], res)
+	}
+	for i, first := range out {
+		g := groups[key{first.name, first.pkg, first.platform}]
+		if len(g) == 1 {
+			continue
+		}
+		m := &result{name: first.name, pkg: first.pkg, platform: first.platform, metrics: map[string]float64{},
+			order: first.order, runs: len(g)}
+		its := make([]float64, len(g))
+		for j, res := range g {
+			its[j] = float64(res.iterations)
+		}
+		m.iterations = int64(median(its))
+		for _, name := range first.order {
+			var vs []float64
+			for _, res := range g {
+				if v, ok := res.metrics[name]; ok {
+					vs = append(vs, v)
+				}
+			}
+			m.metrics[name] = median(vs)
+		}
+		out[i] = m
+	}
+	return out
+}
+
+// median of vs (the mean of the middle two for an even count).
+func median(vs []float64) float64 {
+	vs = slices.Clone(vs)
+	slices.Sort(vs)
+	n := len(vs)
+	if n%2 == 1 {
+		return vs[n/2]
+	}
+	return (vs[n/2-1] + vs[n/2]) / 2
 }
 
 // parseLine reads "BenchmarkX-2   10   123 ns/op   4.5 readings/s".
@@ -194,7 +249,11 @@ func write(w *strings.Builder, runs []*run, cmd string, now time.Time, note stri
 				for _, m := range res.order {
 					fs = append(fs, human(res.metrics[m])+" "+m)
 				}
-				fmt.Fprintf(w, "| `%s` | %d | %s |\n", res.name, res.iterations, strings.Join(fs, ", "))
+				its := fmt.Sprint(res.iterations)
+				if res.runs > 1 {
+					its += fmt.Sprintf(" (median of %d runs)", res.runs)
+				}
+				fmt.Fprintf(w, "| `%s` | %s | %s |\n", res.name, its, strings.Join(fs, ", "))
 			}
 			w.WriteString("\n")
 		}

@@ -62,3 +62,39 @@ func TestParseLine(t *testing.T) {
 		}
 	}
 }
+
+// TestMedians: a benchmark run several times (go test -count 3) is one row
+// whose figures are the medians of its runs, and the ratio is taken from
+// them: one unlucky fsync-bound run does not decide the verdict.
+func TestMedians(t *testing.T) {
+	const repeated = `goos: linux
+goarch: amd64
+pkg: github.com/cityedge/cityedge/buffer
+BenchmarkAppend100-2   	    4000	    420000 ns/op	    182000 readings/s
+BenchmarkAppend100-2   	    4200	    410000 ns/op	    240000 readings/s
+BenchmarkAppend100-2   	    4100	    415000 ns/op	    245000 readings/s
+BenchmarkRawBolt100-2  	    5000	    345000 ns/op	    351000 readings/s
+BenchmarkRawBolt100-2  	    5000	    345000 ns/op	    290000 readings/s
+BenchmarkRawBolt100-2  	    5000	    345000 ns/op	    280000 readings/s
+`
+	r := parse(strings.NewReader(repeated))
+	if len(r.results) != 2 {
+		t.Fatalf("parsed %d results, want 2 (one per benchmark)", len(r.results))
+	}
+	if a := find(r, "BenchmarkAppend100"); a.metrics["readings/s"] != 240000 || a.iterations != 4100 || a.runs != 3 {
+		t.Fatalf("Append100 = %+v; want the medians 240000 readings/s, 4100 iterations, of 3 runs", a)
+	}
+	var b strings.Builder
+	write(&b, []*run{r}, "make bench", time.Date(2026, 12, 6, 10, 0, 0, 0, time.UTC), "")
+	for _, want := range []string{
+		"| 240,000 / 290,000 | **0.83** | ≥ 0.8 met |",
+		"| `BenchmarkAppend100` | 4100 (median of 3 runs) | 415,000 ns/op, 240,000 readings/s |",
+	} {
+		if !strings.Contains(b.String(), want) {
+			t.Errorf("output lacks %q:\n%s", want, b.String())
+		}
+	}
+	if m := median([]float64{4, 1, 3, 2}); m != 2.5 {
+		t.Errorf("median of 1..4 = %v", m)
+	}
+}

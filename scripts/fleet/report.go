@@ -118,7 +118,11 @@ func render(r *results) string {
 		row(fmt.Sprintf("%s: node death → first message of the next session, p50 / p99", f.What),
 			fmt.Sprintf("%s / %s (%d gateways affected, %d stuck)", percentile(f.Lat, 50).Round(100*time.Millisecond), percentile(f.Lat, 99).Round(100*time.Millisecond), f.Affected, len(f.Stuck)), "every affected gateway back")
 	}
-	row("whole-cluster restart: busiest second, connections accepted (RabbitMQ logs)", fmt.Sprintf("%d at %s", r.BusiestAccepted, r.BusiestAcceptAt.Format("15:04:05")), fmt.Sprintf("≤ %d (1/10 of the fleet)", r.Agents/10))
+	// RabbitMQ logs a connection before CONNECT, without a client id: the
+	// count includes the test's own consumers and status watcher, which
+	// reconnect at once when the cluster is back. The bound is judged on
+	// the agents' sessions, the next row.
+	row("whole-cluster restart: busiest second, connections accepted (RabbitMQ logs; the test's 3 consumers and watcher included)", fmt.Sprintf("%d at %s", r.BusiestAccepted, r.BusiestAcceptAt.Format("15:04:05")), "shown beside the next row")
 	row("whole-cluster restart: busiest second, sessions established (agents' logs)", fmt.Sprintf("%d at %s", r.BusiestConnected, r.BusiestConnAt.Format("15:04:05")), fmt.Sprintf("≤ %d", r.Agents/10))
 	row("whole-cluster restart: last gateway reconnected after the cluster was back", r.BackAfter.Round(time.Second).String(), "—")
 	cpu := 100 * r.SteadyCPU.Seconds() / r.SteadyWin.Seconds()

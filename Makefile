@@ -90,7 +90,7 @@ bench:
 	@set -o pipefail; { $(GO) test -run '^$$' -bench . -benchtime 1s -count 3 ./buffer/ ./uplink/senml/ && \
 	  $(GO) test -run '^$$' -bench 'MTLS' -benchtime 10000x -count 3 ./uplink/ ./cmd/cityedge/ && \
 	  $(GO) test -run '^$$' -bench 'ReconnectFleet' -benchtime 1x ./uplink/ && \
-	  $(GO) test -run '^$$' -bench 'SentiloDrain' -benchtime 3x ./uplink/sentilo/ && \
+	  $(GO) test -run '^$$' -bench 'SentiloDrain' -benchtime 3x -count 3 ./uplink/sentilo/ && \
 	  $(GO) test -run '^$$' -bench 'Agent' -benchtime 1x -timeout 20m ./cmd/cityedge/ && \
 	  $(GO) test -run '^$$' -bench 'Guidance' -benchtime 100x -timeout 10m ./cmd/cityedge/internal/agent/; } 2>&1 | grep -v ' INFO ' | tee bench.out
 	$(GO) run ./scripts/benchdoc -in bench.out $(foreach a,armv7 arm64,$(if $(wildcard bench-$(a).out),-in $(a)=bench-$(a).out)) \

@@ -72,6 +72,7 @@ type clockRule struct {
 	early, late seqSet // held-count bookkeeping (heldcount.go)
 	lastReport  uint64
 	scanning    bool   // the earlier run's readings are being counted
+	scanned     bool   // their count has begun (it runs once)
 	ackedScan   seqSet // acked while scanning, below earlierBelow
 }
 
@@ -91,12 +92,15 @@ func newClockRule(m clocksync.Machine, build time.Time, hold time.Duration, keep
 
 // run looks at the clock every clockCheckEvery until ctx is done.
 func (c *clockRule) run(ctx context.Context) {
-	if c.earlier != nil {
-		go c.countEarlierRun(ctx)
-	}
 	t := c.clock.NewTicker(clockCheckEvery)
 	defer t.Stop()
 	for {
+		// The earlier run's held readings are counted the first time the
+		// clock is not trusted: with a trusted clock nothing is held, and
+		// a synced gateway never reads its backlog for this.
+		if !c.tr.Trusted() && c.beginEarlierCount() {
+			go c.countEarlierRun(ctx)
+		}
 		select {
 		case <-ctx.Done():
 			return

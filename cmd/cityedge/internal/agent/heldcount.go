@@ -18,8 +18,8 @@ import (
 // buffer's bound dropped (it drops the oldest first: every seq below the
 // buffer's oldest is gone). Readings of this boot buffered by an earlier run
 // of the agent (a restart within the boot) are counted by one read of the
-// buffer in the background at start (countEarlierRun); until it is done the
-// count leaves them out.
+// buffer in the background (countEarlierRun), the first time the clock is
+// not trusted; until it is done the count leaves them out.
 
 // seqRange is the sequence numbers lo..hi, both included.
 type seqRange struct{ lo, hi uint64 }
@@ -171,7 +171,20 @@ func (c *clockRule) earlierRun(q interface {
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	c.earlier, c.earlierBelow, c.scanning = q.ReadAfter, st.NextSeq, true
+	c.earlier, c.earlierBelow = q.ReadAfter, st.NextSeq
+}
+
+// beginEarlierCount reports whether countEarlierRun is to run now: there is
+// an earlier run's buffer to read and its count has not begun. From here
+// acked notes the acks countEarlierRun's result must leave out.
+func (c *clockRule) beginEarlierCount() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.earlier == nil || c.scanned {
+		return false
+	}
+	c.scanned, c.scanning = true, true
+	return true
 }
 
 // earlierScanBatch is how many records one read of countEarlierRun takes.

@@ -155,6 +155,9 @@ func TestHeldCountAfterRestart(t *testing.T) {
 	r = newClockRig(t, g, path, 5*time.Minute, map[uint64]time.Time{}, map[uint64]sent{})
 	defer r.close()
 	r.a.clk.earlierRun(r.q)
+	if !r.a.clk.beginEarlierCount() || r.a.clk.beginEarlierCount() {
+		t.Fatal("the earlier run's count must begin once")
+	}
 	for range 10 {
 		r.second()
 	}

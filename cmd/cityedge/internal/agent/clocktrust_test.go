@@ -82,3 +82,52 @@ func TestClockTrustedCallsBack(t *testing.T) {
 		t.Errorf("onTrusted called %d times, want 1", n)
 	}
 }
+
+// TestEarlierRunCountedOnlyWhileUntrusted: the readings an earlier run
+// buffered are read for the held count only once the clock is not
+// trusted; a synced gateway never reads its backlog for it.
+func TestEarlierRunCountedOnlyWhileUntrusted(t *testing.T) {
+	clk := clockwork.NewFakeClockAt(ruleTruth)
+	g := &gateway{clk: clk, bootAt: ruleTruth.Add(-30 * time.Second), bootID: 7, synced: true, maxError: 10 * time.Millisecond}
+	m := lookCounter{&sync.Mutex{}, g, make(chan struct{}, 1)}
+	log := slog.New(slog.DiscardHandler)
+	q, err := buffer.Open(filepath.Join(t.TempDir(), "buffer.db"), buffer.Options{Logger: log}) // real clock: see above
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer q.Close()
+	if _, err := q.Append(context.Background(), []buffer.Record{{Key: "air-1", Data: []byte{1}}}); err != nil {
+		t.Fatal(err)
+	}
+	c := newClockRule(m, ruleBuild, time.Hour, q, clk, log)
+	<-m.looks // New's first look
+	c.earlierRun(q)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); c.run(ctx) }()
+	defer func() { cancel(); <-done }()
+	look := func() {
+		t.Helper()
+		if err := clk.BlockUntilContext(ctx, 1); err != nil {
+			t.Fatal(err)
+		}
+		clk.Advance(clockCheckEvery)
+		<-m.looks
+	}
+	begun := func() bool { c.mu.Lock(); defer c.mu.Unlock(); return c.scanned }
+	for range 3 {
+		look()
+	}
+	if !c.tr.Trusted() || begun() {
+		t.Fatalf("trusted %v: the earlier run's count began %v, want not while trusted", c.tr.Trusted(), begun())
+	}
+	m.mu.Lock()
+	g.synced, g.wallErr = false, time.Hour // a step: not trusted any more
+	m.mu.Unlock()
+	for range 2 {
+		look()
+	}
+	if c.tr.Trusted() || !begun() {
+		t.Fatalf("trusted %v: the earlier run's count began %v, want begun once not trusted", c.tr.Trusted(), begun())
+	}
+}

@@ -39,33 +39,10 @@ func (l lookCounter) Sync() (clocksync.Sync, error) {
 func TestClockTrustedCallsBack(t *testing.T) {
 	clk := clockwork.NewFakeClockAt(ruleTruth)
 	g := &gateway{clk: clk, bootAt: ruleTruth.Add(-30 * time.Second), bootID: 7, wallErr: -5 * 365 * 24 * time.Hour}
-	m := lookCounter{&sync.Mutex{}, g, make(chan struct{}, 1)}
-	log := slog.New(slog.DiscardHandler)
-	// The buffer on the real clock: on clk, its commit timer could be the
-	// one waiter look's BlockUntilContext sees before run's ticker exists,
-	// and the tick that look advances would then be lost.
-	q, err := buffer.Open(filepath.Join(t.TempDir(), "buffer.db"), buffer.Options{Logger: log})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer q.Close()
-	c := newClockRule(m, ruleBuild, time.Hour, q, clk, log)
-	<-m.looks // New's first look
 	var calls atomic.Int32
-	c.onTrusted = func() { calls.Add(1) } // on run's goroutine, before its next look
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() { defer close(done); c.run(ctx) }()
-	defer func() { cancel(); <-done }()
-	// look lets one check interval pass and waits for the rule's look.
-	look := func() {
-		t.Helper()
-		if err := clk.BlockUntilContext(ctx, 1); err != nil {
-			t.Fatal(err)
-		}
-		clk.Advance(clockCheckEvery)
-		<-m.looks
-	}
+	_, m, look := runRule(t, g, ruleBuffer(t), func(c *clockRule) {
+		c.onTrusted = func() { calls.Add(1) } // on run's goroutine, before its next look
+	})
 	for range 3 {
 		look()
 	}
@@ -89,31 +66,11 @@ func TestClockTrustedCallsBack(t *testing.T) {
 func TestEarlierRunCountedOnlyWhileUntrusted(t *testing.T) {
 	clk := clockwork.NewFakeClockAt(ruleTruth)
 	g := &gateway{clk: clk, bootAt: ruleTruth.Add(-30 * time.Second), bootID: 7, synced: true, maxError: 10 * time.Millisecond}
-	m := lookCounter{&sync.Mutex{}, g, make(chan struct{}, 1)}
-	log := slog.New(slog.DiscardHandler)
-	q, err := buffer.Open(filepath.Join(t.TempDir(), "buffer.db"), buffer.Options{Logger: log}) // real clock: see above
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer q.Close()
+	q := ruleBuffer(t)
 	if _, err := q.Append(context.Background(), []buffer.Record{{Key: "air-1", Data: []byte{1}}}); err != nil {
 		t.Fatal(err)
 	}
-	c := newClockRule(m, ruleBuild, time.Hour, q, clk, log)
-	<-m.looks // New's first look
-	c.earlierRun(q)
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() { defer close(done); c.run(ctx) }()
-	defer func() { cancel(); <-done }()
-	look := func() {
-		t.Helper()
-		if err := clk.BlockUntilContext(ctx, 1); err != nil {
-			t.Fatal(err)
-		}
-		clk.Advance(clockCheckEvery)
-		<-m.looks
-	}
+	c, m, look := runRule(t, g, q, func(c *clockRule) { c.earlierRun(q) })
 	begun := func() bool { c.mu.Lock(); defer c.mu.Unlock(); return c.scanned }
 	for range 3 {
 		look()
@@ -130,4 +87,44 @@ func TestEarlierRunCountedOnlyWhileUntrusted(t *testing.T) {
 	if c.tr.Trusted() || !begun() {
 		t.Fatalf("trusted %v: the earlier run's count began %v, want begun once not trusted", c.tr.Trusted(), begun())
 	}
+}
+
+// ruleBuffer is a buffer for the clock rule's tests, on the real clock: on
+// the fake one its commit timer could be the one waiter look's
+// BlockUntilContext sees before run's ticker exists, and the tick that
+// look advances would then be lost.
+func ruleBuffer(t *testing.T) *buffer.Queue {
+	t.Helper()
+	q, err := buffer.Open(filepath.Join(t.TempDir(), "buffer.db"), buffer.Options{Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { q.Close() })
+	return q
+}
+
+// runRule makes the clock rule of gateway g over q (setup, when not nil,
+// prepares it) and runs it until the test ends. look lets one check
+// interval pass on g's fake clock and waits for the rule's look at it.
+func runRule(t *testing.T, g *gateway, q *buffer.Queue, setup func(*clockRule)) (*clockRule, lookCounter, func()) {
+	t.Helper()
+	m := lookCounter{&sync.Mutex{}, g, make(chan struct{}, 1)}
+	c := newClockRule(m, ruleBuild, time.Hour, q, g.clk, slog.New(slog.DiscardHandler))
+	<-m.looks // New's first look
+	if setup != nil {
+		setup(c)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); c.run(ctx) }()
+	t.Cleanup(func() { cancel(); <-done })
+	look := func() {
+		t.Helper()
+		if err := g.clk.BlockUntilContext(ctx, 1); err != nil {
+			t.Fatal(err)
+		}
+		g.clk.Advance(clockCheckEvery)
+		<-m.looks
+	}
+	return c, m, look
 }

@@ -5,7 +5,6 @@ import (
 	"crypto/ed25519"
 	"crypto/tls"
 	"crypto/x509"
-	"encoding/pem"
 	"fmt"
 	"log/slog"
 	"os"
@@ -18,6 +17,7 @@ import (
 	"github.com/cityedge/cityedge/certs/devpki"
 	"github.com/cityedge/cityedge/cmd/cityedge/internal/clocksync"
 	"github.com/cityedge/cityedge/cmd/cityedge/internal/config"
+	"github.com/cityedge/cityedge/cmd/cityedge/internal/remote/remotetest"
 	"github.com/cityedge/cityedge/uplink/sentilo"
 	"github.com/cityedge/cityedge/uplink/sentilo/sentilotest"
 )
@@ -72,12 +72,8 @@ func TestRunSentiloOnly(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	der, err := x509.MarshalPKIXPublicKey(pub)
-	if err != nil {
-		t.Fatal(err)
-	}
 	keysFile := filepath.Join(dir, "operators.pem")
-	if err := os.WriteFile(keysFile, pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: der}), 0o644); err != nil {
+	if err := os.WriteFile(keysFile, remotetest.PublicPEM(pub), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	tokenFile := filepath.Join(dir, "sentilo.token")

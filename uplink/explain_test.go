@@ -1,10 +1,13 @@
 package uplink
 
 import (
+	"bufio"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
+	"encoding/binary"
 	"errors"
+	"log/slog"
 	"net"
 	"strings"
 	"testing"
@@ -12,6 +15,7 @@ import (
 
 	"github.com/cityedge/cityedge/certs/devpki"
 	"github.com/cityedge/cityedge/scripts/testbroker"
+	"github.com/jonboulle/clockwork"
 )
 
 // TestExplainServerCert: a broker certificate that does not verify is named
@@ -92,4 +96,100 @@ func TestProbeNamesTheStage(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestConnectedLogsConnackDelay: a broker that holds the CONNECT (as
+// RabbitMQ does while its client-id registry has no leader) and answers it
+// 3 s later on the injected clock: the session's "uplink: connected" line
+// says connack_after=3s, the figure the fleet test uses to date the CONNECT.
+func TestConnectedLogsConnackDelay(t *testing.T) {
+	pki, err := devpki.Dev(t.TempDir(), "gw-test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srvCert, err := tls.LoadX509KeyPair(pki.Server.CertFile, pki.Server.KeyFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pool := x509.NewCertPool()
+	pool.AddCert(pki.CA.Cert)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	gotConnect, release := make(chan struct{}), make(chan struct{})
+	go func() {
+		conn, err := ln.Accept()
+		if err != nil {
+			return
+		}
+		defer conn.Close()
+		tc := tls.Server(conn, &tls.Config{Certificates: []tls.Certificate{srvCert}, ClientCAs: pool, ClientAuth: tls.RequireAndVerifyClientCert})
+		r := bufio.NewReader(tc)
+		if typ, err := readPacket(r); err != nil || typ != 1 {
+			t.Errorf("first packet type %d, err %v; want CONNECT (1)", typ, err)
+			return
+		}
+		close(gotConnect)
+		<-release
+		if _, err := tc.Write([]byte{0x20, 0x02, 0x00, 0x00}); err != nil { // CONNACK, accepted
+			return
+		}
+		for {
+			if _, err := readPacket(r); err != nil {
+				return
+			}
+		}
+	}()
+
+	fc := clockwork.NewFakeClock()
+	logs := &lineLog{}
+	cfg := validConfig()
+	cfg.Brokers = []string{"mqtts://" + ln.Addr().String()}
+	cfg.TLSConfig = func() (*tls.Config, error) {
+		return testbroker.TLSConfig(t, pki.CA.CertFile, pki.Client.CertFile, pki.Client.KeyFile), nil
+	}
+	cfg.Logger = slog.New(slog.NewTextHandler(logs, nil))
+	cfg.clock = fc
+	r := start(t, cfg, newMemSource(0))
+	select {
+	case <-gotConnect:
+	case <-time.After(10 * time.Second):
+		t.Fatal("no CONNECT reached the broker")
+	}
+	fc.Advance(3 * time.Second)
+	close(release)
+	waitFor(t, 10*time.Second, "the connected line", func() bool { return len(logs.lines(`msg="uplink: connected"`)) > 0 })
+	if line := logs.lines(`msg="uplink: connected"`)[0]; !strings.Contains(line, "connack_after=3s") {
+		t.Errorf("connected line %q does not say connack_after=3s", line)
+	}
+	// The clean stop waits StopTimeout on the fake clock for the offline
+	// status's PUBACK, which this broker never sends.
+	r.cancel()
+	for deadline := time.Now().Add(10 * time.Second); ; fc.Advance(time.Second) {
+		select {
+		case <-r.done:
+			close(r.done)
+			return
+		case <-time.After(10 * time.Millisecond):
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("Run did not return within 10s of cancel")
+		}
+	}
+}
+
+// readPacket reads one MQTT control packet and returns its type.
+func readPacket(r *bufio.Reader) (byte, error) {
+	h, err := r.ReadByte()
+	if err != nil {
+		return 0, err
+	}
+	n, err := binary.ReadUvarint(r) // MQTT's remaining length is this varint (MQTT 3.1.1 section 2.2.3)
+	if err != nil {
+		return 0, err
+	}
+	_, err = r.Discard(int(n))
+	return h >> 4, err
 }

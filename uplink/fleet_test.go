@@ -1,6 +1,7 @@
 package uplink
 
 import (
+	"cmp"
 	"container/heap"
 	"math/rand/v2"
 	"slices"
@@ -21,6 +22,15 @@ type fleetScenario struct {
 	downFor  time.Duration // the broker refuses TCP until then
 	spread   time.Duration // ReconnectSpread
 	seed     uint64
+	// A broker whose listener opens before it can take sessions, as
+	// RabbitMQ 3.10's does after a whole-cluster restart (its MQTT
+	// client-id registry waits for a Raft leader): from listenAt until
+	// downFor it holds every CONNECT for hold and then refuses it (CONNACK
+	// "server unavailable"), and the CONNECTs it holds when it becomes
+	// ready all get their sessions in that instant. With hold 0 the broker
+	// refuses TCP until downFor.
+	listenAt, hold time.Duration
+	backoffMax     time.Duration // 0: DefaultBackoffMax
 }
 
 type fleetResult struct {
@@ -38,6 +48,13 @@ type fleetResult struct {
 	// The busiest second after the first one at the broker: the first holds
 	// the gateways whose quick first attempt falls into it.
 	busiestLater int
+	// Sessions per second, counted at the second their CONNECT reached the
+	// broker (arrived) and at the second the broker answered it
+	// (established), with the busiest second of each. They differ only
+	// when the broker holds CONNECTs: it then answers all it holds at once.
+	arrived, established               map[int]int
+	busiestArrived, busiestEstablished int
+	held                               int // CONNECTs held and then refused
 }
 
 // simAttempt is a gateway's next attempt.
@@ -67,16 +84,25 @@ func simulateFleet(sc fleetScenario) fleetResult {
 	attempts := make([]int, sc.gateways)
 	q := make(attemptQueue, 0, sc.gateways)
 	for i := range pols {
-		pols[i] = newBackoff(DefaultBackoffMin, DefaultBackoffMax, sc.spread, rand.New(rand.NewPCG(sc.seed, uint64(i))))
+		pols[i] = newBackoff(DefaultBackoffMin, cmp.Or(sc.backoffMax, DefaultBackoffMax), sc.spread, rand.New(rand.NewPCG(sc.seed, uint64(i))))
 		q = append(q, simAttempt{at: pols[i].next(epoch, evLost), gw: i})
 	}
 	heap.Init(&q)
-	var res fleetResult
+	res := fleetResult{arrived: map[int]int{}, established: map[int]int{}}
 	completed := map[int]int{} // handshakes per second
 	for q.Len() > 0 {
 		a := heap.Pop(&q).(simAttempt)
 		attempts[a.gw]++
 		var ev event
+		if sc.hold > 0 && a.at >= sc.listenAt && a.at < sc.downFor {
+			if answer := a.at + sc.hold; answer < sc.downFor {
+				res.held++
+				heap.Push(&q, simAttempt{at: answer + pols[a.gw].next(epoch.Add(answer), evRefused), gw: a.gw})
+				continue
+			}
+			res.session(a.at, sc.downFor)
+			continue
+		}
 		if a.at < sc.downFor {
 			res.downAttempts++
 			ev = evDown
@@ -88,7 +114,7 @@ func simulateFleet(sc fleetScenario) fleetResult {
 			res.perSecond[sec]++
 			if completed[int(a.at/time.Second)] < sc.capacity {
 				completed[int(a.at/time.Second)]++
-				res.reconnect = max(res.reconnect, a.at)
+				res.session(a.at, a.at)
 				continue // connected; it stays connected
 			}
 			ev = evRefused
@@ -103,10 +129,24 @@ func simulateFleet(sc fleetScenario) fleetResult {
 			res.busiestLater = max(res.busiestLater, n)
 		}
 	}
+	for _, n := range res.arrived {
+		res.busiestArrived = max(res.busiestArrived, n)
+	}
+	for _, n := range res.established {
+		res.busiestEstablished = max(res.busiestEstablished, n)
+	}
 	slices.Sort(attempts)
 	res.p99Attempts = attempts[(len(attempts)*99+99)/100-1]
 	res.maxAttempts = attempts[len(attempts)-1]
 	return res
+}
+
+// session counts a session whose CONNECT reached the broker at arrived and
+// was answered at established.
+func (r *fleetResult) session(arrived, established time.Duration) {
+	r.arrived[int(arrived/time.Second)]++
+	r.established[int(established/time.Second)]++
+	r.reconnect = max(r.reconnect, established)
 }
 
 // The scenarios of #19 (a city-wide broker restart: 10,000 gateways, a broker
@@ -164,6 +204,32 @@ func TestReconnectFleet(t *testing.T) {
 			}
 		}
 	})
+	t.Run("200 gateways, whole cluster restart, CONNECTs held 5s until it is ready", func(t *testing.T) {
+		// RabbitMQ 3.10 after a whole-cluster restart (docs/FLEET.md): the
+		// first node's listener opens within seconds, then holds every
+		// CONNECT for 5 s and refuses it until its client-id registry has a
+		// Raft leader, about 2 minutes later; the CONNECTs it holds then all
+		// get their sessions in that instant. What the fleet controls is
+		// when its CONNECTs arrive; the answers come in a burst of about
+		// (hold + 1 s) × the arrival rate whatever the policy, logged here.
+		for _, ready := range []time.Duration{60 * time.Second, 100 * time.Second, 140 * time.Second, 200 * time.Second, 300 * time.Second} {
+			worst := heldWorst(heldScenario(ready))
+			t.Logf("ready after %v: busiest second %d sessions by CONNECT arrival, %d by answer (worst of %d seeds); all back %.1f s after it was ready",
+				ready, worst.busiestArrived, worst.busiestEstablished, clusterSeeds, (worst.reconnect - ready).Seconds())
+			if limit := clusterScenario.gateways / 10; worst.busiestArrived > limit {
+				t.Errorf("ready after %v: %d CONNECTs of sessions arrived in one second, want at most %d (1/10 of the fleet)", ready, worst.busiestArrived, limit)
+			}
+		}
+	})
+	t.Run("control: a fleet retrying every few seconds herds at a holding broker", func(t *testing.T) {
+		sc := heldScenario(140 * time.Second)
+		sc.backoffMax = 5 * time.Second
+		worst := heldWorst(sc)
+		t.Logf("attempts at most 5 s apart: busiest second %d sessions by CONNECT arrival", worst.busiestArrived)
+		if worst.busiestArrived <= clusterScenario.gateways/10 {
+			t.Errorf("a herding fleet met the bound (%d): the measure cannot fail", worst.busiestArrived)
+		}
+	})
 	t.Run("control: without the spread phase the fleet herds", func(t *testing.T) {
 		// The same storm with a spread window of 1 s must fail the targets:
 		// the simulation can tell a herding policy from a spreading one.
@@ -196,6 +262,28 @@ func clusterWorst(spread time.Duration) fleetResult {
 	return worst
 }
 
+// heldScenario is the fleet test's whole-cluster restart on RabbitMQ 3.10:
+// the cluster refuses TCP for 40 s (30 s stopped, then the first node's
+// boot), then holds CONNECTs for 5 s until it is ready.
+func heldScenario(ready time.Duration) fleetScenario {
+	sc := clusterScenario
+	sc.listenAt, sc.hold, sc.downFor = 40*time.Second, 5*time.Second, ready
+	return sc
+}
+
+// heldWorst runs sc with clusterSeeds seeds and returns the run whose
+// sessions' CONNECTs arrived most in one second.
+func heldWorst(sc fleetScenario) fleetResult {
+	var worst fleetResult
+	for seed := range uint64(clusterSeeds) {
+		sc.seed = seed
+		if r := simulateFleet(sc); r.busiestArrived > worst.busiestArrived || seed == 0 {
+			worst = r
+		}
+	}
+	return worst
+}
+
 // BenchmarkReconnectFleet reports the simulation's figures for
 // docs/BENCHMARKS.md at the default reconnect_spread: the 10,000-gateway
 // broker restart against 1,000 handshakes/s (reconnect_s: when the last
@@ -203,14 +291,21 @@ func clusterWorst(spread time.Duration) fleetResult {
 // the busiest second after the first) and the 200-gateway whole-cluster
 // restart after 90 s down (cluster_busiest_second: attempts at the broker in
 // its busiest second, worst of 20 seeds; cluster_reconnect_s: when the last
-// gateway was back, counted from the broker's return). The simulations are
-// deterministic, so the figures do not depend on b.N.
+// gateway was back, counted from the broker's return), and the same fleet
+// against a broker that holds CONNECTs 5 s until it is ready 140 s after
+// the stop, as RabbitMQ 3.10 does (held_arrived_second: sessions whose
+// CONNECT arrived in the busiest second; held_answered_second: sessions it
+// answered in its busiest second, worst of 20 seeds by arrival). The
+// simulations are deterministic, so the figures do not depend on b.N.
 func BenchmarkReconnectFleet(b *testing.B) {
-	var storm, cluster fleetResult
+	var storm, cluster, held fleetResult
 	for range b.N {
 		storm = simulateFleet(stormScenario)
 		cluster = clusterWorst(DefaultReconnectSpread)
+		held = heldWorst(heldScenario(140 * time.Second))
 	}
+	b.ReportMetric(float64(held.busiestArrived), "held_arrived_second")
+	b.ReportMetric(float64(held.busiestEstablished), "held_answered_second")
 	b.ReportMetric(storm.reconnect.Seconds(), "reconnect_s")
 	b.ReportMetric(float64(storm.p99Attempts), "p99_attempts")
 	b.ReportMetric(float64(storm.busiestLater), "busiest_second")

@@ -53,7 +53,7 @@ func probe(ctx context.Context, broker, clientID string, tlsConfig func() (*tls.
 	if err != nil {
 		return res, err
 	}
-	s := &session{broker: res.Broker, tls: tc, ctx: ctx, timeout: timeout, lost: make(chan error, 1)}
+	s := &session{broker: res.Broker, tls: tc, ctx: ctx, now: time.Now, timeout: timeout, lost: make(chan error, 1)}
 	var peer *x509.Certificate
 	open := func(uri *url.URL, o mqtt.ClientOptions) (net.Conn, error) {
 		start := time.Now()

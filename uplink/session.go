@@ -189,6 +189,7 @@ type session struct {
 	cli     mqtt.Client
 	tls     *tls.Config
 	ctx     context.Context
+	now     func() time.Time
 	timeout time.Duration
 	lost    chan error // connection-lost reports; paho's callback never blocks on it
 
@@ -198,6 +199,11 @@ type session struct {
 	version uint16
 	stage   string // how far the connection got: stageTCP, stageTLS (explain.go)
 	issuer  string // issuer of the client certificate offered, "CN=…"
+	// sent is when the TLS handshake was done and paho went on to send
+	// CONNECT: the CONNACK's delay is logged with the session, because a
+	// broker that holds CONNECTs (RabbitMQ while its client-id registry has
+	// no leader) answers many of them in the same instant.
+	sent time.Time
 
 	acked bool // a PUBACK arrived; touched only by the serving goroutine
 }
@@ -232,7 +238,7 @@ func (s *session) open(uri *url.URL, _ mqtt.ClientOptions) (net.Conn, error) {
 		return nil, err
 	}
 	s.mu.Lock()
-	s.version, s.stage = tc.ConnectionState().Version, stageTLS
+	s.version, s.stage, s.sent = tc.ConnectionState().Version, stageTLS, s.now()
 	s.mu.Unlock()
 	return &verdictConn{Conn: tc}, nil
 }
@@ -376,6 +382,7 @@ func (c *Client) connect(ctx context.Context, u *url.URL) (*session, error) {
 		broker:  broker,
 		tls:     tc,
 		ctx:     ctx,
+		now:     c.clock.Now,
 		timeout: c.cfg.ConnectTimeout,
 		lost:    make(chan error, 1),
 	}
@@ -459,7 +466,7 @@ type pending struct {
 // fresh and ends the session on the first error.
 func (c *Client) serve(ctx context.Context, s *session) outcome {
 	s.mu.Lock()
-	version := tls.VersionName(s.version)
+	version, sent := tls.VersionName(s.version), s.sent
 	s.mu.Unlock()
 	c.mu.Lock()
 	c.st.Connected = true
@@ -468,7 +475,7 @@ func (c *Client) serve(ctx context.Context, s *session) outcome {
 	c.st.Sessions++
 	c.st.Attempts = 0
 	c.mu.Unlock()
-	c.log.Info("uplink: connected", "broker", s.broker, "tls", version)
+	c.log.Info("uplink: connected", "broker", s.broker, "tls", version, "connack_after", c.clock.Since(sent).Round(time.Millisecond))
 	defer func() {
 		c.mu.Lock()
 		c.st.Connected = false

@@ -178,6 +178,10 @@ type logEvent struct {
 	At     time.Time
 	Msg    string // "uplink: connected", "uplink: session ended", ...
 	Broker string
+	// ConnackAfter is how long the broker took to answer the session's
+	// CONNECT ("uplink: connected" lines): At minus it is when the CONNECT
+	// reached the cluster.
+	ConnackAfter time.Duration
 }
 
 // readAgentLog returns the uplink connect and disconnect events of a log
@@ -257,6 +261,12 @@ func parseLogLine(l string) (logEvent, bool) {
 			ev.Msg = kv[1]
 		case "broker":
 			ev.Broker = kv[1]
+		case "connack_after":
+			d, err := time.ParseDuration(kv[1])
+			if err != nil {
+				return ev, false
+			}
+			ev.ConnackAfter = d
 		}
 	}
 	return ev, !ev.At.IsZero()

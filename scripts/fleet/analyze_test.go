@@ -108,7 +108,7 @@ func TestBusiest(t *testing.T) {
 func TestFailover(t *testing.T) {
 	t0 := time.Unix(1000, 0)
 	ev := func(s int, msg, broker string) logEvent {
-		return logEvent{t0.Add(time.Duration(s) * time.Second), msg, broker}
+		return logEvent{At: t0.Add(time.Duration(s) * time.Second), Msg: msg, Broker: broker}
 	}
 	events := map[string][]logEvent{
 		"a": {ev(-50, "uplink: connected", "n1"), ev(0, "uplink: session ended", "n1"), ev(4, "uplink: connected", "n2")},
@@ -123,9 +123,9 @@ func TestFailover(t *testing.T) {
 }
 
 func TestParseLogLine(t *testing.T) {
-	l := `time=2026-12-06T04:06:13.895Z level=INFO msg="uplink: connected" broker=mqtts://127.0.0.1:39789 tls="TLS 1.3"`
+	l := `time=2026-12-06T04:06:13.895Z level=INFO msg="uplink: connected" broker=mqtts://127.0.0.1:39789 tls="TLS 1.3" connack_after=3.321s`
 	ev, ok := parseLogLine(l)
-	if !ok || ev.Msg != "uplink: connected" || ev.Broker != "mqtts://127.0.0.1:39789" || ev.At.UnixMilli()%1000 != 895 {
+	if !ok || ev.Msg != "uplink: connected" || ev.Broker != "mqtts://127.0.0.1:39789" || ev.At.UnixMilli()%1000 != 895 || ev.ConnackAfter != 3321*time.Millisecond {
 		t.Errorf("got %+v %v", ev, ok)
 	}
 	if _, ok := parseLogLine(`time=2026-12-06T04:06:13.895Z level=INFO msg="sensor opened"`); ok {

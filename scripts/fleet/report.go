@@ -118,12 +118,17 @@ func render(r *results) string {
 		row(fmt.Sprintf("%s: node death → first message of the next session, p50 / p99", f.What),
 			fmt.Sprintf("%s / %s (%d gateways affected, %d stuck)", percentile(f.Lat, 50).Round(100*time.Millisecond), percentile(f.Lat, 99).Round(100*time.Millisecond), f.Affected, len(f.Stuck)), "every affected gateway back")
 	}
-	// RabbitMQ logs a connection before CONNECT, without a client id: the
-	// count includes the test's own consumers and status watcher, which
-	// reconnect at once when the cluster is back. The bound is judged on
-	// the agents' sessions, the next row.
-	row("whole-cluster restart: busiest second, connections accepted (RabbitMQ logs; the test's 2 consumers and its watcher included)", fmt.Sprintf("%d at %s", r.BusiestAccepted, r.BusiestAcceptAt.Format("15:04:05")), "shown beside the next row")
-	row("whole-cluster restart: busiest second, sessions established (agents' logs)", fmt.Sprintf("%d at %s", r.BusiestConnected, r.BusiestConnAt.Format("15:04:05")), fmt.Sprintf("≤ %d", r.Agents/10))
+	// The bound is judged on when the sessions' CONNECTs reached the
+	// cluster, what the fleet's reconnect policy controls. RabbitMQ 3.10
+	// holds every CONNECT (5 s, then "server unavailable") until its
+	// client-id registry has a leader and answers all it holds in that
+	// instant, so the sessions established, and its own "accepting MQTT
+	// connection" lines (logged at that answer, without a client id: the
+	// test's consumers and watcher are counted too), peak when it is ready
+	// whatever the fleet does: both are shown beside the bound.
+	row("whole-cluster restart: busiest second, sessions by the moment their CONNECT reached the cluster (agents' logs: connected minus connack_after)", fmt.Sprintf("%d at %s", r.BusiestArrived, r.BusiestArrivedAt.Format("15:04:05")), fmt.Sprintf("≤ %d", r.Agents/10))
+	row("whole-cluster restart: busiest second, sessions established (agents' logs; RabbitMQ answers the CONNECTs it held at once when ready)", fmt.Sprintf("%d at %s", r.BusiestConnected, r.BusiestConnAt.Format("15:04:05")), "shown beside the bound")
+	row("whole-cluster restart: busiest second, connections accepted (RabbitMQ logs; the test's 2 consumers and its watcher included)", fmt.Sprintf("%d at %s", r.BusiestAccepted, r.BusiestAcceptAt.Format("15:04:05")), "shown beside the bound")
 	row("whole-cluster restart: last gateway reconnected after the cluster was back", r.BackAfter.Round(time.Second).String(), "—")
 	cpu := 100 * r.SteadyCPU.Seconds() / r.SteadyWin.Seconds()
 	row(fmt.Sprintf("steady state CPU of the agents (over %s)", r.SteadyWin.Round(time.Second)), fmt.Sprintf("%.1f %% of one core in all, %.2f %% per agent", cpu, cpu/float64(r.Agents)), "—")

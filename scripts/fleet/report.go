@@ -111,7 +111,11 @@ func render(r *results) string {
 	row("gateways with one contiguous seq range and zero drops", fmt.Sprintf("%d of %d (%d readings delivered, %d missing)", ok, len(r.GW), reads, missing), "all, 0 missing")
 	row("seq numbers a killed run had reserved, skipped by its buffer at restart (logged; not readings)", fmt.Sprintf("%d (%s)", skippedN, orNone(skippedGW)), "a gap counts as skipped only inside the logged range")
 	row("reconnects (all gateways, all scenarios)", fmt.Sprint(totalRec), "—")
-	row("duplicates per gateway per reconnect (max)", fmt.Sprintf("%.1f readings (%s)", maxDup, dupGW), "≤ window × batch_max = 1600; all removed by (bn, seq, n)")
+	dups := "none"
+	if dupGW != "" {
+		dups = fmt.Sprintf("%.1f readings (%s)", maxDup, dupGW)
+	}
+	row("duplicates per gateway per reconnect (max)", dups, "≤ window × batch_max = 1600; all removed by (bn, seq, n)")
 	row("readings only one consumer got (A / B)", fmt.Sprintf("%d / %d", onlyA, onlyB), "0 (both sessions survive node loss)")
 	row("consumer connection losses (A / B)", fmt.Sprintf("%d / %d", r.ConsumerLost[0], r.ConsumerLost[1]), "—")
 	for _, f := range r.Failovers {

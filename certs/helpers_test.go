@@ -182,22 +182,3 @@ func noKeyMaterial(t testing.TB, text string, keyFiles ...string) {
 		}
 	}
 }
-
-// syncBuffer is a bytes.Buffer safe for a logger writing from Watch's
-// goroutine while the test reads it.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}

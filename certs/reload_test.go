@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/cityedge/cityedge/certs/devpki"
+	"github.com/cityedge/cityedge/scripts/testlog"
 )
 
 func serialOf(t testing.TB, cfg *tls.Config) string {
@@ -162,7 +163,7 @@ func TestReloadRejects(t *testing.T) {
 // Status, without calling changed; logs carry no key or certificate.
 func TestWatch(t *testing.T) {
 	f := newFixture(t)
-	var logs syncBuffer
+	var logs testlog.Buffer
 	f.opts.Logger = slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	s := mustLoad(t, f.opts)
 
@@ -338,7 +339,7 @@ func TestOpenUnusableThenFixed(t *testing.T) {
 			}
 			f := newFixture(t)
 			c.breakIt(t, f)
-			var logs syncBuffer
+			var logs testlog.Buffer
 			f.opts.Logger = slog.New(slog.NewTextHandler(&logs, nil))
 			s, err := Open(f.opts)
 			if err != nil {

@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/cityedge/cityedge/scripts/testbroker"
+	"github.com/cityedge/cityedge/scripts/testlog"
 )
 
 // TestBrokerBlips stops a real mosquitto for 3 s and starts it again, five
@@ -30,7 +31,7 @@ func TestBrokerBlips(t *testing.T) {
 	src := newMemSource(0)
 	cfg := testConfig(t, b)
 	cfg.BackoffMin, cfg.BackoffMax, cfg.ReconnectSpread = 0, 0, 0 // the defaults
-	logs := &lineLog{}
+	logs := &testlog.Buffer{}
 	tw := &tlogWriter{t: t}
 	t.Cleanup(func() {
 		tw.mu.Lock()
@@ -91,9 +92,9 @@ func TestBrokerBlips(t *testing.T) {
 		t.Errorf("median %v, want within 1.5 s", median)
 	}
 	announced := regexp.MustCompile(`level=INFO msg="uplink: reconnecting in \d+\.\ds" attempt=\d+ err=".*(connection refused|session with)`)
-	if n := len(announced.FindAllString(strings.Join(logs.lines("reconnecting in"), "\n"), -1)); n < 10 {
+	if n := len(announced.FindAllString(strings.Join(logs.Lines("reconnecting in"), "\n"), -1)); n < 10 {
 		t.Errorf("%d INFO lines announcing a reconnect with its delay, attempt and error over 5 blips of 3 s; want at least 10:\n%s",
-			n, strings.Join(logs.lines("reconnecting in"), "\n"))
+			n, strings.Join(logs.Lines("reconnecting in"), "\n"))
 	}
 	if st := c.State(); st.Sessions != 6 {
 		t.Errorf("%d sessions over 5 restarts, want 6", st.Sessions)

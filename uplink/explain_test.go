@@ -15,6 +15,7 @@ import (
 
 	"github.com/cityedge/cityedge/certs/devpki"
 	"github.com/cityedge/cityedge/scripts/testbroker"
+	"github.com/cityedge/cityedge/scripts/testlog"
 	"github.com/jonboulle/clockwork"
 )
 
@@ -49,17 +50,7 @@ func TestExplainServerCert(t *testing.T) {
 // TestProbeNamesTheStage: a broker that accepts TCP and then never answers
 // is reported with the stage reached: TCP (no TLS answer), TLS (no CONNACK).
 func TestProbeNamesTheStage(t *testing.T) {
-	pki, err := devpki.Dev(t.TempDir(), "gw-test")
-	if err != nil {
-		t.Fatal(err)
-	}
-	srvCert, err := tls.LoadX509KeyPair(pki.Server.CertFile, pki.Server.KeyFile)
-	if err != nil {
-		t.Fatal(err)
-	}
-	pool := x509.NewCertPool()
-	pool.AddCert(pki.CA.Cert)
-	client := testbroker.TLSConfig(t, pki.CA.CertFile, pki.Client.CertFile, pki.Client.KeyFile)
+	server, client := handMadeBrokerTLS(t)
 	for _, c := range []struct {
 		name string
 		tls  bool // the silent broker completes the handshake
@@ -82,7 +73,7 @@ func TestProbeNamesTheStage(t *testing.T) {
 					}
 					defer conn.Close()
 					if c.tls {
-						tc := tls.Server(conn, &tls.Config{Certificates: []tls.Certificate{srvCert}, ClientCAs: pool, ClientAuth: tls.RequireAndVerifyClientCert})
+						tc := tls.Server(conn, server)
 						_ = tc.Handshake()
 						defer tc.Close()
 					}
@@ -103,16 +94,7 @@ func TestProbeNamesTheStage(t *testing.T) {
 // 3 s later on the injected clock: the session's "uplink: connected" line
 // says connack_after=3s, the figure the fleet test uses to date the CONNECT.
 func TestConnectedLogsConnackDelay(t *testing.T) {
-	pki, err := devpki.Dev(t.TempDir(), "gw-test")
-	if err != nil {
-		t.Fatal(err)
-	}
-	srvCert, err := tls.LoadX509KeyPair(pki.Server.CertFile, pki.Server.KeyFile)
-	if err != nil {
-		t.Fatal(err)
-	}
-	pool := x509.NewCertPool()
-	pool.AddCert(pki.CA.Cert)
+	server, client := handMadeBrokerTLS(t)
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -125,7 +107,7 @@ func TestConnectedLogsConnackDelay(t *testing.T) {
 			return
 		}
 		defer conn.Close()
-		tc := tls.Server(conn, &tls.Config{Certificates: []tls.Certificate{srvCert}, ClientCAs: pool, ClientAuth: tls.RequireAndVerifyClientCert})
+		tc := tls.Server(conn, server)
 		r := bufio.NewReader(tc)
 		if typ, err := readPacket(r); err != nil || typ != 1 {
 			t.Errorf("first packet type %d, err %v; want CONNECT (1)", typ, err)
@@ -144,12 +126,10 @@ func TestConnectedLogsConnackDelay(t *testing.T) {
 	}()
 
 	fc := clockwork.NewFakeClock()
-	logs := &lineLog{}
+	logs := &testlog.Buffer{}
 	cfg := validConfig()
 	cfg.Brokers = []string{"mqtts://" + ln.Addr().String()}
-	cfg.TLSConfig = func() (*tls.Config, error) {
-		return testbroker.TLSConfig(t, pki.CA.CertFile, pki.Client.CertFile, pki.Client.KeyFile), nil
-	}
+	cfg.TLSConfig = func() (*tls.Config, error) { return client, nil }
 	cfg.Logger = slog.New(slog.NewTextHandler(logs, nil))
 	cfg.clock = fc
 	r := start(t, cfg, newMemSource(0))
@@ -160,8 +140,8 @@ func TestConnectedLogsConnackDelay(t *testing.T) {
 	}
 	fc.Advance(3 * time.Second)
 	close(release)
-	waitFor(t, 10*time.Second, "the connected line", func() bool { return len(logs.lines(`msg="uplink: connected"`)) > 0 })
-	if line := logs.lines(`msg="uplink: connected"`)[0]; !strings.Contains(line, "connack_after=3s") {
+	waitFor(t, 10*time.Second, "the connected line", func() bool { return len(logs.Lines(`msg="uplink: connected"`)) > 0 })
+	if line := logs.Lines(`msg="uplink: connected"`)[0]; !strings.Contains(line, "connack_after=3s") {
 		t.Errorf("connected line %q does not say connack_after=3s", line)
 	}
 	// The clean stop waits StopTimeout on the fake clock for the offline
@@ -178,6 +158,25 @@ func TestConnectedLogsConnackDelay(t *testing.T) {
 			t.Fatal("Run did not return within 10s of cancel")
 		}
 	}
+}
+
+// handMadeBrokerTLS returns the TLS configurations of a hand-made broker
+// (mutual TLS, as a real one) and of a client it accepts, from a fresh
+// development PKI.
+func handMadeBrokerTLS(t *testing.T) (server, client *tls.Config) {
+	t.Helper()
+	pki, err := devpki.Dev(t.TempDir(), "gw-test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srvCert, err := tls.LoadX509KeyPair(pki.Server.CertFile, pki.Server.KeyFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pool := x509.NewCertPool()
+	pool.AddCert(pki.CA.Cert)
+	server = &tls.Config{Certificates: []tls.Certificate{srvCert}, ClientCAs: pool, ClientAuth: tls.RequireAndVerifyClientCert}
+	return server, testbroker.TLSConfig(t, pki.CA.CertFile, pki.Client.CertFile, pki.Client.KeyFile)
 }
 
 // readPacket reads one MQTT control packet and returns its type.

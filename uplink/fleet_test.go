@@ -243,8 +243,7 @@ func TestReconnectFleet(t *testing.T) {
 	})
 }
 
-// clusterSeeds is how many fleets clusterWorst simulates: the gateways of a
-// real fleet draw other numbers, and the bound must hold for each draw.
+// clusterSeeds is how many fleets worstOf simulates.
 const clusterSeeds = 20
 
 // clusterWorst simulates the whole-cluster restart with clusterSeeds seeds
@@ -252,14 +251,7 @@ const clusterSeeds = 20
 func clusterWorst(spread time.Duration) fleetResult {
 	sc := clusterScenario
 	sc.spread = spread
-	var worst fleetResult
-	for seed := range uint64(clusterSeeds) {
-		sc.seed = seed
-		if r := simulateFleet(sc); r.busiest > worst.busiest || seed == 0 {
-			worst = r
-		}
-	}
-	return worst
+	return worstOf(sc, func(r fleetResult) int { return r.busiest })
 }
 
 // heldScenario is the fleet test's whole-cluster restart on RabbitMQ 3.10:
@@ -274,10 +266,17 @@ func heldScenario(ready time.Duration) fleetScenario {
 // heldWorst runs sc with clusterSeeds seeds and returns the run whose
 // sessions' CONNECTs arrived most in one second.
 func heldWorst(sc fleetScenario) fleetResult {
+	return worstOf(sc, func(r fleetResult) int { return r.busiestArrived })
+}
+
+// worstOf simulates sc with clusterSeeds seeds (the gateways of a real
+// fleet draw other numbers, and a bound must hold for each draw) and returns
+// the run where busiest is highest.
+func worstOf(sc fleetScenario, busiest func(fleetResult) int) fleetResult {
 	var worst fleetResult
 	for seed := range uint64(clusterSeeds) {
 		sc.seed = seed
-		if r := simulateFleet(sc); r.busiestArrived > worst.busiestArrived || seed == 0 {
+		if r := simulateFleet(sc); seed == 0 || busiest(r) > busiest(worst) {
 			worst = r
 		}
 	}

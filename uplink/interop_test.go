@@ -15,7 +15,6 @@ import (
 	"os"
 	"os/exec"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -24,6 +23,7 @@ import (
 
 	"github.com/cityedge/cityedge/certs/devpki"
 	"github.com/cityedge/cityedge/scripts/testbroker"
+	"github.com/cityedge/cityedge/scripts/testlog"
 )
 
 var interopDoc = flag.String("interop-doc", "", "replace the interoperability table in this file (docs/FLEET.md)")
@@ -271,8 +271,8 @@ func interopLastWill(t *testing.T, _ brokerKind, b interopBroker) {
 		"UPLINK_CLIENT_ID=gw-interop-will",
 		"UPLINK_PREFIX="+prefix,
 	)
-	var out strings.Builder
-	cmd.Stdout, cmd.Stderr = &lockedWriter{w: &out}, &lockedWriter{w: &out}
+	var out testlog.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
@@ -295,17 +295,6 @@ func interopLastWill(t *testing.T, _ brokerKind, b interopBroker) {
 		t.Fatalf("status after kill %+v; want the offline last will of pid %d", s, cmd.Process.Pid)
 	}
 	lateRetained(t, b, prefix+"/status", fmt.Sprintf(`{"state":"offline","pid":%d}`, cmd.Process.Pid))
-}
-
-type lockedWriter struct {
-	mu sync.Mutex
-	w  *strings.Builder
-}
-
-func (l *lockedWriter) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.w.Write(p)
 }
 
 func interopReconnect(t *testing.T, k brokerKind, b interopBroker) {

@@ -1,44 +1,19 @@
 package uplink
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
 	"net"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/jonboulle/clockwork"
+
+	"github.com/cityedge/cityedge/scripts/testlog"
 )
-
-// lineLog keeps log output for the test to search.
-type lineLog struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (l *lineLog) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.buf.Write(p)
-}
-
-// lines returns the lines that contain s.
-func (l *lineLog) lines(s string) []string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	var out []string
-	for line := range strings.Lines(l.buf.String()) {
-		if strings.Contains(line, s) {
-			out = append(out, strings.TrimSpace(line))
-		}
-	}
-	return out
-}
 
 // refusedBroker returns a broker URL on which nothing listens: every
 // connection attempt is refused at once.
@@ -59,7 +34,7 @@ func refusedBroker(t *testing.T) string {
 // never longer than BackoffMax.
 func TestReconnectAnnouncesEachWait(t *testing.T) {
 	fc := clockwork.NewFakeClock()
-	logs := &lineLog{}
+	logs := &testlog.Buffer{}
 	cfg := validConfig()
 	cfg.Brokers = []string{refusedBroker(t)}
 	cfg.Logger = slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
@@ -73,8 +48,8 @@ func TestReconnectAnnouncesEachWait(t *testing.T) {
 	const announce = "uplink: reconnecting in "
 	spread := 0
 	for i := 1; i <= 20; i++ {
-		waitFor(t, 10*time.Second, fmt.Sprintf("announcement %d", i), func() bool { return len(logs.lines(announce)) >= i })
-		lines := logs.lines(announce)
+		waitFor(t, 10*time.Second, fmt.Sprintf("announcement %d", i), func() bool { return len(logs.Lines(announce)) >= i })
+		lines := logs.Lines(announce)
 		if len(lines) != i {
 			t.Fatalf("%d announcements for %d waits:\n%s", len(lines), i, strings.Join(lines, "\n"))
 		}
@@ -106,7 +81,7 @@ func TestReconnectAnnouncesEachWait(t *testing.T) {
 	if spread < 5 {
 		t.Errorf("only %d of the waits after %v were longer than the quick cadence", spread, quickFor)
 	}
-	if n := len(logs.lines("uplink: connection failed")) - len(logs.lines("level=DEBUG msg=\"uplink: connection failed")); n != 1 {
+	if n := len(logs.Lines("uplink: connection failed")) - len(logs.Lines("level=DEBUG msg=\"uplink: connection failed")); n != 1 {
 		t.Errorf("%d warnings for one unchanged cause, want 1", n)
 	}
 }

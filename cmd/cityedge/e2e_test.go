@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -21,6 +20,7 @@ import (
 	"github.com/cityedge/cityedge/buffer"
 	"github.com/cityedge/cityedge/certs/devpki"
 	"github.com/cityedge/cityedge/scripts/testbroker"
+	"github.com/cityedge/cityedge/scripts/testlog"
 )
 
 var (
@@ -117,25 +117,8 @@ interval = "150ms"
 
 type agentProc struct {
 	cmd    *exec.Cmd
-	stderr *syncBuffer
+	stderr *testlog.Buffer
 	done   chan error
-}
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 func startAgent(t *testing.T, config string, args ...string) *agentProc {
@@ -145,7 +128,7 @@ func startAgent(t *testing.T, config string, args ...string) *agentProc {
 
 func startAgentCmd(t *testing.T, cmd *exec.Cmd) *agentProc {
 	t.Helper()
-	p := &agentProc{stderr: &syncBuffer{}, done: make(chan error, 1), cmd: cmd}
+	p := &agentProc{stderr: &testlog.Buffer{}, done: make(chan error, 1), cmd: cmd}
 	p.cmd.Stderr = p.stderr
 	p.cmd.Stdout = p.stderr
 	if err := p.cmd.Start(); err != nil {

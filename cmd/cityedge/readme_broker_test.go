@@ -19,6 +19,7 @@ import (
 
 	"github.com/cityedge/cityedge/cmd/cityedge/internal/diagnose"
 	"github.com/cityedge/cityedge/scripts/testbroker"
+	"github.com/cityedge/cityedge/scripts/testlog"
 	"github.com/cityedge/cityedge/scripts/testproc"
 )
 
@@ -88,7 +89,7 @@ func TestReadmeConnectYourOwnBroker(t *testing.T) {
 	conf += listener
 	confPath := filepath.Join(dir, "mosquitto.conf")
 	os.WriteFile(confPath, []byte(conf), 0o600)
-	var mlog syncBuffer
+	var mlog testlog.Buffer
 	m := exec.Command(mosq, "-c", confPath)
 	m.Stdout, m.Stderr = &mlog, &mlog
 	if err := m.Start(); err != nil {

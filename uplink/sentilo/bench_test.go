@@ -6,6 +6,7 @@ import (
 
 	"github.com/jonboulle/clockwork"
 
+	"github.com/cityedge/cityedge/scripts/testlog"
 	"github.com/cityedge/cityedge/uplink/sentilo/sentilotest"
 )
 
@@ -24,7 +25,7 @@ func BenchmarkSentiloDrain(b *testing.B) {
 	for range b.N {
 		b.StopTimer()
 		srv := sentilotest.Start(b, sentilotest.Options{Provider: testProvider, Token: testToken, Sensors: ids, TLS: p.server})
-		c := newClient(b, srv.URL, p.client, clockwork.NewRealClock(), &logBuffer{})
+		c := newClient(b, srv.URL, p.client, clockwork.NewRealClock(), &testlog.Buffer{})
 		b.StartTimer()
 		for start := 0; start < backlog; start += 1000 {
 			for _, o := range c.Publish(ctx, rs[start:start+1000]) {

@@ -16,6 +16,7 @@ import (
 	"github.com/jonboulle/clockwork"
 
 	"github.com/cityedge/cityedge/drivers"
+	"github.com/cityedge/cityedge/scripts/testlog"
 	"github.com/cityedge/cityedge/uplink/sentilo/sentilotest"
 )
 
@@ -107,7 +108,7 @@ func TestPartialAcceptHoldsRejectedSensors(t *testing.T) {
 	if len(held) != 2 || held[0].ID != "b" || held[0].Reason != "404.1" || held[0].Readings != 1 || held[1].Reason != "404.2" {
 		t.Errorf("Held() = %+v", held)
 	}
-	if r.logs.count("sentilo: sensor rejected") != 2 {
+	if r.logs.Count("sentilo: sensor rejected") != 2 {
 		t.Errorf("log:\n%s", r.logs)
 	}
 
@@ -135,7 +136,7 @@ func TestPartialAcceptHoldsRejectedSensors(t *testing.T) {
 			break
 		}
 	}
-	if r.logs.count("sentilo: sensor rejected") != 2 {
+	if r.logs.Count("sentilo: sensor rejected") != 2 {
 		t.Errorf("one log line per sensor and reason; log:\n%s", r.logs)
 	}
 
@@ -183,7 +184,7 @@ func TestBadRequestBisectsToTheRefusedObservations(t *testing.T) {
 	}
 	// Logged once per distinct detail.
 	_ = r.c.Publish(ctx, []Reading{num("a", 13, t0, 100)})
-	if n := r.logs.count("set aside"); n != 2 {
+	if n := r.logs.Count("set aside"); n != 2 {
 		t.Errorf("%d set-aside log lines, want 2; log:\n%s", n, r.logs)
 	}
 	if !strings.Contains(r.logs.String(), "Wrong value value: 13") {
@@ -223,7 +224,7 @@ func TestUnauthorizedBacksOffAndNeverLogsTheToken(t *testing.T) {
 	if strings.Contains(logs, "wrong-token-ffff") || strings.Contains(logs, testToken) {
 		t.Errorf("the token is in the log:\n%s", logs)
 	}
-	if n := r.logs.count("sentilo: not delivering"); n != 1 {
+	if n := r.logs.Count("sentilo: not delivering"); n != 1 {
 		t.Errorf("%d log lines for one cause, want 1:\n%s", n, logs)
 	}
 	if !strings.Contains(logs, "Invalid credential [token]") {
@@ -435,7 +436,7 @@ func TestGetTLSPerConnection(t *testing.T) {
 	p := newPKI(t)
 	srv := sentilotest.Start(t, sentilotest.Options{Provider: testProvider, Token: testToken, Sensors: []string{"a"}, TLS: p.server})
 	clock := clockwork.NewFakeClockAt(t0)
-	logs := &logBuffer{}
+	logs := &testlog.Buffer{}
 	var mu sync.Mutex
 	var current *tls.Config
 	asked := 0

@@ -1,7 +1,6 @@
 package sentilo
 
 import (
-	"bytes"
 	"crypto/tls"
 	"crypto/x509"
 	"log/slog"
@@ -10,7 +9,6 @@ import (
 	"net/http/httptest"
 	"os"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -18,6 +16,7 @@ import (
 
 	"github.com/cityedge/cityedge/certs/devpki"
 	"github.com/cityedge/cityedge/drivers"
+	"github.com/cityedge/cityedge/scripts/testlog"
 	"github.com/cityedge/cityedge/uplink/sentilo/sentilotest"
 )
 
@@ -27,26 +26,6 @@ const (
 )
 
 var t0 = time.Date(2026, 6, 12, 10, 0, 0, 0, time.UTC)
-
-// logBuffer collects log output safely.
-type logBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *logBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *logBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
-func (l *logBuffer) count(s string) int { return strings.Count(l.String(), s) }
 
 type pki struct {
 	set    *devpki.Set
@@ -85,7 +64,7 @@ type rig struct {
 	c     *Client
 	srv   *sentilotest.Server
 	clock *clockwork.FakeClock
-	logs  *logBuffer
+	logs  *testlog.Buffer
 }
 
 // newRig starts the stand-in over TLS with sensors registered and a client
@@ -94,12 +73,12 @@ func newRig(t testing.TB, sensors ...string) *rig {
 	t.Helper()
 	p := newPKI(t)
 	srv := sentilotest.Start(t, sentilotest.Options{Provider: testProvider, Token: testToken, Sensors: sensors, TLS: p.server})
-	r := &rig{srv: srv, clock: clockwork.NewFakeClockAt(t0), logs: &logBuffer{}}
+	r := &rig{srv: srv, clock: clockwork.NewFakeClockAt(t0), logs: &testlog.Buffer{}}
 	r.c = newClient(t, srv.URL, p.client, r.clock, r.logs)
 	return r
 }
 
-func newClient(t testing.TB, url string, tc *tls.Config, clock clockwork.Clock, logs *logBuffer) *Client {
+func newClient(t testing.TB, url string, tc *tls.Config, clock clockwork.Clock, logs *testlog.Buffer) *Client {
 	t.Helper()
 	c, err := New(Config{URL: url, Provider: testProvider, Token: testToken, TLS: tc, Clock: clock,
 		Logger: slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
@@ -113,7 +92,7 @@ func newClient(t testing.TB, url string, tc *tls.Config, clock clockwork.Clock, 
 
 // handlerRig serves h over TLS (for answers the stand-in does not give:
 // a proxy's, a hung server).
-func handlerRig(t testing.TB, h http.Handler) (*Client, *clockwork.FakeClock, *logBuffer) {
+func handlerRig(t testing.TB, h http.Handler) (*Client, *clockwork.FakeClock, *testlog.Buffer) {
 	t.Helper()
 	p := newPKI(t)
 	ts := httptest.NewUnstartedServer(h)
@@ -121,7 +100,7 @@ func handlerRig(t testing.TB, h http.Handler) (*Client, *clockwork.FakeClock, *l
 	ts.StartTLS()
 	t.Cleanup(ts.Close)
 	clock := clockwork.NewFakeClockAt(t0)
-	logs := &logBuffer{}
+	logs := &testlog.Buffer{}
 	return newClient(t, ts.URL, p.client, clock, logs), clock, logs
 }
 

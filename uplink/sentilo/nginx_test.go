@@ -8,6 +8,7 @@ import (
 	"github.com/jonboulle/clockwork"
 
 	"github.com/cityedge/cityedge/scripts/nginxtest"
+	"github.com/cityedge/cityedge/scripts/testlog"
 	"github.com/cityedge/cityedge/uplink/sentilo/sentilotest"
 )
 
@@ -23,7 +24,7 @@ func TestEndToEndThroughNginx(t *testing.T) {
 		Sensors: []string{"gw-env-temperature", "gw-bay1-occupied"}})
 	px := nginxtest.Start(t, nginxtest.Options{PKI: p.set, Upstream: srv.Addr})
 	clock := clockwork.NewFakeClockAt(t0)
-	logs := &logBuffer{}
+	logs := &testlog.Buffer{}
 	c := newClient(t, px.URL, p.client, clock, logs)
 
 	ids := []string{"gw-env-temperature", "gw-bay1-occupied", "gw-bay2-occupied", "gw-env-pm2_5"}

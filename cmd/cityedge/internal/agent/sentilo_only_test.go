@@ -10,7 +10,6 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -18,6 +17,7 @@ import (
 	"github.com/cityedge/cityedge/cmd/cityedge/internal/clocksync"
 	"github.com/cityedge/cityedge/cmd/cityedge/internal/config"
 	"github.com/cityedge/cityedge/cmd/cityedge/internal/remote/remotetest"
+	"github.com/cityedge/cityedge/scripts/testlog"
 	"github.com/cityedge/cityedge/uplink/sentilo"
 	"github.com/cityedge/cityedge/uplink/sentilo/sentilotest"
 )
@@ -138,7 +138,7 @@ bays = ["bay-1", "bay-2"]
 	if cfg.MQTT() {
 		t.Fatal("MQTT configured without uplink.brokers")
 	}
-	var logs lockedBuf
+	var logs testlog.Buffer
 	log := slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelInfo}))
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
@@ -207,22 +207,4 @@ bays = ["bay-1", "bay-2"]
 			t.Fatalf("observation under provider %q", o.Provider)
 		}
 	}
-}
-
-// lockedBuf is a log sink for concurrent writers.
-type lockedBuf struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (l *lockedBuf) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuf) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
 }

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	mqtt "github.com/eclipse/paho.mqtt.golang"
+	"github.com/jonboulle/clockwork"
 )
 
 // Errors of Echo's round trip.
@@ -39,7 +40,7 @@ func EchoTopic(prefix string) string {
 // ErrSubscribeRefused when the broker refuses the subscription and
 // ErrNotDelivered when the publish was acknowledged but never delivered.
 func Echo(ctx context.Context, broker, clientID, topic string, tlsConfig func() (*tls.Config, error), timeout time.Duration) (ProbeResult, error) {
-	return probe(ctx, broker, clientID, tlsConfig, timeout, func(cli mqtt.Client) error {
+	return probe(ctx, broker, clientID, tlsConfig, timeout, clockwork.NewRealClock(), func(cli mqtt.Client) error {
 		var nonce [16]byte
 		_, _ = rand.Read(nonce[:])
 		payload := []byte(`{"diagnose":"` + hex.EncodeToString(nonce[:]) + `"}`)

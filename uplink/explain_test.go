@@ -95,40 +95,11 @@ func TestProbeNamesTheStage(t *testing.T) {
 // says connack_after=3s, the figure the fleet test uses to date the CONNECT.
 func TestConnectedLogsConnackDelay(t *testing.T) {
 	server, client := handMadeBrokerTLS(t)
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	gotConnect, release := make(chan struct{}), make(chan struct{})
-	go func() {
-		conn, err := ln.Accept()
-		if err != nil {
-			return
-		}
-		defer conn.Close()
-		tc := tls.Server(conn, server)
-		r := bufio.NewReader(tc)
-		if typ, err := readPacket(r); err != nil || typ != 1 {
-			t.Errorf("first packet type %d, err %v; want CONNECT (1)", typ, err)
-			return
-		}
-		close(gotConnect)
-		<-release
-		if _, err := tc.Write([]byte{0x20, 0x02, 0x00, 0x00}); err != nil { // CONNACK, accepted
-			return
-		}
-		for {
-			if _, err := readPacket(r); err != nil {
-				return
-			}
-		}
-	}()
-
+	url, gotConnect, release := holdingBroker(t, server)
 	fc := clockwork.NewFakeClock()
 	logs := &testlog.Buffer{}
 	cfg := validConfig()
-	cfg.Brokers = []string{"mqtts://" + ln.Addr().String()}
+	cfg.Brokers = []string{url}
 	cfg.TLSConfig = func() (*tls.Config, error) { return client, nil }
 	cfg.Logger = slog.New(slog.NewTextHandler(logs, nil))
 	cfg.clock = fc
@@ -158,6 +129,72 @@ func TestConnectedLogsConnackDelay(t *testing.T) {
 			t.Fatal("Run did not return within 10s of cancel")
 		}
 	}
+}
+
+// TestProbeReportsConnackDelay: --diagnose's probe reports how long the
+// broker held its CONNECT, 2 s on the injected clock.
+func TestProbeReportsConnackDelay(t *testing.T) {
+	server, client := handMadeBrokerTLS(t)
+	url, gotConnect, release := holdingBroker(t, server)
+	fc := clockwork.NewFakeClock()
+	type result struct {
+		res ProbeResult
+		err error
+	}
+	done := make(chan result, 1)
+	go func() {
+		res, err := probe(context.Background(), url, "probe", func() (*tls.Config, error) { return client, nil }, 10*time.Second, fc, nil)
+		done <- result{res, err}
+	}()
+	select {
+	case <-gotConnect:
+	case <-time.After(10 * time.Second):
+		t.Fatal("no CONNECT reached the broker")
+	}
+	fc.Advance(2 * time.Second)
+	close(release)
+	r := <-done
+	if r.err != nil || r.res.ConnackAfter != 2*time.Second || r.res.Handshake != 0 {
+		t.Fatalf("probe: %+v, %v; want ConnackAfter 2s, a handshake of 0 on the still clock, no error", r.res, r.err)
+	}
+}
+
+// holdingBroker starts a hand-made MQTT broker for one connection: it
+// reads the CONNECT, closes gotConnect, and answers CONNACK (accepted) only
+// once release is closed, then reads until the client leaves. It never
+// acknowledges a publish.
+func holdingBroker(t *testing.T, server *tls.Config) (url string, gotConnect <-chan struct{}, release chan<- struct{}) {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	connected, released := make(chan struct{}), make(chan struct{})
+	go func() {
+		conn, err := ln.Accept()
+		if err != nil {
+			return
+		}
+		defer conn.Close()
+		tc := tls.Server(conn, server)
+		r := bufio.NewReader(tc)
+		if typ, err := readPacket(r); err != nil || typ != 1 {
+			t.Errorf("first packet type %d, err %v; want CONNECT (1)", typ, err)
+			return
+		}
+		close(connected)
+		<-released
+		if _, err := tc.Write([]byte{0x20, 0x02, 0x00, 0x00}); err != nil { // CONNACK, accepted
+			return
+		}
+		for {
+			if _, err := readPacket(r); err != nil {
+				return
+			}
+		}
+	}()
+	return "mqtts://" + ln.Addr().String(), connected, released
 }
 
 // handMadeBrokerTLS returns the TLS configurations of a hand-made broker

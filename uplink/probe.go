@@ -10,6 +10,7 @@ import (
 	"time"
 
 	mqtt "github.com/eclipse/paho.mqtt.golang"
+	"github.com/jonboulle/clockwork"
 )
 
 // ProbeResult is what Probe learned about a broker.
@@ -18,7 +19,11 @@ type ProbeResult struct {
 	Addrs      []string      // the addresses DNS gave for its host
 	TLSVersion uint16        // the negotiated TLS version
 	Handshake  time.Duration // TCP connect plus TLS handshake
-	Peer       *x509.Certificate
+	// ConnackAfter is how long the broker took to answer CONNECT: long
+	// when it holds CONNECTs (RabbitMQ while its client-id registry has no
+	// leader) or authenticates slowly.
+	ConnackAfter time.Duration
+	Peer         *x509.Certificate
 }
 
 // Probe connects once to broker the way a session does: the same URL rule,
@@ -29,12 +34,12 @@ type ProbeResult struct {
 // the retained status of an agent running under another client id. A nil
 // error means the agent's own path to this broker works.
 func Probe(ctx context.Context, broker, clientID string, tlsConfig func() (*tls.Config, error), timeout time.Duration) (ProbeResult, error) {
-	return probe(ctx, broker, clientID, tlsConfig, timeout, nil)
+	return probe(ctx, broker, clientID, tlsConfig, timeout, clockwork.NewRealClock(), nil)
 }
 
-// probe is Probe; use, when set, runs on the connected client before the
-// disconnect, and its error is the probe's.
-func probe(ctx context.Context, broker, clientID string, tlsConfig func() (*tls.Config, error), timeout time.Duration, use func(mqtt.Client) error) (ProbeResult, error) {
+// probe is Probe, timed on clock; use, when set, runs on the connected
+// client before the disconnect, and its error is the probe's.
+func probe(ctx context.Context, broker, clientID string, tlsConfig func() (*tls.Config, error), timeout time.Duration, clock clockwork.Clock, use func(mqtt.Client) error) (ProbeResult, error) {
 	var res ProbeResult
 	u, err := ParseBroker(broker)
 	if err != nil {
@@ -53,13 +58,13 @@ func probe(ctx context.Context, broker, clientID string, tlsConfig func() (*tls.
 	if err != nil {
 		return res, err
 	}
-	s := &session{broker: res.Broker, tls: tc, ctx: ctx, now: time.Now, timeout: timeout, lost: make(chan error, 1)}
+	s := &session{broker: res.Broker, tls: tc, ctx: ctx, now: clock.Now, timeout: timeout, lost: make(chan error, 1)}
 	var peer *x509.Certificate
 	open := func(uri *url.URL, o mqtt.ClientOptions) (net.Conn, error) {
-		start := time.Now()
+		start := clock.Now()
 		c, err := s.open(uri, o)
 		if err == nil {
-			res.Handshake = time.Since(start)
+			res.Handshake = clock.Since(start)
 			if vc, ok := c.(*verdictConn); ok {
 				if pc := vc.ConnectionState().PeerCertificates; len(pc) > 0 {
 					peer = pc[0]
@@ -92,7 +97,7 @@ func probe(ctx context.Context, broker, clientID string, tlsConfig func() (*tls.
 		return res, fmt.Errorf("MQTT CONNECT: %w", s.explainConnect(err))
 	}
 	s.mu.Lock()
-	res.TLSVersion = s.version
+	res.TLSVersion, res.ConnackAfter = s.version, clock.Since(s.sent)
 	s.mu.Unlock()
 	res.Peer = peer
 	var err2 error

@@ -490,8 +490,8 @@ func diagnoseBroker(ctx context.Context, cfg *config.Config, store *certs.Store,
 	if ev != Pass {
 		v = ev
 	}
-	return v, fmt.Sprintf("%s; %s in %v; broker certificate %q verified against ca_file (%s left); CONNACK ok%s",
-		strings.Join(res.Addrs, ","), tls.VersionName(res.TLSVersion), res.Handshake.Round(time.Millisecond), name, plural(left, "day"), echo)
+	return v, fmt.Sprintf("%s; %s in %v; broker certificate %q verified against ca_file (%s left); CONNACK ok in %v%s",
+		strings.Join(res.Addrs, ","), tls.VersionName(res.TLSVersion), res.Handshake.Round(time.Millisecond), name, plural(left, "day"), res.ConnackAfter.Round(time.Millisecond), echo)
 }
 
 // nextAttempt says when a disconnected agent tries again and how many

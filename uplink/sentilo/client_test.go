@@ -2,14 +2,11 @@ package sentilo
 
 import (
 	"context"
-	"crypto/tls"
-	"errors"
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
 	"net/http"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -437,21 +434,9 @@ func TestGetTLSPerConnection(t *testing.T) {
 	srv := sentilotest.Start(t, sentilotest.Options{Provider: testProvider, Token: testToken, Sensors: []string{"a"}, TLS: p.server})
 	clock := clockwork.NewFakeClockAt(t0)
 	logs := &testlog.Buffer{}
-	var mu sync.Mutex
-	var current *tls.Config
-	asked := 0
-	set := func(tc *tls.Config) { mu.Lock(); current = tc; mu.Unlock() }
+	src := &tlsSource{why: "certs: no usable set: client.key is mode 0644"}
 	c, err := New(Config{URL: srv.URL, Provider: testProvider, Token: testToken, Clock: clock,
-		Logger: slog.New(slog.NewTextHandler(logs, nil)), Rand: rand.New(rand.NewPCG(1, 2)),
-		GetTLS: func() (*tls.Config, error) {
-			mu.Lock()
-			defer mu.Unlock()
-			asked++
-			if current == nil {
-				return nil, errors.New("certs: no usable set: client.key is mode 0644")
-			}
-			return current, nil
-		}})
+		Logger: slog.New(slog.NewTextHandler(logs, nil)), Rand: rand.New(rand.NewPCG(1, 2)), GetTLS: src.get})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -468,20 +453,20 @@ func TestGetTLSPerConnection(t *testing.T) {
 		t.Errorf("the log does not say why:\n%s", logs)
 	}
 
-	set(p.client)
+	src.set(p.client)
 	clock.Advance(out[0].RetryAt.Sub(clock.Now()))
 	if out := c.Publish(ctx, []Reading{num("a", 2, t0, 2)}); out[0].Status != Acked {
 		t.Fatalf("material fixed: %+v", out[0])
 	}
-	before := asked
+	before := src.count()
 
 	// A client that trusts another CA: after Close the next connection
 	// asks again, and the proxy's certificate is refused.
 	other := newPKI(t)
-	set(other.client)
+	src.set(other.client)
 	c.Close()
 	out = c.Publish(ctx, []Reading{num("a", 3, t0, 3)})
-	if asked == before || out[0].Status == Acked {
+	if asked := src.count(); asked == before || out[0].Status == Acked {
 		t.Fatalf("after a reload to another CA: asked %d times (was %d), outcome %+v", asked, before, out[0])
 	}
 	if n := len(srv.Observations()); n != 1 {
@@ -496,18 +481,9 @@ func TestReconnectEndsTheErrorBackoff(t *testing.T) {
 	p := newPKI(t)
 	srv := sentilotest.Start(t, sentilotest.Options{Provider: testProvider, Token: testToken, Sensors: []string{"a"}, TLS: p.server})
 	clock := clockwork.NewFakeClockAt(t0)
-	var mu sync.Mutex
-	var current *tls.Config
+	src := &tlsSource{why: "certs: no usable set"}
 	c, err := New(Config{URL: srv.URL, Provider: testProvider, Token: testToken, Clock: clock,
-		Logger: slog.New(slog.DiscardHandler), Rand: rand.New(rand.NewPCG(1, 2)),
-		GetTLS: func() (*tls.Config, error) {
-			mu.Lock()
-			defer mu.Unlock()
-			if current == nil {
-				return nil, errors.New("certs: no usable set")
-			}
-			return current, nil
-		}})
+		Logger: slog.New(slog.DiscardHandler), Rand: rand.New(rand.NewPCG(1, 2)), GetTLS: src.get})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -529,9 +505,7 @@ func TestReconnectEndsTheErrorBackoff(t *testing.T) {
 	if err := clock.BlockUntilContext(ctx, 1); err != nil {
 		t.Fatal(err)
 	}
-	mu.Lock()
-	current = p.client
-	mu.Unlock()
+	src.set(p.client)
 	c.Reconnect()
 	select {
 	case err := <-waited:

@@ -3,12 +3,14 @@ package sentilo
 import (
 	"crypto/tls"
 	"crypto/x509"
+	"errors"
 	"log/slog"
 	"math/rand/v2"
 	"net/http"
 	"net/http/httptest"
 	"os"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -117,4 +119,37 @@ func statuses(out []Outcome) string {
 		b.WriteString(o.Status.String())
 	}
 	return b.String()
+}
+
+// tlsSource is a Config.GetTLS whose material the test swaps, as a reload
+// would. Until set it fails with why, like an unusable certificate set.
+type tlsSource struct {
+	why string
+
+	mu      sync.Mutex
+	current *tls.Config
+	asked   int
+}
+
+func (s *tlsSource) get() (*tls.Config, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.asked++
+	if s.current == nil {
+		return nil, errors.New(s.why)
+	}
+	return s.current, nil
+}
+
+func (s *tlsSource) set(tc *tls.Config) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.current = tc
+}
+
+// count is how many times the material was asked for.
+func (s *tlsSource) count() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.asked
 }

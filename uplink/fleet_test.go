@@ -214,8 +214,11 @@ func TestReconnectFleet(t *testing.T) {
 		// (hold + 1 s) × the arrival rate whatever the policy, logged here.
 		for _, ready := range []time.Duration{60 * time.Second, 100 * time.Second, 140 * time.Second, 200 * time.Second, 300 * time.Second} {
 			worst := heldWorst(heldScenario(ready))
-			t.Logf("ready after %v: busiest second %d sessions by CONNECT arrival, %d by answer (worst of %d seeds); all back %.1f s after it was ready",
-				ready, worst.busiestArrived, worst.busiestEstablished, clusterSeeds, (worst.reconnect - ready).Seconds())
+			t.Logf("ready after %v: busiest second %d sessions by CONNECT arrival, %d by answer (worst of %d seeds); %d CONNECTs held and refused before; all back %.1f s after it was ready",
+				ready, worst.busiestArrived, worst.busiestEstablished, clusterSeeds, worst.held, (worst.reconnect - ready).Seconds())
+			if worst.held == 0 || worst.busiestEstablished <= worst.busiestArrived {
+				t.Errorf("ready after %v: %d CONNECTs held, answers peak %d ≤ arrivals %d: the scenario does not hold CONNECTs as RabbitMQ does", ready, worst.held, worst.busiestEstablished, worst.busiestArrived)
+			}
 			if limit := clusterScenario.gateways / 10; worst.busiestArrived > limit {
 				t.Errorf("ready after %v: %d CONNECTs of sessions arrived in one second, want at most %d (1/10 of the fleet)", ready, worst.busiestArrived, limit)
 			}

@@ -185,6 +185,7 @@ func (q *Queue) takeLocked(now time.Time) (w *work, wait time.Duration, exit boo
 	q.corrupt = nil
 	q.flight = q.reqs
 	q.reqs, q.reqBytes, q.occPending = nil, 0, 0
+	q.ringFlight = len(q.ring)
 	q.ring, q.ringBytes = nil, 0
 	return w, 0, false
 }
@@ -297,7 +298,7 @@ func (q *Queue) commit(w *work) {
 
 	q.mu.Lock()
 	q.ackFlight, q.ackFlightMax = nil, 0
-	q.flight = nil
+	q.flight, q.ringFlight = nil, 0
 	if w.ackSet != nil && len(w.ackSet) <= 2*ackGroupMax {
 		// Its storage serves a later group, unless a stall made it big.
 		clear(w.ackSet)

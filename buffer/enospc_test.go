@@ -6,12 +6,16 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/cityedge/cityedge/scripts/testlog"
+	"github.com/jonboulle/clockwork"
 )
 
 // mountTmpfs mounts a small tmpfs (root only). It skips the test when that is
@@ -48,7 +52,12 @@ func TestDiskFull(t *testing.T) {
 		t.Fatal(err)
 	}
 	path := filepath.Join(dir, "buffer.db")
-	opts := Options{MaxBytes: 64 << 20, MemoryBytes: 32 << 10, retryBase: 20 * time.Millisecond}
+	// The injected clock decides when the committer retries, so the counts
+	// below are read between retries, never during one.
+	clock := clockwork.NewFakeClock()
+	var logs testlog.Buffer
+	opts := Options{MaxBytes: 64 << 20, MemoryBytes: 32 << 10, retryBase: time.Second, Clock: clock,
+		Logger: slog.New(slog.NewTextHandler(&logs, nil))}
 	q := openT(t, path, opts)
 
 	n := 0
@@ -103,12 +112,21 @@ func TestDiskFull(t *testing.T) {
 	if st.Dropped["air-1"] != uint64(inRingPhase-st.Memory) {
 		t.Errorf("Dropped = %d, want %d (appended %d to the ring, %d kept)", st.Dropped["air-1"], inRingPhase-st.Memory, inRingPhase, st.Memory)
 	}
+
+	// A retry while the disk is still full keeps the ring as it was.
+	clock.Advance(opts.retryBase)
+	waitFor(t, func() bool { return logs.Count("disk still refuses writes") == 1 })
+	if st2 := q.Stats(); st2.Memory != st.Memory || st2.Dropped["air-1"] != st.Dropped["air-1"] || st2.DiskError == "" {
+		t.Errorf("after a failed retry: Memory %d, Dropped %d, DiskError %q; want %d, %d and the error",
+			st2.Memory, st2.Dropped["air-1"], st2.DiskError, st.Memory, st.Dropped["air-1"])
+	}
 	kept := st.Memory
 
-	// Space returns.
+	// Space returns; the next retry (the delay doubled) writes the ring.
 	if err := os.Remove(filler); err != nil {
 		t.Fatal(err)
 	}
+	clock.Advance(2 * opts.retryBase)
 	waitFor(t, func() bool { s := q.Stats(); return s.Memory == 0 && s.DiskError == "" })
 	got := readAll(t, q)
 	for seq := range durable {
@@ -154,4 +172,39 @@ func containsSeq(es []Entry, seq uint64) bool {
 		}
 	}
 	return false
+}
+
+// TestStatsCountRingBeingRetried: the records a retry is writing are still
+// only in memory, and Stats says so until the retry succeeds. (A status page
+// read during a retry used to show them neither held nor dropped.)
+func TestStatsCountRingBeingRetried(t *testing.T) {
+	clock := clockwork.NewFakeClock()
+	q := openT(t, filepath.Join(t.TempDir(), "buffer.db"), Options{MaxBytes: 1 << 20, Clock: clock})
+	defer closeT(t, q)
+	q.mu.Lock()
+	q.diskErr = errors.New("simulated: no space left on device")
+	q.retryAt = clock.Now().Add(time.Hour) // the committer stays idle
+	q.mu.Unlock()
+	for i := range 3 {
+		if _, err := q.Append(context.Background(), []Record{{Key: "air-1", Data: payload("air-1", i, 20)}}); !errors.Is(err, ErrNotDurable) {
+			t.Fatalf("Append with a disk error = %v, want ErrNotDurable", err)
+		}
+	}
+	q.mu.Lock()
+	w, _, _ := q.takeLocked(q.retryAt) // what the committer does when the retry falls due
+	q.mu.Unlock()
+	if w == nil || len(w.ring) != 3 {
+		t.Fatalf("retry work = %+v, want the 3 ring records", w)
+	}
+	if _, err := q.Append(context.Background(), []Record{{Key: "air-1", Data: payload("air-1", 3, 20)}}); !errors.Is(err, ErrNotDurable) {
+		t.Fatalf("Append during the retry = %v, want ErrNotDurable", err)
+	}
+	if m := q.Stats().Memory; m != 4 {
+		t.Errorf("Stats().Memory during the retry = %d, want 4 (3 being written, 1 arrived meanwhile)", m)
+	}
+	q.commit(w)
+	waitFor(t, func() bool { return q.Stats().Memory == 0 })
+	if c := q.Stats().Count; c != 4 {
+		t.Errorf("after the retry Count = %d, want 4", c)
+	}
 }

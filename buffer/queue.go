@@ -36,7 +36,10 @@ type Options struct {
 	// Logger receives drops, salvage and disk errors (nil → slog.Default()).
 	Logger *slog.Logger
 	// MemoryBytes bounds the in-memory ring that holds records while the
-	// disk refuses writes (0 → 1 MiB).
+	// disk refuses writes (0 → 1 MiB). While a retry is writing the ring,
+	// the records arriving meanwhile wait in a second ring of the same
+	// bound: dropping them to keep one bound would lose records the retry
+	// may be about to make durable.
 	MemoryBytes int64
 	// Clock stamps records and times the group commit, retries and
 	// compaction (nil → the real clock). Waiting for another process's file
@@ -143,7 +146,7 @@ type Stats struct {
 	Dropped      map[string]uint64
 	DroppedTotal uint64
 	Corrupt      uint64
-	Memory       int    // records held in RAM because the disk refuses writes
+	Memory       int    // records held in RAM because the disk refuses writes, those a retry is writing included
 	DiskError    string // the disk error while it lasts, "" when writes succeed
 	Commits      uint64 // write transactions since Open
 	Salvage      *SalvageReport
@@ -193,6 +196,7 @@ type Queue struct {
 	corrupt      map[uint64]struct{} // undecodable records among acks, to count as corrupt
 	ring         []pending
 	ringBytes    int64
+	ringFlight   int               // ring records the running commit is writing
 	memDrops     map[string]uint64 // drops not yet persisted (ring overflow)
 	diskErr      error
 	retryAt      time.Time
@@ -258,7 +262,7 @@ func (q *Queue) Stats() Stats {
 		s.Dropped[k] += n
 		s.DroppedTotal += n
 	}
-	s.Memory = len(q.ring)
+	s.Memory = len(q.ring) + q.ringFlight
 	s.NextSeq = q.nextSeq
 	s.Outputs = q.outputStatsLocked()
 	for _, reqs := range [][]*request{q.flight, q.reqs} {

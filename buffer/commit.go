@@ -391,7 +391,7 @@ func (q *Queue) settledLocked(w *work, res *commitResult) {
 		q.log.Info("buffer: disk accepts writes again", "file", q.path, "written_from_memory", len(w.ring))
 	}
 	q.diskErr = nil
-	q.retryDelay = q.opts.retryBase
+	q.retryDelay = firstRetryDelay
 	for k, n := range w.memDrops {
 		if q.memDrops[k] -= n; q.memDrops[k] == 0 {
 			delete(q.memDrops, k)

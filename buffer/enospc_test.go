@@ -56,7 +56,7 @@ func TestDiskFull(t *testing.T) {
 	// below are read between retries, never during one.
 	clock := clockwork.NewFakeClock()
 	var logs testlog.Buffer
-	opts := Options{MaxBytes: 64 << 20, MemoryBytes: 32 << 10, retryBase: time.Second, Clock: clock,
+	opts := Options{MaxBytes: 64 << 20, MemoryBytes: 32 << 10, Clock: clock,
 		Logger: slog.New(slog.NewTextHandler(&logs, nil))}
 	q := openT(t, path, opts)
 
@@ -114,7 +114,7 @@ func TestDiskFull(t *testing.T) {
 	}
 
 	// A retry while the disk is still full keeps the ring as it was.
-	clock.Advance(opts.retryBase)
+	clock.Advance(firstRetryDelay)
 	waitFor(t, func() bool { return logs.Count("disk still refuses writes") == 1 })
 	if st2 := q.Stats(); st2.Memory != st.Memory || st2.Dropped["air-1"] != st.Dropped["air-1"] || st2.DiskError == "" {
 		t.Errorf("after a failed retry: Memory %d, Dropped %d, DiskError %q; want %d, %d and the error",
@@ -126,7 +126,7 @@ func TestDiskFull(t *testing.T) {
 	if err := os.Remove(filler); err != nil {
 		t.Fatal(err)
 	}
-	clock.Advance(2 * opts.retryBase)
+	clock.Advance(2 * firstRetryDelay)
 	waitFor(t, func() bool { s := q.Stats(); return s.Memory == 0 && s.DiskError == "" })
 	got := readAll(t, q)
 	for seq := range durable {

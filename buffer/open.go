@@ -32,7 +32,7 @@ func Open(path string, opts Options) (*Queue, error) {
 		done:       make(chan struct{}),
 		memDrops:   map[string]uint64{},
 		dropLog:    map[string]uint64{},
-		retryDelay: opts.retryBase,
+		retryDelay: firstRetryDelay,
 	}
 	q.size(os.Getpagesize())
 
@@ -83,9 +83,6 @@ func (o Options) withDefaults(path string) (Options, error) {
 	}
 	if o.MemoryBytes <= 0 {
 		o.MemoryBytes = defaultMemoryBytes
-	}
-	if o.retryBase <= 0 {
-		o.retryBase = defaultRetryBase
 	}
 	if o.CommitInterval < 0 {
 		o.CommitInterval = 0

@@ -49,8 +49,6 @@ type Options struct {
 	// it leaves the queue (Output, progress.go). Fewer than two: Ack alone
 	// deletes, and nothing per output is stored.
 	Outputs []string
-
-	retryBase time.Duration // first retry after a disk error (0 → 1s); tests shorten it
 }
 
 const (
@@ -58,7 +56,7 @@ const (
 	minMaxBytes        = 1 << 20
 	defaultLockTimeout = 2 * time.Second
 	defaultMemoryBytes = 1 << 20
-	defaultRetryBase   = time.Second
+	firstRetryDelay    = time.Second // after a disk error; doubled up to maxRetryDelay
 	maxRetryDelay      = 30 * time.Second
 	dropLogEvery       = 10 * time.Second
 

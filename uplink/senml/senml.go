@@ -283,6 +283,7 @@ func (p *packer) appendRecords(dst []byte, baseName string, it Item) ([]byte, bo
 		return dst, false
 	}
 	seqAt, seqEnd := -1, 0 // where its seq was written, once for all its records
+	tAt, tEnd := -1, 0     // and its "t", the same for all its records
 	b = b[n:]
 	for i := uint64(0); i < count; i++ {
 		if len(b) < 1 || b[0] > kindNum32 {
@@ -332,8 +333,14 @@ func (p *packer) appendRecords(dst []byte, baseName string, it Item) ([]byte, bo
 			dst = strconv.AppendBool(dst, kind == kindTrue)
 		}
 		if !p.first && ms != p.bt {
-			dst = append(dst, `,"t":`...)
-			dst = appendMillis(dst, ms-p.bt)
+			if tAt < 0 {
+				tAt = len(dst)
+				dst = append(dst, `,"t":`...)
+				dst = appendMillis(dst, ms-p.bt)
+				tEnd = len(dst)
+			} else {
+				dst = append(dst, dst[tAt:tEnd]...)
+			}
 		}
 		dst = append(dst, `,"seq":`...)
 		if seqAt < 0 {

@@ -97,7 +97,7 @@ bench:
 	  -out docs/BENCHMARKS.md -cmd 'make bench (ARM: make bench-arm first)'
 
 # The buffer, SenML and drain benchmarks for armv7 and arm64 under qemu-user:
-# ratios to their raw baselines on the same emulator (bench-armv7.out,
+# ratios to their raw baselines on the same emulator, medians of three runs (bench-armv7.out,
 # bench-arm64.out; the next `make bench` puts them beside amd64).
 bench-arm:
 	@scripts/bench-arm.sh

@@ -195,7 +195,10 @@ interval = "100ms"
 	waitFor(t, "first readings", 15*time.Second, func() bool { return len(col.snapshot()) > 0 })
 	var delays []time.Duration
 	for i := 0; i < 5; i++ {
-		time.Sleep(2 * time.Second)
+		// Longer than a session must last to prove good (uplink's
+		// stableAfter, 2 s): a blip, not a broker that drops us.
+		time.Sleep(2500 * time.Millisecond)
+		stopped := time.Now().UnixMilli()
 		b.Stop()
 		time.Sleep(3 * time.Second)
 		b.Restart()
@@ -203,7 +206,14 @@ interval = "100ms"
 		var first time.Time
 		waitFor(t, fmt.Sprintf("a reading after restart %d", i+1), 30*time.Second, func() bool {
 			for _, r := range col.snapshot() {
-				if r.at.After(back) {
+				// Sampled after the stop, so sent in the agent's new
+				// session: mosquitto keeps what it had not yet delivered
+				// to the collector's persistent session and delivers it
+				// after the restart, before the agent is back. Counting
+				// that as the agent's return once cut the next session
+				// to 1.5 s, which the policy rightly took for a broker
+				// that drops us (stableAfter), so the next wait was long.
+				if r.at.After(back) && r.ms >= stopped {
 					first = r.at
 					return true
 				}

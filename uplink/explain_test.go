@@ -95,7 +95,7 @@ func TestProbeNamesTheStage(t *testing.T) {
 // says connack_after=3s, the figure the fleet test uses to date the CONNECT.
 func TestConnectedLogsConnackDelay(t *testing.T) {
 	server, client := handMadeBrokerTLS(t)
-	url, gotConnect, release := holdingBroker(t, server)
+	url, answerAfter := holdingBroker(t, server)
 	fc := clockwork.NewFakeClock()
 	logs := &testlog.Buffer{}
 	cfg := validConfig()
@@ -104,13 +104,7 @@ func TestConnectedLogsConnackDelay(t *testing.T) {
 	cfg.Logger = slog.New(slog.NewTextHandler(logs, nil))
 	cfg.clock = fc
 	r := start(t, cfg, newMemSource(0))
-	select {
-	case <-gotConnect:
-	case <-time.After(10 * time.Second):
-		t.Fatal("no CONNECT reached the broker")
-	}
-	fc.Advance(3 * time.Second)
-	close(release)
+	answerAfter(fc, 3*time.Second)
 	waitFor(t, 10*time.Second, "the connected line", func() bool { return len(logs.Lines(`msg="uplink: connected"`)) > 0 })
 	if line := logs.Lines(`msg="uplink: connected"`)[0]; !strings.Contains(line, "connack_after=3s") {
 		t.Errorf("connected line %q does not say connack_after=3s", line)
@@ -135,7 +129,7 @@ func TestConnectedLogsConnackDelay(t *testing.T) {
 // broker held its CONNECT, 2 s on the injected clock.
 func TestProbeReportsConnackDelay(t *testing.T) {
 	server, client := handMadeBrokerTLS(t)
-	url, gotConnect, release := holdingBroker(t, server)
+	url, answerAfter := holdingBroker(t, server)
 	fc := clockwork.NewFakeClock()
 	type result struct {
 		res ProbeResult
@@ -146,13 +140,7 @@ func TestProbeReportsConnackDelay(t *testing.T) {
 		res, err := probe(context.Background(), url, "probe", func() (*tls.Config, error) { return client, nil }, 10*time.Second, fc, nil)
 		done <- result{res, err}
 	}()
-	select {
-	case <-gotConnect:
-	case <-time.After(10 * time.Second):
-		t.Fatal("no CONNECT reached the broker")
-	}
-	fc.Advance(2 * time.Second)
-	close(release)
+	answerAfter(fc, 2*time.Second)
 	r := <-done
 	if r.err != nil || r.res.ConnackAfter != 2*time.Second || r.res.Handshake != 0 {
 		t.Fatalf("probe: %+v, %v; want ConnackAfter 2s, a handshake of 0 on the still clock, no error", r.res, r.err)
@@ -160,10 +148,11 @@ func TestProbeReportsConnackDelay(t *testing.T) {
 }
 
 // holdingBroker starts a hand-made MQTT broker for one connection: it
-// reads the CONNECT, closes gotConnect, and answers CONNACK (accepted) only
-// once release is closed, then reads until the client leaves. It never
+// reads the CONNECT and holds it until answerAfter(fc, d), which waits for
+// that CONNECT, moves the client's fake clock d on and lets the broker
+// answer CONNACK (accepted). It then reads until the client leaves and never
 // acknowledges a publish.
-func holdingBroker(t *testing.T, server *tls.Config) (url string, gotConnect <-chan struct{}, release chan<- struct{}) {
+func holdingBroker(t *testing.T, server *tls.Config) (url string, answerAfter func(fc *clockwork.FakeClock, d time.Duration)) {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -194,7 +183,17 @@ func holdingBroker(t *testing.T, server *tls.Config) (url string, gotConnect <-c
 			}
 		}
 	}()
-	return "mqtts://" + ln.Addr().String(), connected, released
+	answerAfter = func(fc *clockwork.FakeClock, d time.Duration) {
+		t.Helper()
+		select {
+		case <-connected:
+		case <-time.After(10 * time.Second):
+			t.Fatal("no CONNECT reached the broker")
+		}
+		fc.Advance(d)
+		close(released)
+	}
+	return "mqtts://" + ln.Addr().String(), answerAfter
 }
 
 // handMadeBrokerTLS returns the TLS configurations of a hand-made broker

@@ -96,8 +96,9 @@ func probe(ctx context.Context, broker, clientID string, tlsConfig func() (*tls.
 		}
 		return res, fmt.Errorf("MQTT CONNECT: %w", s.explainConnect(err))
 	}
+	res.ConnackAfter = s.connackReceived()
 	s.mu.Lock()
-	res.TLSVersion, res.ConnackAfter = s.version, clock.Since(s.sent)
+	res.TLSVersion = s.version
 	s.mu.Unlock()
 	res.Peer = peer
 	var err2 error

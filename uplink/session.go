@@ -200,10 +200,12 @@ type session struct {
 	stage   string // how far the connection got: stageTCP, stageTLS (explain.go)
 	issuer  string // issuer of the client certificate offered, "CN=…"
 	// sent is when the TLS handshake was done and paho went on to send
-	// CONNECT: the CONNACK's delay is logged with the session, because a
-	// broker that holds CONNECTs (RabbitMQ while its client-id registry has
-	// no leader) answers many of them in the same instant.
-	sent time.Time
+	// CONNECT, and connackAfter how long the broker then took to answer
+	// (connackReceived). It is logged with the session, because a broker
+	// that holds CONNECTs (RabbitMQ while its client-id registry has no
+	// leader) answers many of them in the same instant.
+	sent         time.Time
+	connackAfter time.Duration
 
 	acked bool // a PUBACK arrived; touched only by the serving goroutine
 }
@@ -241,6 +243,16 @@ func (s *session) open(uri *url.URL, _ mqtt.ClientOptions) (net.Conn, error) {
 	s.version, s.stage, s.sent = tc.ConnectionState().Version, stageTLS, s.now()
 	s.mu.Unlock()
 	return &verdictConn{Conn: tc}, nil
+}
+
+// connackReceived records, when Connect's token has completed, how long
+// the broker took to answer CONNECT, and returns it. Sessions and
+// --diagnose's probe both time it here.
+func (s *session) connackReceived() time.Duration {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.connackAfter = s.now().Sub(s.sent)
+	return s.connackAfter
 }
 
 // verdictConn keeps the broker's reason for refusing us. With TLS 1.3 the
@@ -437,6 +449,7 @@ func (c *Client) connect(ctx context.Context, u *url.URL) (*session, error) {
 		}
 		return nil, fmt.Errorf("uplink: connect %s: %w", broker, err)
 	}
+	s.connackReceived()
 	return s, nil
 }
 
@@ -466,7 +479,7 @@ type pending struct {
 // fresh and ends the session on the first error.
 func (c *Client) serve(ctx context.Context, s *session) outcome {
 	s.mu.Lock()
-	version, sent := tls.VersionName(s.version), s.sent
+	version, connackAfter := tls.VersionName(s.version), s.connackAfter
 	s.mu.Unlock()
 	c.mu.Lock()
 	c.st.Connected = true
@@ -475,7 +488,7 @@ func (c *Client) serve(ctx context.Context, s *session) outcome {
 	c.st.Sessions++
 	c.st.Attempts = 0
 	c.mu.Unlock()
-	c.log.Info("uplink: connected", "broker", s.broker, "tls", version, "connack_after", c.clock.Since(sent).Round(time.Millisecond))
+	c.log.Info("uplink: connected", "broker", s.broker, "tls", version, "connack_after", connackAfter.Round(time.Millisecond))
 	defer func() {
 		c.mu.Lock()
 		c.st.Connected = false

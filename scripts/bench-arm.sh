@@ -15,6 +15,14 @@ BENCHTIME=${BENCHTIME:-1s}
 ROUNDS=${ROUNDS:-3}
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
+# run PKG BENCH BENCHTIME COUNT: one benchmark binary of the current
+# platform ($name, $qemu) under qemu, from the package directory as go test
+# runs it (testdata, binaries), appended to $out.
+run() {
+	echo "bench-arm: $name $1 ($2)" >&2
+	(cd "$1" && "$qemu" "$tmp/$(echo "$1" | tr / -)-$name.test" -test.run '^$' -test.bench "$2" -test.benchtime "$3" -test.count "$4") 2>&1 |
+		grep -v ' INFO ' | tee -a "$out"
+}
 for t in arm/7/armv7/qemu-arm-static arm64//arm64/qemu-aarch64-static; do
 	IFS=/ read -r arch arm name qemu <<<"$t"
 	if ! command -v "$qemu" >/dev/null; then
@@ -26,13 +34,6 @@ for t in arm/7/armv7/qemu-arm-static arm64//arm64/qemu-aarch64-static; do
 	for pkg in buffer uplink/senml uplink cmd/cityedge; do
 		CGO_ENABLED=0 GOOS=linux GOARCH=$arch GOARM=$arm $GO test -c -o "$tmp/$(echo "$pkg" | tr / -)-$name.test" "./$pkg"
 	done
-	# run PKG BENCH BENCHTIME COUNT: one benchmark binary under qemu, from
-	# the package directory as go test runs it (testdata, binaries).
-	run() {
-		echo "bench-arm: $name $1 ($2)" >&2
-		(cd "$1" && "$qemu" "$tmp/$(echo "$1" | tr / -)-$name.test" -test.run '^$' -test.bench "$2" -test.benchtime "$3" -test.count "$4") 2>&1 |
-			grep -v ' INFO ' | tee -a "$out"
-	}
 	run buffer . "$BENCHTIME" "$ROUNDS"
 	run uplink/senml . "$BENCHTIME" "$ROUNDS"
 	for _ in $(seq "$ROUNDS"); do

@@ -7,7 +7,6 @@ import (
 	"log/slog"
 	"strings"
 	"sync/atomic"
-	"syscall"
 	"testing"
 	"time"
 
@@ -15,6 +14,7 @@ import (
 
 	"github.com/cityedge/cityedge/drivers"
 	"github.com/cityedge/cityedge/scripts/testbroker"
+	"github.com/cityedge/cityedge/scripts/testproc"
 	"github.com/cityedge/cityedge/uplink/senml"
 )
 
@@ -48,17 +48,6 @@ func benchPayloads() [][]byte {
 		ps[i] = benchPayload(i)
 	}
 	return ps
-}
-
-// processCPU is the CPU time (user and system) this process has used: per
-// message (cpu-ns/op) it is the figure a shared machine's load disturbs
-// least.
-func processCPU() time.Duration {
-	var ru syscall.Rusage
-	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
-		return 0
-	}
-	return time.Duration(syscall.TimevalToNsec(ru.Utime) + syscall.TimevalToNsec(ru.Stime))
 }
 
 func reportReadings(b *testing.B) {
@@ -134,7 +123,8 @@ func benchRawPaho(b *testing.B, window int, payloads [][]byte) {
 	}
 	b.SetBytes(int64(len(payloads[0])))
 	inflight := make([]mqtt.Token, 0, window)
-	cpu0 := processCPU()
+	brokerCPU := br.CPUPerOp(b)
+	cpu0 := testproc.OwnCPU()
 	b.ResetTimer()
 	for i := range b.N {
 		if len(inflight) == window {
@@ -147,7 +137,8 @@ func benchRawPaho(b *testing.B, window int, payloads [][]byte) {
 		await(tok)
 	}
 	b.StopTimer()
-	b.ReportMetric(float64(processCPU()-cpu0)/float64(b.N), "cpu-ns/op")
+	b.ReportMetric(float64(testproc.OwnCPU()-cpu0)/float64(b.N), "cpu-ns/op")
+	brokerCPU()
 	reportReadings(b)
 }
 
@@ -180,6 +171,7 @@ func benchUplink(b *testing.B, window int) {
 		time.Sleep(time.Millisecond)
 	}
 	b.SetBytes(int64(len(src.payloads[0])))
+	brokerCPU := br.CPUPerOp(b)
 	b.ResetTimer()
 	close(src.start)
 	select {
@@ -188,6 +180,7 @@ func benchUplink(b *testing.B, window int) {
 		b.Fatalf("not all acked: %+v", c.State())
 	}
 	b.StopTimer()
+	brokerCPU()
 	if st := c.State(); st.Sessions != 1 {
 		b.Fatalf("%d sessions during the benchmark; the numbers include reconnects", st.Sessions)
 	}

@@ -13,7 +13,6 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -21,6 +20,7 @@ import (
 	"github.com/cityedge/cityedge/cmd/cityedge/internal/agent"
 	"github.com/cityedge/cityedge/drivers"
 	"github.com/cityedge/cityedge/scripts/testbroker"
+	"github.com/cityedge/cityedge/scripts/testproc"
 	"github.com/cityedge/cityedge/uplink"
 	"github.com/cityedge/cityedge/uplink/senml"
 )
@@ -120,7 +120,8 @@ func BenchmarkDrainMTLS(b *testing.B) {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	cpu0 := processCPU()
+	brokerCPU := br.CPUPerOp(b)
+	cpu0 := testproc.OwnCPU()
 	b.ResetTimer()
 	go up.Run(ctx)
 	select {
@@ -129,7 +130,8 @@ func BenchmarkDrainMTLS(b *testing.B) {
 		b.Fatalf("drained %d of %d readings", src.acked, n)
 	}
 	b.StopTimer()
-	b.ReportMetric(float64(processCPU()-cpu0)/float64(b.N), "cpu-ns/op")
+	b.ReportMetric(float64(testproc.OwnCPU()-cpu0)/float64(b.N), "cpu-ns/op")
+	brokerCPU()
 	b.ReportMetric(float64(src.bytes)/1e6/b.Elapsed().Seconds(), "MB/s")
 	b.ReportMetric(float64(n)/b.Elapsed().Seconds(), "readings/s")
 	// Acks are applied by the buffer's next commit.
@@ -201,15 +203,6 @@ func BenchmarkAgentDrain1M(b *testing.B) {
 		b.ReportMetric(backlog/took.Seconds(), "readings/s")
 		b.ReportMetric(float64(written)/backlog, "drain-written-B/reading")
 	}
-}
-
-// processCPU is the CPU time (user and system) this process has used.
-func processCPU() time.Duration {
-	var ru syscall.Rusage
-	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
-		return 0
-	}
-	return time.Duration(syscall.TimevalToNsec(ru.Utime) + syscall.TimevalToNsec(ru.Stime))
 }
 
 func tail(s string, n int) string {

@@ -98,3 +98,43 @@ BenchmarkRawBolt100-2  	    5000	    345000 ns/op	    280000 readings/s
 		t.Errorf("median of 1..4 = %v", m)
 	}
 }
+
+// TestBudget: the drain's CPU budget is computed from the three
+// benchmarks' wall, own and broker figures, and left out without them.
+func TestBudget(t *testing.T) {
+	const in = `goos: linux
+goarch: amd64
+pkg: github.com/cityedge/cityedge/uplink
+BenchmarkRawPahoMTLS-2 	   10000	     30000 ns/op	     16000 broker-cpu-ns/op	     30000 cpu-ns/op	   3333333 readings/s
+BenchmarkRawPahoMTLSDrainPayload-2 	   10000	     45000 ns/op	     27000 broker-cpu-ns/op	     45000 cpu-ns/op	   2222222 readings/s
+pkg: github.com/cityedge/cityedge/cmd/cityedge
+BenchmarkDrainMTLS-2   	   10000	    160000 ns/op	     40000 broker-cpu-ns/op	    224000 cpu-ns/op	    625000 readings/s
+`
+	var b strings.Builder
+	write(&b, []*run{parse(strings.NewReader(in))}, "make bench", time.Date(2026, 12, 6, 10, 0, 0, 0, time.UTC), "")
+	out := b.String()
+	// Drain: (224,000 + 40,000) / 160,000 = 1.65 cores. Target: 60,000 ns
+	// a message, 99,000 ns of CPU at 1.65 cores; publishing takes 45,000 +
+	// 27,000 = 72,000; 27,000 is left; the drain spends 264,000 - 72,000.
+	for _, want := range []string{
+		"## The drain's CPU budget",
+		"| linux/amd64 | `BenchmarkDrainMTLS` | 160,000 | 224,000 | 40,000 | 1.65 |",
+		"| linux/amd64 | `BenchmarkRawPahoMTLSDrainPayload` | 45,000 | 45,000 | 27,000 | 1.60 |",
+		"a message may take 60,000 ns",
+		"that is 99,000 ns of CPU",
+		"takes 72,000 of it",
+		"leaves **27,000 ns**",
+		"spends **192,000 ns**",
+		"| a drain that costs nothing (raw paho publishing the drain's own messages) vs raw paho |",
+		"| **0.67** | — ",
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("output lacks %q:\n%s", want, out)
+		}
+	}
+	b.Reset()
+	write(&b, []*run{parse(strings.NewReader(sample))}, "make bench", time.Now(), "")
+	if strings.Contains(b.String(), "CPU budget") {
+		t.Errorf("a budget without the CPU figures:\n%s", b.String())
+	}
+}

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/cityedge/cityedge/certs/devpki"
+	"github.com/cityedge/cityedge/scripts/testproc"
 )
 
 // agent is one gateway: a process of the release binary with its own id,
@@ -147,19 +148,11 @@ type procStat struct {
 // readProc reads /proc/PID/stat and /proc/PID/status.
 func readProc(pid int) (procStat, error) {
 	var s procStat
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	cpu, err := testproc.CPU(pid)
 	if err != nil {
 		return s, err
 	}
-	// Fields after the command name, which is in parentheses.
-	f := strings.Fields(string(b[strings.LastIndexByte(string(b), ')')+2:]))
-	if len(f) < 13 {
-		return s, fmt.Errorf("/proc/%d/stat: short", pid)
-	}
-	ut, _ := strconv.ParseInt(f[11], 10, 64)
-	st, _ := strconv.ParseInt(f[12], 10, 64)
-	const hz = 100 // USER_HZ on Linux
-	s.CPU = time.Duration(ut+st) * time.Second / hz
+	s.CPU = cpu
 	status, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
 	if err != nil {
 		return s, err

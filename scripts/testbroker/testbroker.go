@@ -292,6 +292,38 @@ func (b *Broker) signal(sig syscall.Signal) {
 	}
 }
 
+// CPU returns the CPU time the running mosquitto has used (since its last
+// start): benchmarks that share the machine with it report its part.
+func (b *Broker) CPU() (time.Duration, error) {
+	b.mu.Lock()
+	cmd := b.cmd
+	b.mu.Unlock()
+	if cmd == nil {
+		return 0, fmt.Errorf("testbroker: mosquitto on port %d is not running", b.Port)
+	}
+	return testproc.CPU(cmd.Process.Pid)
+}
+
+// CPUPerOp starts counting mosquitto's CPU time for benchmark tb; the
+// function it returns, called once the timer is stopped, reports it per op
+// as broker-cpu-ns/op. On a machine the broker shares, its CPU is part of
+// what a benchmark of the client pays for.
+func (b *Broker) CPUPerOp(tb *testing.B) func() {
+	tb.Helper()
+	start, err := b.CPU()
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return func() {
+		tb.Helper()
+		end, err := b.CPU()
+		if err != nil {
+			tb.Fatal(err)
+		}
+		tb.ReportMetric(float64(end-start)/float64(tb.N), "broker-cpu-ns/op")
+	}
+}
+
 // Log returns mosquitto's log so far.
 func (b *Broker) Log() string { return b.log.String() }
 

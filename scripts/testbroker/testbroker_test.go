@@ -68,10 +68,16 @@ func TestBrokerLifecycle(t *testing.T) {
 		t.Fatalf("got %+v", m)
 	}
 
+	if cpu, err := b.CPU(); err != nil || cpu < 0 {
+		t.Fatalf("CPU of the running broker: %v, %v", cpu, err)
+	}
 	port := b.Port
 	b.Stop()
 	if _, err := connect(t, b.URL, b.ClientTLS(t)); err == nil {
 		t.Fatal("connected to a stopped broker")
+	}
+	if _, err := b.CPU(); err == nil {
+		t.Fatal("CPU of a stopped broker: no error")
 	}
 	b.Restart()
 	if b.Port != port {

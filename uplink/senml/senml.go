@@ -208,18 +208,20 @@ type packer struct {
 	seqN   uint64
 }
 
-// nameRef is a written name and unit: the stored bytes it came from and
-// where its JSON is in dst.
+// nameRef is a written name, unit and value key: the stored bytes they
+// came from and where their JSON is in dst.
 type nameRef struct {
 	sensor, quantity, unit []byte
+	kind                   byte
 	at, end                int
 }
 
-// appendName writes `"n":"<sensor>/<quantity>"` and, with a unit,
-// `,"u":"<unit>"`, copying an earlier record's when they are the same.
-func (p *packer) appendName(dst, sensor, quantity, unit []byte) []byte {
+// appendName writes `"n":"<sensor>/<quantity>"`, with a unit
+// `,"u":"<unit>"`, and the key of a value of kind (`,"v":` or `,"vb":`),
+// copying an earlier record's when they are the same.
+func (p *packer) appendName(dst, sensor, quantity, unit []byte, kind byte) []byte {
 	for _, r := range p.names[:p.nNames] {
-		if string(r.quantity) == string(quantity) && string(r.sensor) == string(sensor) && string(r.unit) == string(unit) {
+		if r.kind == kind && string(r.quantity) == string(quantity) && string(r.sensor) == string(sensor) && string(r.unit) == string(unit) {
 			return append(dst, dst[r.at:r.end]...)
 		}
 	}
@@ -232,7 +234,12 @@ func (p *packer) appendName(dst, sensor, quantity, unit []byte) []byte {
 		dst = appendEscaped(dst, unit)
 		dst = append(dst, '"')
 	}
-	r := nameRef{sensor: sensor, quantity: quantity, unit: unit, at: at, end: len(dst)}
+	if kind == kindTrue || kind == kindFalse {
+		dst = append(dst, `,"vb":`...)
+	} else {
+		dst = append(dst, `,"v":`...)
+	}
+	r := nameRef{sensor: sensor, quantity: quantity, unit: unit, kind: kind, at: at, end: len(dst)}
 	if p.nNames < len(p.names) {
 		p.names[p.nNames] = r
 		p.nNames++
@@ -282,8 +289,10 @@ func (p *packer) appendRecords(dst []byte, baseName string, it Item) ([]byte, bo
 	if !okS || n <= 0 || count > uint64(len(b)) {
 		return dst, false
 	}
-	seqAt, seqEnd := -1, 0 // where its seq was written, once for all its records
-	tAt, tEnd := -1, 0     // and its "t", the same for all its records
+	// What follows a record's value ("t", "seq", "tq" and the closing
+	// brace) is the same for all records of a reading: written for the
+	// first, copied for the others.
+	tailAt, tailEnd := -1, 0
 	b = b[n:]
 	for i := uint64(0); i < count; i++ {
 		if len(b) < 1 || b[0] > kindNum32 {
@@ -308,7 +317,7 @@ func (p *packer) appendRecords(dst []byte, baseName string, it Item) ([]byte, bo
 		} else {
 			dst = append(dst, ",{"...)
 		}
-		dst = p.appendName(dst, sensor, quantity, unit)
+		dst = p.appendName(dst, sensor, quantity, unit, kind)
 		switch kind {
 		case kindNum:
 			v := math.Float64frombits(binary.LittleEndian.Uint64(b))
@@ -316,7 +325,6 @@ func (p *packer) appendRecords(dst []byte, baseName string, it Item) ([]byte, bo
 			if math.IsNaN(v) || math.IsInf(v, 0) {
 				return dst, false
 			}
-			dst = append(dst, `,"v":`...)
 			dst = appendFloat64(dst, v)
 		case kindNum32:
 			v := math.Float32frombits(binary.LittleEndian.Uint32(b))
@@ -326,37 +334,29 @@ func (p *packer) appendRecords(dst []byte, baseName string, it Item) ([]byte, bo
 			}
 			// The shortest form that reads back as the same float32: no
 			// float64 noise digits (12.3, not 12.300000190734863).
-			dst = append(dst, `,"v":`...)
 			dst = appendFloat32(dst, v)
 		default:
-			dst = append(dst, `,"vb":`...)
 			dst = strconv.AppendBool(dst, kind == kindTrue)
 		}
-		if !p.first && ms != p.bt {
-			if tAt < 0 {
-				tAt = len(dst)
-				dst = append(dst, `,"t":`...)
-				dst = appendMillis(dst, ms-p.bt)
-				tEnd = len(dst)
-			} else {
-				dst = append(dst, dst[tAt:tEnd]...)
-			}
+		p.first = false
+		if tailAt >= 0 {
+			dst = append(dst, dst[tailAt:tailEnd]...)
+			continue
+		}
+		tailAt = len(dst)
+		if ms != p.bt {
+			dst = append(dst, `,"t":`...)
+			dst = appendMillis(dst, ms-p.bt)
 		}
 		dst = append(dst, `,"seq":`...)
-		if seqAt < 0 {
-			seqAt = len(dst)
-			dst = p.appendSeq(dst, it.Seq)
-			seqEnd = len(dst)
-		} else {
-			dst = append(dst, dst[seqAt:seqEnd]...)
-		}
+		dst = p.appendSeq(dst, it.Seq)
 		if it.Mark != "" {
 			dst = append(dst, `,"tq":"`...)
 			dst = appendEscaped(dst, []byte(it.Mark))
 			dst = append(dst, '"')
 		}
 		dst = append(dst, '}')
-		p.first = false
+		tailEnd = len(dst)
 	}
 	if len(b) != 0 || count == 0 {
 		return dst, false

@@ -29,18 +29,14 @@ func TestWrite(t *testing.T) {
 	var b strings.Builder
 	write(&b, []*run{r}, "make bench", time.Date(2026, 12, 6, 10, 0, 0, 0, time.UTC), "")
 	out := b.String()
-	for _, want := range []string{
+	wantAll(t, out,
 		"Written by `make bench` on 2026-12-06 10:00 UTC",
 		"Test CPU @ 2.0GHz",
 		"| **0.82** | ≥ 0.8 met |",
 		"| **0.13** | ≥ 0.5 **not met** |",
 		"| `BenchmarkAppend100` | 4000 | 420,000 ns/op, 238,000 readings/s |",
 		"### github.com/cityedge/cityedge/buffer (linux/amd64)",
-	} {
-		if !strings.Contains(out, want) {
-			t.Errorf("output lacks %q:\n%s", want, out)
-		}
-	}
+	)
 }
 
 func TestParseLine(t *testing.T) {
@@ -86,14 +82,10 @@ BenchmarkRawBolt100-2  	    5000	    345000 ns/op	    280000 readings/s
 	}
 	var b strings.Builder
 	write(&b, []*run{r}, "make bench", time.Date(2026, 12, 6, 10, 0, 0, 0, time.UTC), "")
-	for _, want := range []string{
+	wantAll(t, b.String(),
 		"| 240,000 / 290,000 | **0.83** | ≥ 0.8 met |",
 		"| `BenchmarkAppend100` | 4100 (median of 3 runs) | 415,000 ns/op, 240,000 readings/s |",
-	} {
-		if !strings.Contains(b.String(), want) {
-			t.Errorf("output lacks %q:\n%s", want, b.String())
-		}
-	}
+	)
 	if m := median([]float64{4, 1, 3, 2}); m != 2.5 {
 		t.Errorf("median of 1..4 = %v", m)
 	}
@@ -116,7 +108,7 @@ BenchmarkDrainMTLS-2   	   10000	    160000 ns/op	     40000 broker-cpu-ns/op	  
 	// Drain: (224,000 + 40,000) / 160,000 = 1.65 cores. Target: 60,000 ns
 	// a message, 99,000 ns of CPU at 1.65 cores; publishing takes 45,000 +
 	// 27,000 = 72,000; 27,000 is left; the drain spends 264,000 - 72,000.
-	for _, want := range []string{
+	wantAll(t, out,
 		"## The drain's CPU budget",
 		"| linux/amd64 | `BenchmarkDrainMTLS` | 160,000 | 224,000 | 40,000 | 1.65 |",
 		"| linux/amd64 | `BenchmarkRawPahoMTLSDrainPayload` | 45,000 | 45,000 | 27,000 | 1.60 |",
@@ -127,14 +119,20 @@ BenchmarkDrainMTLS-2   	   10000	    160000 ns/op	     40000 broker-cpu-ns/op	  
 		"spends **192,000 ns**",
 		"| a drain that costs nothing (raw paho publishing the drain's own messages) vs raw paho |",
 		"| **0.67** | — ",
-	} {
-		if !strings.Contains(out, want) {
-			t.Errorf("output lacks %q:\n%s", want, out)
-		}
-	}
+	)
 	b.Reset()
 	write(&b, []*run{parse(strings.NewReader(sample))}, "make bench", time.Now(), "")
 	if strings.Contains(b.String(), "CPU budget") {
 		t.Errorf("a budget without the CPU figures:\n%s", b.String())
+	}
+}
+
+// wantAll fails t for each of wants that out does not contain.
+func wantAll(t *testing.T, out string, wants ...string) {
+	t.Helper()
+	for _, want := range wants {
+		if !strings.Contains(out, want) {
+			t.Errorf("output lacks %q:\n%s", want, out)
+		}
 	}
 }

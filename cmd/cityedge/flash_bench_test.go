@@ -34,23 +34,36 @@ func BenchmarkAgentDiskWrites(b *testing.B) {
 		commits = strings.Fields(s) // e.g. "500ms 1s 2s", to choose the default
 	}
 	for _, commit := range commits {
-		b.Run("commit_interval="+commit, func(b *testing.B) { benchDiskWrites(b, commit, 50, time.Second) })
+		b.Run("commit_interval="+commit, func(b *testing.B) { benchDiskWrites(b, diskRun{commit: commit, sensors: 50}) })
 	}
 }
 
 // BenchmarkAgentDiskWrites500 is the same at 500 readings/s: 500 simulated
 // BME280s read every second, with the default configuration.
 func BenchmarkAgentDiskWrites500(b *testing.B) {
-	benchDiskWrites(b, "default", 500, time.Second)
+	benchDiskWrites(b, diskRun{sensors: 500})
 }
 
-func benchDiskWrites(b *testing.B, commit string, sensors int, every time.Duration) {
-	benchDiskWritesWith(b, commit, sensors, every, nil)
+// BenchmarkAgentDiskWritesOffline is BenchmarkAgentDiskWrites at the
+// default configuration with the broker down all along: every reading is
+// stored, the flash's worst case (an outage), where the broker-up figure is
+// its everyday one.
+func BenchmarkAgentDiskWritesOffline(b *testing.B) {
+	benchDiskWrites(b, diskRun{sensors: 50, offline: true})
 }
 
-// benchDiskWritesWith is benchDiskWrites; extra, when set, adds to the
-// configuration (a [sentilo] table: flash_sentilo_bench_test.go).
-func benchDiskWritesWith(b *testing.B, commit string, sensors int, every time.Duration, extra func(b *testing.B, br *testbroker.Broker, sensors int) string) {
+// diskRun is one flash measurement: sensors simulated BME280s read every
+// second, with commit_interval commit ("": the default).
+type diskRun struct {
+	commit  string
+	sensors int
+	offline bool // the broker is stopped before the agent starts
+	// extra, when set, adds to the configuration (a [sentilo] table:
+	// flash_sentilo_bench_test.go).
+	extra func(b *testing.B, br *testbroker.Broker, sensors int) string
+}
+
+func benchDiskWrites(b *testing.B, d diskRun) {
 	const warmup, run = 5 * time.Second, 30 * time.Second
 	for range b.N {
 		dev := newLoopFS(b, 256<<20)
@@ -59,18 +72,21 @@ func benchDiskWritesWith(b *testing.B, commit string, sensors int, every time.Du
 		state := filepath.Join(dev.mount, "state")
 		var cfg strings.Builder
 		fmt.Fprintf(&cfg, "[agent]\nid = \"gw-flash\"\nstate_dir = %q\n", state)
-		if commit != "default" {
-			fmt.Fprintf(&cfg, "[buffer]\ncommit_interval = %q\n", commit)
+		if d.commit != "" && d.commit != "default" {
+			fmt.Fprintf(&cfg, "[buffer]\ncommit_interval = %q\n", d.commit)
 		}
 		fmt.Fprintf(&cfg, "[uplink]\nbrokers = [%q]\nca_file = %q\ncert_file = %q\nkey_file = %q\n",
 			br.URL, br.PKI.CA.CertFile, br.PKI.Client.CertFile, br.PKI.Client.KeyFile)
 		cfg.WriteString(testClockRule)
-		if extra != nil {
-			cfg.WriteString(extra(b, br, sensors))
+		if d.extra != nil {
+			cfg.WriteString(d.extra(b, br, d.sensors))
 		}
-		for i := 0; i < sensors; i++ {
-			fmt.Fprintf(&cfg, "[[sensors]]\nname = \"air-%d\"\ndriver = \"bme280\"\nbus = \"%d\"\naddress = %#x\ninterval = %q\n",
-				i, i/2, 0x76+i%2, every.String())
+		for i := 0; i < d.sensors; i++ {
+			fmt.Fprintf(&cfg, "[[sensors]]\nname = \"air-%d\"\ndriver = \"bme280\"\nbus = \"%d\"\naddress = %#x\ninterval = \"1s\"\n",
+				i, i/2, 0x76+i%2)
+		}
+		if d.offline {
+			br.Stop()
 		}
 		path := filepath.Join(dir, "cityedge.toml")
 		if err := os.WriteFile(path, []byte(cfg.String()), 0o644); err != nil {
@@ -97,6 +113,9 @@ func benchDiskWritesWith(b *testing.B, commit string, sensors int, every time.Du
 		cmd.Wait()
 		if live0 == nil || live1 == nil {
 			b.Fatal("the agent did not answer on its control socket")
+		}
+		if d.offline && live1.Uplink.Acked != 0 {
+			b.Fatalf("%d readings acknowledged with the broker down: this is not the offline case", live1.Uplink.Acked)
 		}
 		readings := sumReadings(live1) - sumReadings(live0)
 		if readings == 0 {

@@ -7,7 +7,6 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
-	"time"
 
 	"github.com/cityedge/cityedge/scripts/testbroker"
 	"github.com/cityedge/cityedge/uplink/sentilo"
@@ -21,7 +20,7 @@ import (
 // alone; this is the figure with the second output's progress in the
 // buffer too.
 func BenchmarkAgentDiskWritesSentilo(b *testing.B) {
-	benchDiskWritesWith(b, "default", 50, time.Second, func(b *testing.B, br *testbroker.Broker, sensors int) string {
+	benchDiskWrites(b, diskRun{sensors: 50, extra: func(b *testing.B, br *testbroker.Broker, sensors int) string {
 		var ids []string
 		for i := 0; i < sensors; i++ {
 			for _, q := range []string{"temperature", "humidity", "pressure"} {
@@ -52,5 +51,5 @@ func BenchmarkAgentDiskWritesSentilo(b *testing.B) {
 			}
 		})
 		return fmt.Sprintf("[sentilo]\nurl = %q\nprovider = \"flash\"\ntoken_file = %q\n", srv.URL, tokenFile)
-	})
+	}})
 }

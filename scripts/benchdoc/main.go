@@ -229,6 +229,7 @@ func write(w *strings.Builder, runs []*run, cmd string, now time.Time, note stri
 	writeRatios(w, runs)
 	writeBudget(w, runs)
 	writeTargets(w, runs)
+	writeFlash(w, runs)
 	writeTuning(w, runs)
 	for _, r := range runs {
 		title := "Figures"

@@ -91,9 +91,11 @@ func writeTuning(w *strings.Builder, runs []*run) {
 	fmt.Fprintf(w, "| `buffer.commit_interval` | `2s` | fsyncs (flash wear) against the readings a power cut can lose "+
 		"(those not yet committed). Sampling never waits for it: a 100 ms sensor delivers 10 sample times/s with 250 ms "+
 		"and with 2 s (`TestSamplingRhythm`) | bytes written per reading at 50 readings/s with the broker up: %s; with "+
-		"250 ms: %s (`BenchmarkAgentDiskWrites`) |\n",
+		"250 ms: %s (`BenchmarkAgentDiskWrites`); with the broker down, every reading stored: %s "+
+		"(`BenchmarkAgentDiskWritesOffline`) |\n",
 		fig("BenchmarkAgentDiskWrites/commit_interval=default", "disk-B/reading", " B"),
-		fig("BenchmarkAgentDiskWrites/commit_interval=250ms", "disk-B/reading", " B"))
+		fig("BenchmarkAgentDiskWrites/commit_interval=250ms", "disk-B/reading", " B"),
+		fig("BenchmarkAgentDiskWritesOffline", "disk-B/reading", " B"))
 	w.WriteString("| `uplink.batch_wait` | `1s` | fewer, larger messages against the latency of environmental readings; " +
 		"occupancy changes never wait for it | — |\n\n")
 }

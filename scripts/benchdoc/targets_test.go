@@ -30,3 +30,29 @@ func TestTargetsAndTuning(t *testing.T) {
 		"bytes written per reading at 50 readings/s with the broker up: 2.69 B; with 250 ms: (not in this run)",
 	)
 }
+
+// TestFlash: the bytes per second at the device become years of life for
+// each medium, in both regimes, and the offline figure reaches the tuning
+// table.
+func TestFlash(t *testing.T) {
+	const in = fleetSample + `BenchmarkAgentDiskWritesOffline-2         	       1	36110471056 ns/op	         0.5 commits/s	         300.0 disk-B/reading	       15000 disk-B/s	         3.000 pages/commit	        50.00 readings/s
+`
+	var b strings.Builder
+	write(&b, []*run{parse(strings.NewReader(in))}, "make bench", time.Date(2026, 12, 6, 10, 0, 0, 0, time.UTC), "")
+	// 16e9 × 500 ÷ 4 = 2 TB; 8e9 × 3,000 ÷ 2 = 12 TB. Offline: 15,000 B/s
+	// is 1,296 MB a day: 2e12 ÷ 1.296e9 ÷ 365 = 4.23 years, 12e12 ÷ … =
+	// 25.4 years. Broker up: 136.5 B/s, 11.8 MB a day, centuries.
+	wantAll(t, b.String(),
+		"## Flash lifetime",
+		"- 16 GB consumer microSD (TLC): 2 TB written",
+		"- 8 GB industrial eMMC (MLC): 12 TB written",
+		"| broker up (everyday) | `BenchmarkAgentDiskWrites/commit_interval=default` | 2.69 | 11.8 | more than 100 years | more than 100 years |",
+		"| broker down (an outage), every reading stored | `BenchmarkAgentDiskWritesOffline` | 300 | 1,296 | 4.23 years | 25.4 years |",
+		"with the broker down, every reading stored: 300 B (`BenchmarkAgentDiskWritesOffline`)",
+	)
+	b.Reset()
+	write(&b, []*run{parse(strings.NewReader(sample))}, "make bench", time.Now(), "")
+	if strings.Contains(b.String(), "Flash lifetime") {
+		t.Errorf("a lifetime without the disk figures:\n%s", b.String())
+	}
+}

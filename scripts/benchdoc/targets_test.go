@@ -3,7 +3,6 @@ package main
 import (
 	"strings"
 	"testing"
-	"time"
 )
 
 const fleetSample = `pkg: github.com/cityedge/cityedge/uplink
@@ -15,9 +14,7 @@ BenchmarkAgentDiskWrites/commit_interval=default-2         	       1	36110471056
 // TestTargetsAndTuning: the reconnect simulation's figures appear with
 // their targets and verdicts, and in the tuning table.
 func TestTargetsAndTuning(t *testing.T) {
-	var b strings.Builder
-	write(&b, []*run{parse(strings.NewReader(fleetSample))}, "make bench", time.Date(2026, 12, 6, 10, 0, 0, 0, time.UTC), "")
-	out := b.String()
+	out := render(fleetSample)
 	wantAll(t, out,
 		"## Targets",
 		"| `BenchmarkReconnectFleet` (reconnect_s) | **30** | ≤ 30 met |",
@@ -37,12 +34,10 @@ func TestTargetsAndTuning(t *testing.T) {
 func TestFlash(t *testing.T) {
 	const in = fleetSample + `BenchmarkAgentDiskWritesOffline-2         	       1	36110471056 ns/op	         0.5 commits/s	         300.0 disk-B/reading	       15000 disk-B/s	         3.000 pages/commit	        50.00 readings/s
 `
-	var b strings.Builder
-	write(&b, []*run{parse(strings.NewReader(in))}, "make bench", time.Date(2026, 12, 6, 10, 0, 0, 0, time.UTC), "")
 	// 16e9 × 500 ÷ 4 = 2 TB; 8e9 × 3,000 ÷ 2 = 12 TB. Offline: 15,000 B/s
 	// is 1,296 MB a day: 2e12 ÷ 1.296e9 ÷ 365 = 4.23 years, 12e12 ÷ … =
 	// 25.4 years. Broker up: 136.5 B/s, 11.8 MB a day, centuries.
-	wantAll(t, b.String(),
+	wantAll(t, render(in),
 		"## Flash lifetime",
 		"- 16 GB consumer microSD (TLC): 2 TB written",
 		"- 8 GB industrial eMMC (MLC): 12 TB written",
@@ -50,9 +45,7 @@ func TestFlash(t *testing.T) {
 		"| broker down (an outage), every reading stored | `BenchmarkAgentDiskWritesOffline` | 300 | 1,296 | 4.23 years | 25.4 years |",
 		"with the broker down, every reading stored: 300 B (`BenchmarkAgentDiskWritesOffline`)",
 	)
-	b.Reset()
-	write(&b, []*run{parse(strings.NewReader(sample))}, "make bench", time.Now(), "")
-	if strings.Contains(b.String(), "Flash lifetime") {
-		t.Errorf("a lifetime without the disk figures:\n%s", b.String())
+	if out := render(sample); strings.Contains(out, "Flash lifetime") {
+		t.Errorf("a lifetime without the disk figures:\n%s", out)
 	}
 }

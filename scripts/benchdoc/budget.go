@@ -5,8 +5,9 @@ import (
 	"strings"
 )
 
-// The benchmarks whose CPU figures show what the drain's ratio target
-// leaves for the drain's own work.
+// The drain benchmark and its raw baselines: the ratios name them, and
+// their CPU figures show what the drain's ratio target leaves for the
+// drain's own work.
 const (
 	budgetRaw     = "BenchmarkRawPahoMTLS"
 	budgetPayload = "BenchmarkRawPahoMTLSDrainPayload"

@@ -209,10 +209,11 @@ type packer struct {
 }
 
 // nameRef is a written name, unit and value key: the stored bytes they
-// came from and where their JSON is in dst.
+// came from, whether the key is "vb" (a boolean) or "v", and where their
+// JSON is in dst.
 type nameRef struct {
 	sensor, quantity, unit []byte
-	kind                   byte
+	boolean                bool
 	at, end                int
 }
 
@@ -220,8 +221,9 @@ type nameRef struct {
 // `,"u":"<unit>"`, and the key of a value of kind (`,"v":` or `,"vb":`),
 // copying an earlier record's when they are the same.
 func (p *packer) appendName(dst, sensor, quantity, unit []byte, kind byte) []byte {
+	boolean := kind == kindTrue || kind == kindFalse
 	for _, r := range p.names[:p.nNames] {
-		if r.kind == kind && string(r.quantity) == string(quantity) && string(r.sensor) == string(sensor) && string(r.unit) == string(unit) {
+		if r.boolean == boolean && string(r.quantity) == string(quantity) && string(r.sensor) == string(sensor) && string(r.unit) == string(unit) {
 			return append(dst, dst[r.at:r.end]...)
 		}
 	}
@@ -234,12 +236,12 @@ func (p *packer) appendName(dst, sensor, quantity, unit []byte, kind byte) []byt
 		dst = appendEscaped(dst, unit)
 		dst = append(dst, '"')
 	}
-	if kind == kindTrue || kind == kindFalse {
+	if boolean {
 		dst = append(dst, `,"vb":`...)
 	} else {
 		dst = append(dst, `,"v":`...)
 	}
-	r := nameRef{sensor: sensor, quantity: quantity, unit: unit, kind: kind, at: at, end: len(dst)}
+	r := nameRef{sensor: sensor, quantity: quantity, unit: unit, boolean: boolean, at: at, end: len(dst)}
 	if p.nNames < len(p.names) {
 		p.names[p.nNames] = r
 		p.nNames++
